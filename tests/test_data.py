@@ -1,0 +1,402 @@
+"""Tests for vae/data.py: embedded sets, npz files, batching, and the real TFDS reading
+path on a tiny set prepared here in a temporary data_dir (offline, no TensorFlow)."""
+
+import http.server
+import importlib.util
+import json
+import re
+import shutil
+import socket
+import threading
+import time
+import types
+
+import ml_collections
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from PIL import Image
+
+from vae import data
+
+HAS_TENSORFLOW = importlib.util.find_spec("tensorflow") is not None
+
+
+def make_config(**overrides) -> ml_collections.ConfigDict:
+  fields = dict(name="embedded_digits", data_dir=None, path=None, binarize="none",
+                validation_size=0, download=False)
+  fields.update(overrides)
+  return ml_collections.ConfigDict(fields)
+
+
+def numbered_images(num: int, shape=(4, 4, 1)) -> np.ndarray:
+  """float32 images (num <= 100) whose pixels all equal i / 100, i = 0 .. num - 1."""
+  values = np.arange(num, dtype=np.float32) / 100
+  return np.broadcast_to(values[:, None, None, None], (num,) + shape).copy()
+
+
+def image_ids(images: np.ndarray) -> list[int]:
+  """The i of each image made by numbered_images."""
+  return [round(x * 100) for x in images[:, 0, 0, 0]]
+
+
+# ------------------------------------------------------------------ embedded sets
+
+
+@pytest.mark.parametrize("name, sizes, shape", [
+    ("embedded_mnist", (4000, 500, 500), (28, 28, 1)),
+    ("embedded_digits", (1397, 200, 200), (8, 8, 1)),
+])
+def test_embedded_splits(name, sizes, shape):
+  # validation_size does not apply to the embedded sets' fixed splits.
+  config = make_config(name=name, validation_size=123)
+  data.validate_data_config(config)
+  assert data.dataset_info(config) == data.DatasetInfo(name, shape, "grayscale")
+  for split, size in zip(data.SPLITS, sizes):
+    images = data.load_split(config, split)
+    assert images.shape == (size,) + shape and images.dtype == np.float32
+    assert images.min() == 0.0 and images.max() == 1.0
+    assert data.load_split(config, split) is images  # cached
+    assert not images.flags.writeable  # the cache is protected
+
+
+def test_static_binarization_is_fixed():
+  config = make_config(binarize="static")
+  assert data.dataset_info(config).kind == "binary"
+  first = {split: data.load_split(config, split) for split in data.SPLITS}
+  data._load_split.cache_clear()
+  for split, images in first.items():
+    assert set(np.unique(images)) == {0.0, 1.0}
+    np.testing.assert_array_equal(data.load_split(config, split), images)
+  assert not np.array_equal(first["train"], data.load_split(make_config(), "train"))
+
+
+def test_dynamic_binarization():
+  config = make_config(binarize="dynamic")
+  train = data.load_split(config, "train")
+  assert len(np.unique(train)) > 2  # binarised per batch, not here
+  for split in ("validation", "test"):
+    assert set(np.unique(data.load_split(config, split))) == {0.0, 1.0}
+
+  batches = data.TrainBatches(train, batch_size=64, seed=3, dynamic_binarization=True)
+  first = batches.batch(0)
+  assert set(np.unique(first)) == {0.0, 1.0}
+  resumed = data.TrainBatches(train, batch_size=64, seed=3, dynamic_binarization=True)
+  np.testing.assert_array_equal(resumed.batch(0), first)
+  assert not np.array_equal(batches.batch(1), first)
+  np.testing.assert_array_equal(batches.batch(0), first)  # after other steps too
+  # The sampled pixels follow the intensities: mean of many draws ~ mean intensity.
+  plain = data.TrainBatches(train, batch_size=64, seed=3, dynamic_binarization=False)
+  draws = np.mean([batches.batch(s).mean() for s in range(20)])
+  intensity = np.mean([plain.batch(s).mean() for s in range(20)])
+  assert abs(draws - intensity) < 0.01
+
+
+# ------------------------------------------------------------------ batching
+
+
+def test_train_batches_are_deterministic_epochs():
+  images = numbered_images(10)
+  batches = data.TrainBatches(images, batch_size=3, seed=7, dynamic_binarization=False)
+  assert batches.steps_per_epoch == 3
+  epoch0 = [image_ids(batches.batch(step)) for step in range(3)]
+  seen = sum(epoch0, [])
+  assert len(set(seen)) == 9  # no repeats in an epoch; one example left over
+  epoch1 = sum((image_ids(batches.batch(step)) for step in range(3, 6)), [])
+  assert epoch1 != seen and len(set(epoch1)) == 9
+
+  again = data.TrainBatches(images, batch_size=3, seed=7, dynamic_binarization=False)
+  assert [image_ids(again.batch(step)) for step in (2, 0, 1)] == [epoch0[2], epoch0[0],
+                                                                   epoch0[1]]
+  other_seed = data.TrainBatches(images, 3, seed=8, dynamic_binarization=False)
+  assert [image_ids(other_seed.batch(step)) for step in range(3)] != epoch0
+  batch = batches.batch(4)
+  assert batch.shape == (3, 4, 4, 1) and batch.dtype == np.float32
+
+
+def test_block_stacks_batches():
+  batches = data.TrainBatches(numbered_images(10), 4, seed=0, dynamic_binarization=True)
+  block = batches.block(start_step=3, num_steps=5)
+  assert block.shape == (5, 4, 4, 4, 1)
+  np.testing.assert_array_equal(block, np.stack([batches.batch(s) for s in range(3, 8)]))
+
+
+def test_batch_size_larger_than_split():
+  with pytest.raises(ValueError, match=r"config\.train\.batch_size=11.*10 examples"):
+    data.TrainBatches(numbered_images(10), batch_size=11, seed=0,
+                      dynamic_binarization=False)
+
+
+def test_eval_batches_pad_and_mask():
+  images = numbered_images(10)
+  batches = list(data.eval_batches(images, batch_size=4))
+  assert len(batches) == 3
+  for batch, mask in batches:
+    assert batch.shape == (4, 4, 4, 1) and mask.shape == (4,) and mask.dtype == bool
+  last_batch, last_mask = batches[-1]
+  np.testing.assert_array_equal(last_mask, [True, True, False, False])
+  assert not last_batch[2:].any()
+  real = np.concatenate([batch[mask] for batch, mask in batches])
+  np.testing.assert_array_equal(real, images)
+  assert list(data.eval_batches(images[:0], batch_size=4)) == []
+
+
+# ------------------------------------------------------------------ npz files
+
+
+def test_npz_uint8_round_trip_with_holdout(tmp_path):
+  rng = np.random.default_rng(0)
+  train = rng.integers(0, 256, (12, 5, 6), dtype=np.uint8)
+  test = rng.integers(0, 256, (4, 5, 6), dtype=np.uint8)
+  path = tmp_path / "uint8.npz"
+  np.savez(path, train=train, test=test)
+  config = make_config(name="npz", path=str(path), validation_size=3)
+  data.validate_data_config(config)
+  assert data.dataset_info(config) == data.DatasetInfo("npz", (5, 6, 1), "grayscale")
+  scaled = train[..., None].astype(np.float32) / 255
+  np.testing.assert_allclose(data.load_split(config, "train"), scaled[:9])
+  np.testing.assert_allclose(data.load_split(config, "validation"), scaled[9:])
+  np.testing.assert_allclose(data.load_split(config, "test"),
+                             test[..., None].astype(np.float32) / 255)
+  assert data.load_split(make_config(name="npz", path=str(path)), "validation").shape == (
+      0, 5, 6, 1)
+
+
+def test_npz_float_with_own_validation(tmp_path):
+  rng = np.random.default_rng(1)
+  splits = {split: rng.random((n, 3, 3, 3), dtype=np.float32)
+            for split, n in (("train", 6), ("validation", 2), ("test", 3))}
+  path = tmp_path / "float.npz"
+  np.savez(path, **splits)
+  config = make_config(name="npz", path=str(path), validation_size=4)  # ignored
+  assert data.dataset_info(config) == data.DatasetInfo("npz", (3, 3, 3), "color")
+  for split, images in splits.items():
+    np.testing.assert_array_equal(data.load_split(config, split), images)
+
+
+def test_npz_binary_floats_are_binary(tmp_path):
+  path = tmp_path / "binary.npz"
+  images = np.random.default_rng(2).integers(0, 2, (6, 4, 4)).astype(np.float32)
+  np.savez(path, train=images, test=images)
+  assert data.dataset_info(make_config(name="npz", path=str(path))).kind == "binary"
+
+
+NPZ_ERRORS = {
+    "missing test": (dict(train=np.zeros((3, 4, 4))), r"config\.data\.path.*'test'"),
+    "wrong ndim": (dict(train=np.zeros((3, 16)), test=np.zeros((3, 16))),
+                   r"config\.data\.path.*'train'.*shape \(3, 16\)"),
+    "float out of range": (dict(train=np.full((3, 4, 4), 2.0), test=np.zeros((3, 4, 4))),
+                           r"config\.data\.path.*outside \[0, 1\]"),
+    "shapes differ": (dict(train=np.zeros((3, 4, 4)), test=np.zeros((3, 5, 5))),
+                      r"config\.data\.path.*shapes differ"),
+    "int64": (dict(train=np.zeros((3, 4, 4), np.int64), test=np.zeros((3, 4, 4))),
+              r"config\.data\.path.*dtype int64"),
+    "uint8 zero/one": (dict(train=np.ones((3, 4, 4), np.uint8), test=np.zeros((3, 4, 4))),
+                       r"config\.data\.path.*bool or float32"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NPZ_ERRORS))
+def test_npz_errors(tmp_path, case):
+  arrays, message = NPZ_ERRORS[case]
+  path = tmp_path / "bad.npz"
+  np.savez(path, **arrays)
+  with pytest.raises(ValueError, match=message):
+    data.validate_data_config(make_config(name="npz", path=str(path)))
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(name="mnits"), r"config\.data\.name='mnits'.*embedded_mnist, embedded_digits"),
+    (dict(binarize="yes"), r"config\.data\.binarize='yes'.*none, dynamic, static"),
+    (dict(validation_size=-1), r"config\.data\.validation_size=-1"),
+    (dict(download="no"), r"config\.data\.download"),
+    (dict(name="npz"), r"config\.data\.path is not set"),
+    (dict(name="npz", path="/no/such.npz"), r"config\.data\.path=.*no such file"),
+])
+def test_config_errors(overrides, message):
+  with pytest.raises(ValueError, match=message):
+    data.validate_data_config(make_config(**overrides))
+
+
+def test_npy_instead_of_npz(tmp_path):
+  path = tmp_path / "images.npy"
+  np.save(path, numbered_images(3))
+  with pytest.raises(ValueError, match=r"config\.data\.path.*not a readable \.npz"):
+    data.validate_data_config(make_config(name="npz", path=str(path)))
+
+
+def test_validation_size_must_leave_training_data(tmp_path):
+  path = tmp_path / "small.npz"
+  np.savez(path, train=numbered_images(5), test=numbered_images(2))
+  config = make_config(name="npz", path=str(path), validation_size=5)
+  with pytest.raises(ValueError, match=r"config\.data\.validation_size=5.*5 examples"):
+    data.load_split(config, "train")
+
+
+# ------------------------------------------------------------------ TFDS
+
+
+class TinyMnist(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+  """The catalog's `mnist` (same name, version and features), with 20 + 7 examples whose
+  pixels all equal their id: train ids 0..19, test ids 100..106."""
+
+  name = "mnist"
+  VERSION = tfds.core.Version("3.0.1")
+
+  def _info(self):
+    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+        "image": tfds.features.Image(shape=(28, 28, 1)),
+        "label": tfds.features.ClassLabel(num_classes=10),
+    }))
+
+  def _split_generators(self, dl_manager):
+    del dl_manager
+    return {"train": self._generate_examples(range(20)),
+            "test": self._generate_examples(range(100, 107))}
+
+  def _generate_examples(self, ids):
+    for i in ids:  # tfds.features.Image takes PIL images without TensorFlow.
+      pixels = np.full((28, 28), i, np.uint8)
+      yield i, {"image": Image.fromarray(pixels), "label": i % 10}
+
+
+class TinyBinarizedMnist(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+  """The catalog's `binarized_mnist` (its own validation split, uint8 0/1 images), with
+  6 / 4 / 3 random examples."""
+
+  name = "binarized_mnist"
+  VERSION = tfds.core.Version("1.0.0")
+
+  def _info(self):
+    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+        "image": tfds.features.Image(shape=(28, 28, 1)),
+    }))
+
+  def _split_generators(self, dl_manager):
+    del dl_manager
+    return {split: self._generate_examples(num, seed) for seed, (split, num) in
+            enumerate((("train", 6), ("validation", 4), ("test", 3)))}
+
+  def _generate_examples(self, num, seed):
+    pixels = np.random.default_rng(seed).integers(0, 2, (num, 28, 28), np.uint8)
+    for i in range(num):
+      yield i, {"image": Image.fromarray(pixels[i])}
+
+
+@pytest.fixture(scope="module")
+def tfds_dir(tmp_path_factory):
+  """A data_dir holding TinyMnist and TinyBinarizedMnist prepared in array_record
+  format under the catalog's names and versions."""
+  data_dir = tmp_path_factory.mktemp("tfds")
+  tfds.disable_progress_bar()
+  for builder in (TinyMnist, TinyBinarizedMnist):
+    builder(data_dir=str(data_dir), file_format="array_record").download_and_prepare()
+  return data_dir
+
+
+def pixel_ids(images: np.ndarray) -> list[int]:
+  return [round(x * 255) for x in images[:, 0, 0, 0]]
+
+
+def test_tfds_reads_prepared_array_record(tfds_dir):
+  config = make_config(name="mnist", data_dir=str(tfds_dir), validation_size=5)
+  data.validate_data_config(config)
+  assert data.dataset_info(config) == data.DatasetInfo("mnist", (28, 28, 1), "grayscale")
+  splits = {split: data.load_split(config, split) for split in data.SPLITS}
+  assert {split: len(images) for split, images in splits.items()} == {
+      "train": 15, "validation": 5, "test": 7}
+  for images in splits.values():
+    assert images.shape[1:] == (28, 28, 1) and images.dtype == np.float32
+    assert 0 <= images.min() and images.max() <= 1
+  assert sorted(pixel_ids(splits["test"])) == list(range(100, 107))
+  # Validation is the last 5 of the train split in the order TFDS stores it.
+  stored = tfds.data_source("mnist", data_dir=str(tfds_dir), split="train")
+  stored_ids = [int(stored[i]["image"][0, 0, 0]) for i in range(len(stored))]
+  assert pixel_ids(splits["train"]) == stored_ids[:15]
+  assert pixel_ids(splits["validation"]) == stored_ids[15:]
+
+
+def test_tfds_binary_set_with_own_validation(tfds_dir):
+  config = make_config(name="binarized_mnist", data_dir=str(tfds_dir),
+                       validation_size=2)  # ignored: the set has a validation split
+  assert data.dataset_info(config).kind == "binary"
+  for split, num in zip(data.SPLITS, (6, 4, 3)):
+    images = data.load_split(config, split)
+    assert images.shape == (num, 28, 28, 1)
+    assert set(np.unique(images)) == {0.0, 1.0}  # read as 0/1, not 0/255
+
+
+def test_tfds_binarized_splits_are_fixed(tfds_dir):
+  config = make_config(name="mnist", data_dir=str(tfds_dir), binarize="dynamic",
+                       validation_size=5)
+  test = data.load_split(config, "test")
+  assert set(np.unique(test)) <= {0.0, 1.0}
+  data._load_split.cache_clear()
+  np.testing.assert_array_equal(data.load_split(config, "test"), test)
+
+
+def test_unprepared_tfds_fails_fast(tmp_path):
+  config = make_config(name="fashion_mnist", data_dir=str(tmp_path))
+  message = (r"(?s)'fashion_mnist'.*" + re.escape(str(tmp_path)) +
+             r".*tfds build fashion_mnist --file_format=array_record")
+  for check in (data.validate_data_config, lambda c: data.load_split(c, "train")):
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=message):
+      check(config)
+    assert time.perf_counter() - start < 5
+  assert data.dataset_info(config).image_shape == (28, 28, 1)  # needs no data
+
+
+@pytest.mark.skipif(HAS_TENSORFLOW, reason="checks the error shown without TensorFlow")
+def test_tfrecord_without_tensorflow(tfds_dir, tmp_path):
+  """Data stored as tfrecord (as TFDS's default writes it) cannot be read here."""
+  version_dir = tmp_path / "mnist" / "3.0.1"
+  shutil.copytree(tfds_dir / "mnist" / "3.0.1", version_dir)
+  info_path = version_dir / "dataset_info.json"
+  info_path.write_text(json.dumps(dict(json.loads(info_path.read_text()),
+                                       fileFormat="tfrecord")))
+  config = make_config(name="mnist", data_dir=str(tmp_path))
+  with pytest.raises(ImportError, match=r"tfrecord.*tensorflow-cpu.*array_record"):
+    data.validate_data_config(config)
+  with pytest.raises(ImportError, match="tensorflow-cpu"):
+    data.load_split(config, "test")
+
+
+@pytest.mark.skipif(HAS_TENSORFLOW, reason="with TensorFlow this would download")
+def test_download_without_tensorflow_fails_fast(tmp_path):
+  config = make_config(name="fashion_mnist", data_dir=str(tmp_path), download=True)
+  start = time.perf_counter()
+  with pytest.raises(ImportError, match="tensorflow-cpu"):
+    data.load_split(config, "train")
+  assert time.perf_counter() - start < 5
+
+
+def test_download_fails_fast_when_offline(monkeypatch):
+  monkeypatch.setattr(data, "_has_tensorflow", lambda: True)
+  with socket.socket() as unused:  # a port nobody listens on
+    unused.bind(("127.0.0.1", 0))
+    port = unused.getsockname()[1]
+  builder = types.SimpleNamespace(
+      name="fashion_mnist", url_infos={f"http://127.0.0.1:{port}/data.gz": None},
+      download_and_prepare=lambda **kwargs: pytest.fail("tried to download"))
+  start = time.perf_counter()
+  with pytest.raises(ConnectionError, match=r"127\.0\.0\.1.*unreachable.*tfds build"):
+    data._download_and_prepare(builder)
+  assert time.perf_counter() - start < 3
+
+
+def test_network_probe():
+  server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                           http.server.SimpleHTTPRequestHandler)
+  threading.Thread(target=server.serve_forever, daemon=True).start()
+  try:
+    assert data._unreachable_reason(f"http://127.0.0.1:{server.server_port}/", 2) is None
+  finally:
+    server.shutdown()
+    server.server_close()
+  with socket.socket() as unused:  # a port nobody listens on
+    unused.bind(("127.0.0.1", 0))
+    port = unused.getsockname()[1]
+  start = time.perf_counter()
+  assert data._unreachable_reason(f"http://127.0.0.1:{port}/", 2) is not None
+  assert time.perf_counter() - start < 3

@@ -1,0 +1,348 @@
+"""Kernels of vae/losses.py against exact oracles, properties, gradients and transforms.
+
+The oracle is probabilistic PCA, z ~ N(0, I_D), x | z ~ N(W z + b, s2 I), for which
+log p(x) = log N(x; b, W W^T + s2 I) and p(z|x) = N(M^-1 W^T (x - b), s2 M^-1) with
+M = W^T W + s2 I, all in closed form. Tests run in float64 so tolerances reflect Monte
+Carlo error, not rounding.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+from vae import losses
+
+
+@pytest.fixture(autouse=True)
+def float64():
+  with jax.enable_x64(True):
+    yield
+
+
+# ------------------------------------------------------------------ the exact model
+
+
+class LinearGaussian:
+  """Probabilistic PCA with closed-form evidence and posterior (numpy float64)."""
+
+  def __init__(self, w, b, noise_var):
+    self.w, self.b, self.noise_var = np.asarray(w), np.asarray(b), float(noise_var)
+    d = self.w.shape[1]
+    self.m = self.w.T @ self.w + self.noise_var * np.eye(d)
+
+  def log_px(self, x):
+    cov = self.w @ self.w.T + self.noise_var * np.eye(len(x))
+    diff = x - self.b
+    _, logdet = np.linalg.slogdet(cov)
+    return -0.5 * (len(x) * math.log(2 * math.pi) + logdet + diff @ np.linalg.solve(cov, diff))
+
+  def posterior(self, x):
+    mean = np.linalg.solve(self.m, self.w.T @ (x - self.b))
+    return mean, self.noise_var * np.linalg.inv(self.m)
+
+  def elbo(self, x, q_mean, q_var):
+    """Closed-form ELBO of a diagonal Gaussian q = N(q_mean, diag(q_var))."""
+    resid = x - self.w @ q_mean - self.b
+    expected_sq = resid @ resid + np.sum(q_var * np.sum(self.w**2, axis=0))
+    recon = -0.5 * (len(x) * math.log(2 * math.pi * self.noise_var) + expected_sq / self.noise_var)
+    kl = 0.5 * np.sum(q_mean**2 + q_var - 1 - np.log(q_var))
+    return recon - kl
+
+  def kl_to_posterior(self, x, q_mean, q_var):
+    """KL(N(q_mean, diag(q_var)) || p(z|x)) for the full-covariance exact posterior."""
+    p_mean, p_cov = self.posterior(x)
+    p_prec = np.linalg.inv(p_cov)
+    diff = p_mean - q_mean
+    _, logdet_p = np.linalg.slogdet(p_cov)
+    return 0.5 * (np.trace(p_prec * q_var) + diff @ p_prec @ diff - len(q_mean)
+                  + logdet_p - np.sum(np.log(q_var)))
+
+  def decode(self, z):
+    return jnp.asarray(self.w) @ z + jnp.asarray(self.b), jnp.log(self.noise_var)
+
+
+def make_model(orthogonal, seed=0, x_dim=6, z_dim=3):
+  rng = np.random.default_rng(seed)
+  w = rng.normal(size=(x_dim, z_dim))
+  if orthogonal:
+    q, _ = np.linalg.qr(w)
+    w = q * np.array([2.0, 1.0, 0.5])[:z_dim]
+  model = LinearGaussian(w, rng.normal(size=x_dim), noise_var=0.3)
+  x = model.w @ rng.normal(size=z_dim) + model.b + rng.normal(size=x_dim) * 0.5
+  return model, x
+
+
+def fixed_encoder(mean, var):
+  return lambda x: (jnp.asarray(mean), jnp.log(jnp.asarray(var)))
+
+
+def mc_mean(values):
+  values = np.asarray(values)
+  return values.mean(), values.std(ddof=1) / math.sqrt(len(values))
+
+
+# ------------------------------------------------------------------ closed-form KL values
+
+
+@pytest.mark.parametrize(
+    "mean, var, expected",
+    [
+        ([1.0], [1.0], 0.5),
+        ([0.0], [4.0], 0.5 * (3 - math.log(4))),
+        ([1.0, 2.0], [0.5, 2.0], 2.75),
+        ([0.0, 0.0, 0.0], [1.0, 1.0, 1.0], 0.0),
+    ],
+)
+def test_gaussian_kl_exact_values(mean, var, expected):
+  kl = losses.gaussian_kl(jnp.array(mean), jnp.log(jnp.array(var)))
+  np.testing.assert_allclose(kl, expected, rtol=1e-12, atol=1e-15)
+
+
+def test_gaussian_kl_pair_matches_standard_prior_and_closed_form():
+  rng = np.random.default_rng(1)
+  mean, logvar = rng.normal(size=5), rng.normal(size=5)
+  zeros = np.zeros(5)
+  np.testing.assert_allclose(
+      losses.gaussian_kl_pair(mean, logvar, zeros, zeros),
+      losses.gaussian_kl(mean, logvar), rtol=1e-12)
+  mean_p, logvar_p = rng.normal(size=5), rng.normal(size=5)
+  var_q, var_p = np.exp(logvar), np.exp(logvar_p)
+  expected = 0.5 * np.sum(np.log(var_p / var_q) + (var_q + (mean - mean_p) ** 2) / var_p - 1)
+  np.testing.assert_allclose(
+      losses.gaussian_kl_pair(mean, logvar, mean_p, logvar_p), expected, rtol=1e-12)
+
+
+def test_gaussian_kl_nonnegative_and_zero_only_at_prior():
+  rng = np.random.default_rng(2)
+  mean, logvar = rng.normal(size=(500, 4)) * 2, rng.normal(size=(500, 4)) * 2
+  kl = losses.gaussian_kl_batch(mean, logvar)
+  assert np.all(kl > 0)
+  kl_pair = losses.gaussian_kl_pair_batch(mean, logvar, mean[::-1], logvar[::-1])
+  assert np.all(kl_pair >= 0)
+  assert losses.gaussian_kl(np.zeros(4), np.zeros(4)) == 0.0
+  assert losses.gaussian_kl(np.array([1e-4, 0, 0, 0]), np.zeros(4)) > 0
+
+
+def test_log_densities_match_scipy_free_formulas():
+  x = np.array([0.0, 1.0, 1.0, 0.0])
+  logits = np.array([-2.0, 0.5, 3.0, 1.0])
+  p = 1 / (1 + np.exp(-logits))
+  expected = np.sum(x * np.log(p) + (1 - x) * np.log(1 - p))
+  np.testing.assert_allclose(losses.bernoulli_log_likelihood(x, logits), expected, rtol=1e-12)
+  mean, var = np.array([0.5, -1.0, 0.0, 2.0]), np.array([0.5, 2.0, 1.0, 0.1])
+  expected = np.sum(-0.5 * np.log(2 * np.pi * var) - (x - mean) ** 2 / (2 * var))
+  np.testing.assert_allclose(
+      losses.gaussian_log_likelihood(x, mean, np.log(var)), expected, rtol=1e-12)
+  np.testing.assert_allclose(
+      losses.gaussian_log_prob(x, mean, np.log(var)), expected, rtol=1e-12)
+
+
+def test_gaussian_log_likelihood_broadcasts_a_shared_variance():
+  x = np.arange(6.0).reshape(2, 3)
+  shared = losses.gaussian_log_likelihood(x, np.zeros((2, 3)), np.array(0.3))
+  full = losses.gaussian_log_likelihood(x, np.zeros((2, 3)), np.full((2, 3), 0.3))
+  np.testing.assert_allclose(shared, full, rtol=1e-12)
+
+
+# ------------------------------------------------------------------ numerical range
+
+
+def test_finite_and_exact_at_extremes_float32():
+  with jax.enable_x64(False):
+    logits = jnp.array([-1e4, -30.0, 0.0, 30.0, 1e4], jnp.float32)
+    for x_value in (0.0, 0.3, 1.0):
+      x = jnp.full(5, x_value, jnp.float32)
+      ll = losses.bernoulli_log_likelihood(x, logits)
+      assert jnp.isfinite(ll)
+      grad = jax.grad(losses.bernoulli_log_likelihood, argnums=1)(x, logits)
+      assert jnp.all(jnp.isfinite(grad))
+    # Confident and right costs ~0 nats, confident and wrong costs |logit| nats.
+    np.testing.assert_allclose(
+        losses.bernoulli_log_likelihood(jnp.array([1.0, 0.0]), jnp.array([1e4, -1e4])), 0.0)
+    np.testing.assert_allclose(
+        losses.bernoulli_log_likelihood(jnp.array([0.0]), jnp.array([1e4])), -1e4, rtol=1e-6)
+    logvar = jnp.linspace(-30.0, 30.0, 7, dtype=jnp.float32)
+    mean = jnp.linspace(-3.0, 3.0, 7, dtype=jnp.float32)
+    for value in (
+        losses.gaussian_kl(mean, logvar),
+        losses.gaussian_kl_pair(mean, logvar, -mean, logvar[::-1]),
+        losses.gaussian_log_likelihood(mean + 1.0, mean, logvar),
+        *jax.grad(losses.gaussian_kl, argnums=(0, 1))(mean, logvar),
+        *jax.grad(losses.gaussian_log_likelihood, argnums=(1, 2))(mean + 1.0, mean, logvar),
+    ):
+      assert jnp.all(jnp.isfinite(value)), value
+
+
+def test_unknown_likelihood_names_the_valid_ones():
+  with pytest.raises(ValueError, match="bernoulli"):
+    losses.get_log_likelihood("poisson")
+
+
+# ------------------------------------------------------------------ the linear-Gaussian oracle
+
+
+def test_elbo_matches_closed_form_within_mc_error():
+  model, x = make_model(orthogonal=False)
+  q_mean, q_var = np.array([0.3, -0.2, 0.5]), np.array([0.2, 0.4, 0.3])
+  keys = jax.random.split(jax.random.PRNGKey(0), 4000)
+  for analytic_kl in (True, False):
+    terms = jax.vmap(
+        lambda k: losses.elbo(k, x, fixed_encoder(q_mean, q_var), model.decode,
+                              likelihood="gaussian", analytic_kl=analytic_kl))(keys)
+    mean, se = mc_mean(terms.elbo)
+    assert abs(mean - model.elbo(x, q_mean, q_var)) < 4 * se, (mean, se)
+  # log p(x) - ELBO is exactly KL(q || p(z|x)): the seeds' identity.
+  np.testing.assert_allclose(
+      model.log_px(x) - model.elbo(x, q_mean, q_var),
+      model.kl_to_posterior(x, q_mean, q_var), rtol=1e-10)
+
+
+def test_elbo_reports_beta_weighted_objective_and_beta_one_bound():
+  model, x = make_model(orthogonal=False)
+  encode = fixed_encoder([0.3, -0.2, 0.5], [0.2, 0.4, 0.3])
+  key = jax.random.PRNGKey(3)
+  terms = losses.elbo(key, x, encode, model.decode, beta=4.0, likelihood="gaussian")
+  np.testing.assert_allclose(terms.elbo, terms.reconstruction - 4.0 * terms.kl, rtol=1e-12)
+  np.testing.assert_allclose(terms.bound, terms.reconstruction - terms.kl, rtol=1e-12)
+  beta_one = losses.elbo(key, x, encode, model.decode, likelihood="gaussian")
+  np.testing.assert_allclose(beta_one.elbo, terms.bound, rtol=1e-12)
+
+
+def test_iwae_equals_log_px_for_every_k_when_q_is_the_exact_posterior():
+  model, x = make_model(orthogonal=True)
+  post_mean, post_cov = model.posterior(x)
+  assert np.allclose(post_cov, np.diag(np.diag(post_cov)))  # orthogonal W: diagonal posterior
+  encode = fixed_encoder(post_mean, np.diag(post_cov))
+  for k in (1, 2, 17, 100):
+    iwae = losses.iwae_bound(jax.random.PRNGKey(k), x, encode, model.decode,
+                             num_samples=k, likelihood="gaussian")
+    np.testing.assert_allclose(iwae, model.log_px(x), rtol=1e-10)
+  gap = losses.bound_gap(jax.random.PRNGKey(0), x, encode, model.decode,
+                         num_samples=10, likelihood="gaussian")
+  np.testing.assert_allclose(gap.gap, 0.0, atol=1e-9)
+
+
+def test_iwae_rises_with_k_toward_log_px_and_never_exceeds_it():
+  model, x = make_model(orthogonal=False)
+  post_mean, post_cov = model.posterior(x)
+  encode = fixed_encoder(post_mean + 0.3, np.diag(post_cov) * 2.0)  # a poor diagonal q
+  log_px = model.log_px(x)
+  keys = jax.random.split(jax.random.PRNGKey(1), 1000)
+  estimates = []
+  for k in (1, 10, 100, 1000):
+    values = jax.vmap(lambda key: losses.iwae_bound(
+        key, x, encode, model.decode, num_samples=k, likelihood="gaussian"))(keys)
+    mean, se = mc_mean(values)
+    assert mean <= log_px + 3 * se, (k, mean, se, log_px)
+    estimates.append(mean)
+  assert all(a < b for a, b in zip(estimates, estimates[1:])), estimates
+  assert log_px - estimates[-1] < 0.1 * (log_px - estimates[0]), estimates
+
+
+def test_bound_gap_estimates_kl_to_the_exact_posterior():
+  model, x = make_model(orthogonal=False)
+  post_mean, post_cov = model.posterior(x)
+  q_mean, q_var = post_mean + 0.1, np.diag(post_cov) * 1.2
+  encode = fixed_encoder(q_mean, q_var)
+  true_gap = model.kl_to_posterior(x, q_mean, q_var)
+  keys = jax.random.split(jax.random.PRNGKey(2), 20)
+  result = jax.vmap(lambda key: losses.bound_gap(
+      key, x, encode, model.decode, num_samples=5000, likelihood="gaussian",
+      chunk_size=1000))(keys)
+  assert np.all(result.gap >= 0)
+  np.testing.assert_allclose(result.log_px - result.elbo, result.gap, rtol=1e-12)
+  gap, se = mc_mean(result.gap)
+  # From below, by log p(x) - IWAE_K, which at K = 5000 is a small fraction of the gap.
+  assert true_gap - 0.05 * true_gap - 4 * se < gap < true_gap + 4 * se, (gap, se, true_gap)
+  elbo, se = mc_mean(result.elbo)
+  assert abs(elbo - model.elbo(x, q_mean, q_var)) < 4 * se
+
+
+# ------------------------------------------------------------------ chunking, transforms, gradients
+
+
+def test_chunked_iwae_equals_unchunked():
+  model, x = make_model(orthogonal=False)
+  encode = fixed_encoder([0.1, 0.2, -0.1], [0.5, 0.5, 0.5])
+  key = jax.random.PRNGKey(7)
+  full = losses.bound_gap(key, x, encode, model.decode, num_samples=100, likelihood="gaussian")
+  for chunk in (1, 7, 32, 100, 500):
+    chunked = losses.bound_gap(key, x, encode, model.decode, num_samples=100,
+                               likelihood="gaussian", chunk_size=chunk)
+    for a, b in zip(full, chunked):
+      np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def tiny_bernoulli_model(params):
+  """A one-layer encoder/decoder on 4-pixel binary images, as plain functions."""
+  w_enc, w_dec = params
+
+  def encode(x):
+    h = w_enc @ x.reshape(-1)
+    return h[:2], h[2:] * 0.1
+
+  def decode(z):
+    return (w_dec @ z).reshape(2, 2)
+
+  return encode, decode
+
+
+def tiny_params(seed=0):
+  rng = np.random.default_rng(seed)
+  return rng.normal(size=(4, 4)) * 0.5, rng.normal(size=(4, 2))
+
+
+X_TINY = np.array([[1.0, 0.0], [1.0, 1.0]])
+
+
+def test_jit_equals_eager_and_vmap_equals_loop():
+  encode, decode = tiny_bernoulli_model(tiny_params())
+  key = jax.random.PRNGKey(0)
+  for fn, kwargs in ((losses.elbo, dict(num_samples=3)),
+                     (losses.iwae_bound, dict(num_samples=9, chunk_size=4)),
+                     (losses.bound_gap, dict(num_samples=9))):
+    eager = fn(key, X_TINY, encode, decode, **kwargs)
+    jitted = jax.jit(lambda k, x: fn(k, x, encode, decode, **kwargs))(key, X_TINY)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12), eager, jitted)
+  xs = np.stack([X_TINY, 1 - X_TINY, X_TINY.T])
+  batch = losses.elbo_batch(key, xs, encode, decode, num_samples=2)
+  keys = jax.random.split(key, 3)
+  for i in range(3):
+    one = losses.elbo(keys[i], xs[i], encode, decode, num_samples=2)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a[i], b, rtol=1e-12), batch, one)
+  for batched, single, args in (
+      (losses.gaussian_kl_batch, losses.gaussian_kl, (xs[:, 0], xs[:, 1])),
+      (losses.bernoulli_log_likelihood_batch, losses.bernoulli_log_likelihood, (xs, xs - 0.5)),
+  ):
+    np.testing.assert_allclose(batched(*args), [single(*(a[i] for a in args)) for i in range(3)])
+  assert losses.iwae_bound_batch(key, xs, encode, decode, num_samples=4).shape == (3,)
+  assert losses.bound_gap_batch(key, xs, encode, decode, num_samples=4).gap.shape == (3,)
+
+
+def test_gradients_match_finite_differences():
+  rng = np.random.default_rng(0)
+  mean, logvar = rng.normal(size=3), rng.normal(size=3)
+  check_grads(losses.gaussian_kl, (mean, logvar), order=2)
+  check_grads(losses.gaussian_kl_pair, (mean, logvar, -mean, logvar + 0.5), order=2)
+  check_grads(losses.gaussian_log_likelihood, (mean + 1, mean, logvar), order=2)
+  check_grads(lambda l: losses.bernoulli_log_likelihood(np.array([0.0, 0.4, 1.0]), l),
+              (mean * 3,), order=2)
+  key = jax.random.PRNGKey(0)
+
+  def objective(fn, **kwargs):
+    def f(w_enc, w_dec):
+      encode, decode = tiny_bernoulli_model((w_enc, w_dec))
+      out = fn(key, X_TINY, encode, decode, **kwargs)
+      return out if fn is losses.iwae_bound else out.elbo
+    return jax.jit(f)
+
+  params = tiny_params()
+  check_grads(objective(losses.elbo, num_samples=4), params, order=1, modes=["rev"])
+  check_grads(objective(losses.elbo, num_samples=4, analytic_kl=False), params, order=1,
+              modes=["rev"])
+  check_grads(objective(losses.iwae_bound, num_samples=7, chunk_size=3), params, order=1,
+              modes=["fwd", "rev"])
