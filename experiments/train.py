@@ -1,0 +1,35 @@
+r"""Trains a VAE: parses flags and calls `vae.train.train_and_evaluate`.
+
+  python -m experiments.train --config=configs/default.py --workdir=runs/default \
+      [--config.model.latent_dim=8 --config.loss.beta=2 ...]
+
+Rerunning the same command with the same --workdir resumes from the latest checkpoint.
+"""
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from vae import logs, train
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Path to a config file, e.g. configs/default.py.", lock_config=True)
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Folder for checkpoints, metrics, TensorBoard events and images.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  logs.quiet_dependency_logs()
+  try:
+    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  except (ValueError, ImportError, ConnectionError, train.NonFiniteLossError) as error:
+    logging.debug("Stopped by:", exc_info=True)
+    raise SystemExit(f"error: {error}") from None
+  except KeyboardInterrupt as interrupt:
+    raise SystemExit(str(interrupt) or "Interrupted.") from None
+
+
+if __name__ == "__main__":
+  app.run(main)

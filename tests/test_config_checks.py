@@ -1,0 +1,73 @@
+"""Every bad config value stops with one clear ValueError naming the field, before tracing."""
+
+import math
+
+import numpy as np
+import pytest
+
+from configs import tiny
+from vae import config_checks, data
+
+
+def config_with(**overrides):
+  config = tiny.get_config()
+  for dotted, value in overrides.items():
+    section, field = dotted.split("__")
+    config[section][field] = value
+  return config
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(model__architecture="resnet"), r"model.architecture='resnet'.*\['conv', 'mlp'\]"),
+    (dict(model__likelihood="poisson"), r"model.likelihood='poisson'.*'bernoulli', 'gaussian'"),
+    (dict(model__activation="sigmoidal"), r"model.activation='sigmoidal'.*'relu'"),
+    (dict(data__name="imagenet"), r"config.data.name.*imagenet.*embedded_mnist"),
+    (dict(model__latent_dim=0), r"model.latent_dim=0.*integer >= 1"),
+    (dict(model__latent_dim=-3), r"model.latent_dim=-3"),
+    (dict(model__hidden_sizes=(32, 0)), r"model.hidden_sizes"),
+    (dict(loss__beta=-0.5), r"loss.beta=-0.5.*finite number >= 0"),
+    (dict(loss__beta=math.inf), r"loss.beta=inf"),
+    (dict(loss__objective="vampprior"), r"loss.objective='vampprior'.*'elbo', 'iwae'"),
+    (dict(loss__objective="iwae", loss__beta=2.0), r"loss.beta=2.0.*'iwae'"),
+    (dict(loss__num_samples=0), r"loss.num_samples=0"),
+    (dict(train__batch_size=0), r"train.batch_size=0.*integer >= 1"),
+    (dict(train__batch_size=-8), r"train.batch_size=-8"),
+    (dict(train__num_steps=0), r"train.num_steps=0"),
+    (dict(optimizer__learning_rate=math.nan), r"optimizer.learning_rate=nan.*finite"),
+    (dict(optimizer__learning_rate=math.inf), r"optimizer.learning_rate=inf"),
+    (dict(optimizer__learning_rate=0.0), r"optimizer.learning_rate=0.0"),
+    (dict(optimizer__schedule="linear"), r"optimizer.schedule='linear'.*'constant', 'cosine'"),
+    (dict(optimizer__warmup_steps=20), r"optimizer.warmup_steps=20.*smaller than"),
+    (dict(optimizer__grad_clip_norm=-1.0), r"optimizer.grad_clip_norm=-1.0"),
+    (dict(train__log_every=7), r"train.log_every=7.*multiple of config.train.steps_per_dispatch"),
+    (dict(train__num_steps=22), r"train.num_steps=22.*Use 20"),
+    (dict(eval__num_importance_samples=0), r"eval.num_importance_samples=0"),
+    (dict(eval__splits=("test", "holdout")), r"eval.splits.*'train', 'validation', 'test'"),
+    (dict(model__likelihood="gaussian"), r"model.likelihood='gaussian'.*binary pixels.*'bernoulli'"),
+    (dict(model__architecture="conv", model__conv_features=(4, 4, 4, 4)),
+     r"image height and width must divide by 16.*8x8"),
+])
+def test_bad_values_raise_one_clear_error(overrides, message):
+  with pytest.raises(ValueError, match=message):
+    config_checks.check_config(config_with(**overrides))
+
+
+def test_tiny_config_passes_and_describes_its_data():
+  info = config_checks.check_config(tiny.get_config())
+  assert info == data.DatasetInfo("embedded_digits", (8, 8, 1), "binary")
+
+
+def test_bernoulli_does_not_fit_colour_values(tmp_path):
+  cifar = data.DatasetInfo("cifar10", (32, 32, 3), "color")
+  with pytest.raises(ValueError, match=r"likelihood='bernoulli'.*colour values.*'gaussian'"):
+    config_checks.check_model(tiny.get_config(), cifar)
+  path = tmp_path / "colour.npz"
+  rng = np.random.default_rng(0)
+  np.savez(path, train=rng.integers(0, 256, (40, 8, 8, 3), dtype=np.uint8),
+           test=rng.integers(0, 256, (10, 8, 8, 3), dtype=np.uint8))
+  config = config_with(data__name="npz", data__path=str(path), data__binarize="none",
+                       data__validation_size=10)
+  with pytest.raises(ValueError, match=r"likelihood='bernoulli'.*colour"):
+    config_checks.check_config(config)
+  config.model.likelihood = "gaussian"
+  assert config_checks.check_config(config).kind == "color"

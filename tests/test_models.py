@@ -1,0 +1,108 @@
+"""Flax modules built from configs: shapes, parameter counts, jit and vmap over params."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import default
+from vae import losses, models
+
+
+def model_config(**overrides):
+  config = default.get_config().model
+  config.update(overrides)
+  return config
+
+
+ARCHITECTURE_CASES = [
+    ("mlp", "bernoulli", (28, 28, 1)),
+    ("mlp", "gaussian", (8, 8, 3)),
+    ("conv", "bernoulli", (28, 28, 1)),
+    ("conv", "gaussian", (32, 32, 3)),
+]
+
+
+@pytest.mark.parametrize("architecture, likelihood, image_shape", ARCHITECTURE_CASES)
+def test_shapes_per_example_and_batched(architecture, likelihood, image_shape):
+  cfg = model_config(architecture=architecture, likelihood=likelihood, latent_dim=5,
+                     hidden_sizes=(16,), conv_features=(4, 8), conv_hidden_size=16)
+  model = models.build_model(cfg, image_shape)
+  params = model.init(jax.random.PRNGKey(0))
+  x = jax.random.uniform(jax.random.PRNGKey(1), (3,) + image_shape)
+  mean, logvar = model.encode(params, x)
+  assert mean.shape == logvar.shape == (3, 5)
+  one_mean, _ = model.encode(params, x[0])
+  assert one_mean.shape == (5,)
+  np.testing.assert_allclose(one_mean, mean[0], rtol=1e-5, atol=1e-6)
+  decoded = model.decode(params, mean)
+  for part in (decoded if likelihood == "gaussian" else (decoded,)):
+    assert part.shape == (3,) + image_shape
+  picture = model.mean_image(params, mean)
+  assert picture.shape == (3,) + image_shape
+  assert float(picture.min()) >= 0.0 and float(picture.max()) <= 1.0
+
+
+def test_burda_mlp_parameter_count():
+  # 784-200-200-(50+50) encoder and 50-200-200-784 decoder (Burda et al. 2016).
+  cfg = model_config(hidden_sizes=(200, 200), latent_dim=50, activation="tanh")
+  params = models.build_model(cfg, (28, 28, 1)).init(jax.random.PRNGKey(0))
+  encoder = (784 * 200 + 200) + (200 * 200 + 200) + 2 * (200 * 50 + 50)
+  decoder = (50 * 200 + 200) + (200 * 200 + 200) + (200 * 784 + 784)
+  assert encoder + decoder == 425_284
+  assert sum(p.size for p in jax.tree.leaves(params)) == encoder + decoder
+  assert sum(p.size for p in jax.tree.leaves(params["encoder"])) == encoder
+
+
+@pytest.mark.parametrize("architecture", ["mlp", "conv"])
+def test_encode_decode_round_trip_under_jit_feeds_the_kernels(architecture):
+  cfg = model_config(architecture=architecture, latent_dim=3, hidden_sizes=(16,),
+                     conv_features=(4,), conv_hidden_size=8)
+  model = models.build_model(cfg, (8, 8, 1))
+  params = model.init(jax.random.PRNGKey(0))
+  x = (jax.random.uniform(jax.random.PRNGKey(1), (4, 8, 8, 1)) > 0.5).astype(jnp.float32)
+
+  @jax.jit
+  def round_trip(params, x):
+    return model.decode(params, model.encode(params, x)[0])
+
+  np.testing.assert_allclose(round_trip(params, x),
+                             model.decode(params, model.encode(params, x)[0]), rtol=1e-5)
+
+  @jax.jit
+  def elbo(params, key, x):
+    return losses.elbo_batch(key, x, functools.partial(model.encode, params),
+                             functools.partial(model.decode, params)).elbo
+
+  values = elbo(params, jax.random.PRNGKey(2), x)
+  assert values.shape == (4,) and bool(jnp.all(jnp.isfinite(values)))
+  assert bool(jnp.all(values < 0))
+
+
+def test_params_vmap_over_two_seeds():
+  model = models.build_model(model_config(hidden_sizes=(8,), latent_dim=2), (8, 8, 1))
+  stacked = jax.vmap(model.init)(jax.random.split(jax.random.PRNGKey(0), 2))
+  x = jnp.ones((3, 8, 8, 1)) * 0.5
+  means, _ = jax.vmap(model.encode, in_axes=(0, None))(stacked, x)
+  assert means.shape == (2, 3, 2)
+  for i in range(2):
+    single = jax.tree.map(lambda p: p[i], stacked)
+    np.testing.assert_allclose(means[i], model.encode(single, x)[0], rtol=1e-5)
+  assert not np.allclose(means[0], means[1])
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("architecture", "resnet", r"architecture='resnet' is unknown.*\['conv', 'mlp'\]"),
+    ("likelihood", "poisson", r"likelihood='poisson' is unknown.*\['bernoulli', 'gaussian'\]"),
+])
+def test_unknown_names_list_the_valid_ones(field, value, message):
+  with pytest.raises(ValueError, match=message):
+    models.build_model(model_config(**{field: value}), (28, 28, 1))
+
+
+def test_conv_needs_divisible_image_size():
+  cfg = model_config(architecture="conv", conv_features=(8, 8, 8))
+  with pytest.raises(ValueError, match=r"conv_features.*divide by 8.*28x28"):
+    models.build_model(cfg, (28, 28, 1))

@@ -1,0 +1,29 @@
+"""The README's code is run, so what users copy works."""
+
+import contextlib
+import io
+import os
+import re
+
+README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+
+
+def test_reuse_example_runs_and_prints_a_finite_bound():
+  text = open(README).read()
+  example = re.search(r"## Reusing the loss.*?```python\n(.*?)```", text, re.S).group(1)
+  assert len(example.strip().splitlines()) <= 20
+  out = io.StringIO()
+  with contextlib.redirect_stdout(out):
+    exec(compile(example, "README.md", "exec"), {})
+  elbo, log_px, gap = (float(v) for v in out.getvalue().split())
+  assert elbo < 0 and log_px < 0 and gap >= 0
+  assert log_px >= elbo - 1.0
+
+
+def test_readme_opens_with_the_two_commands():
+  first_block = re.search(r"```bash\n(.*?)```", open(README).read(), re.S).group(1)
+  assert first_block.strip().splitlines() == [
+      "pip install . && python -m experiments.train --config=configs/default.py "
+      "--workdir=runs/default",
+      'pip install ".[test]" && python -m pytest -q',
+  ]

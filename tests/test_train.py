@@ -1,0 +1,146 @@
+"""The training loop end to end on the tiny config: logs, files, resume, failures, CLI."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from configs import tiny
+from vae import checkpoints, data, metric_writers, train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EVAL_KEYS = ("reconstruction", "kl", "elbo", "log_px", "bound_gap", "active_units")
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("run"))
+  results = train.train_and_evaluate(tiny.get_config(), workdir)
+  return workdir, results
+
+
+def test_run_writes_every_metric_file_and_image(finished_run):
+  workdir, results = finished_run
+  records = metric_writers.read_metrics(workdir)
+  train_records = [r for r in records if r["split"] == "train"]
+  assert [r["step"] for r in train_records] == [10, 20]
+  for record in train_records:
+    for key in train.TRAIN_KEYS + ("steps_per_sec",):
+      assert math.isfinite(record[key]), (key, record)
+  for split in ("validation", "test"):
+    evals = [r for r in records if r["split"] == split]
+    assert [r["step"] for r in evals] == [10, 20]
+    for record in evals:
+      for key in EVAL_KEYS:
+        assert math.isfinite(record[key]), (key, record)
+      # IWAE_K >= ELBO up to Monte Carlo error; the gap is their difference.
+      assert record["log_px"] >= record["elbo"] - 3 * record["elbo_stderr"]
+      assert record["bound_gap"] == pytest.approx(record["log_px"] - record["elbo"], abs=1e-4)
+      assert record["elbo"] == pytest.approx(record["reconstruction"] - record["kl"], abs=1e-4)
+      assert 0 <= record["active_units"] <= 4
+  assert results["test"]["elbo"] == evals[-1]["elbo"]
+  assert results["test"]["elbo"] > train_records[0]["elbo"]  # it learned something
+  files = set(os.listdir(os.path.join(workdir, "images")))
+  assert {"reconstructions_step10.png", "samples_step20.png", "traversal_step20.png"} <= files
+  assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["10", "20"]
+  assert any(f.startswith("events.out") for f in os.listdir(os.path.join(workdir, "tensorboard")))
+  with open(os.path.join(workdir, "config.json")) as f:
+    assert json.load(f)["model"]["latent_dim"] == 4
+
+
+def comparable(records):
+  return [{k: v for k, v in r.items() if k != "steps_per_sec"} for r in records]
+
+
+def test_interrupted_run_resumes_to_the_same_numbers(finished_run, tmp_path, monkeypatch):
+  reference, _ = finished_run
+  original = train.prefetch_to_device
+
+  def interrupt_after_two_blocks(blocks):
+    for i, block in enumerate(original(blocks)):
+      if i == 2:  # Ctrl-C arrives while the third block is being prepared.
+        signal.raise_signal(signal.SIGINT)
+      yield block
+
+  monkeypatch.setattr(train, "prefetch_to_device", interrupt_after_two_blocks)
+  workdir = str(tmp_path)
+  with pytest.raises(KeyboardInterrupt, match="checkpoint of step 15"):
+    train.train_and_evaluate(tiny.get_config(), workdir)
+  assert checkpoints.Checkpointer(workdir, 3).latest_step() == 15
+  monkeypatch.setattr(train, "prefetch_to_device", original)
+  train.train_and_evaluate(tiny.get_config(), workdir)
+  assert comparable(metric_writers.read_metrics(workdir)) == comparable(
+      metric_writers.read_metrics(reference))
+
+
+def test_finished_run_is_not_trained_again(finished_run):
+  workdir, results = finished_run
+  before = metric_writers.read_metrics(workdir)
+  assert train.train_and_evaluate(tiny.get_config(), workdir) == {
+      split: {k: v for k, v in values.items()} for split, values in results.items()}
+  assert metric_writers.read_metrics(workdir) == before
+
+
+def test_incompatible_checkpoint_stops_before_training(finished_run):
+  workdir, _ = finished_run
+  config = tiny.get_config()
+  config.model.latent_dim = 6
+  with pytest.raises(ValueError, match=r"model.latent_dim: 4 -> 6.*new --workdir"):
+    train.train_and_evaluate(config, workdir)
+  assert checkpoints.Checkpointer(workdir, 3).latest_step() == 20
+
+
+def test_huge_learning_rate_stops_with_the_step(tmp_path):
+  config = tiny.get_config()
+  config.optimizer.learning_rate = 1e9
+  with pytest.raises(train.NonFiniteLossError,
+                     match=r"non-finite at step \d+\. Last good checkpoint: none.*learning_rate"):
+    train.train_and_evaluate(config, str(tmp_path))
+
+
+def test_nan_loss_keeps_the_last_good_checkpoint_loadable(tmp_path, monkeypatch):
+  original = data.TrainBatches.block
+
+  def poisoned(self, start_step, num_steps):
+    batches = original(self, start_step, num_steps)
+    return batches * np.nan if start_step >= 10 else batches
+
+  monkeypatch.setattr(data.TrainBatches, "block", poisoned)
+  workdir = str(tmp_path)
+  with pytest.raises(train.NonFiniteLossError,
+                     match=r"non-finite at step 10\. Last good checkpoint: step 10"):
+    train.train_and_evaluate(tiny.get_config(), workdir)
+  checkpointer = checkpoints.Checkpointer(workdir, 3)
+  assert checkpointer.latest_step() == 10
+  restored = checkpointer.restore(10, None)
+  assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(restored["state"]["params"]))
+
+
+def run_cli(*args, workdir):
+  return subprocess.run(
+      [sys.executable, "-m", "experiments.train", "--config=configs/tiny.py",
+       f"--workdir={workdir}", *args],
+      cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+def test_cli_parses_config_overrides(tmp_path):
+  done = run_cli("--config.model.latent_dim=3", "--config.train.num_steps=10",
+                 workdir=tmp_path)
+  assert done.returncode == 0, done.stderr[-2000:]
+  with open(tmp_path / "config.json") as f:
+    assert json.load(f)["model"]["latent_dim"] == 3
+  assert "step 10/10 (100%)" in done.stderr
+
+
+def test_cli_bad_value_is_one_plain_message(tmp_path):
+  done = run_cli("--config.model.latent_dim=0", workdir=tmp_path)
+  assert done.returncode != 0
+  assert "error: config.model.latent_dim=0 is invalid" in done.stderr
+  assert "Traceback" not in done.stderr
+  assert not os.path.exists(tmp_path / "checkpoints")

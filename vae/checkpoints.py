@@ -1,0 +1,114 @@
+"""Orbax checkpoints of the train state, and the check that a workdir fits the config.
+
+Orbax writes each checkpoint to a temporary folder and renames it when complete, so an
+interrupted save never damages an earlier checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import ml_collections
+import orbax.checkpoint as ocp
+
+CONFIG_FILE = "config.json"
+
+# Fields a resumed run may change: how long it runs and how it reports, not what it learns.
+RESUMABLE_CHANGES = ("train.num_steps", "train.log_every", "train.eval_every",
+                     "train.checkpoint_every", "train.keep_checkpoints", "eval.")
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      flat.update(_flatten(value, f"{prefix}{key}."))
+    else:
+      flat[f"{prefix}{key}"] = value
+  return flat
+
+
+def config_to_dict(config: ml_collections.ConfigDict) -> dict:
+  """The config as plain JSON types (tuples become lists)."""
+  return json.loads(config.to_json())
+
+
+def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
+    json.dump(config_to_dict(config), f, indent=2, sort_keys=True)
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a run saved in its workdir."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.exists(path):
+    raise ValueError(f"{path} does not exist: {workdir} holds no run. Check --workdir.")
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def incompatible_fields(saved: dict, current: dict) -> list[str]:
+  """Dotted names of fields that differ and that a resumed run may not change."""
+  saved, current = _flatten(saved), _flatten(current)
+  return sorted(
+      name for name in set(saved) | set(current)
+      if saved.get(name) != current.get(name)
+      and not any(name == r or (r.endswith(".") and name.startswith(r))
+                  for r in RESUMABLE_CHANGES)
+  )
+
+
+class Checkpointer:
+  """Keeps the last `max_to_keep` checkpoints of a pytree under `workdir/checkpoints`."""
+
+  def __init__(self, workdir: str, max_to_keep: int):
+    self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+    self._manager = ocp.CheckpointManager(
+        self.directory,
+        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+    )
+
+  def latest_step(self) -> int | None:
+    return self._manager.latest_step()
+
+  def save(self, step: int, state: Any) -> None:
+    """Saves and waits until the checkpoint is complete on disk."""
+    self._manager.save(step, args=ocp.args.StandardSave(state))
+    self._manager.wait_until_finished()
+
+  def restore(self, step: int, like: Any) -> Any:
+    """Restores the checkpoint of `step` into the structure, shapes and dtypes of `like`."""
+    try:
+      return self._manager.restore(step, args=ocp.args.StandardRestore(like))
+    except Exception as error:  # orbax raises many types for a mismatched tree.
+      raise ValueError(
+          f"The checkpoint at step {step} in {self.directory} does not fit the model this "
+          f"config builds ({type(error).__name__}: {str(error)[:300]}). Use a new "
+          "--workdir, or the config saved with the checkpoint."
+      ) from error
+
+  def close(self) -> None:
+    self._manager.close()
+
+
+def check_resumable(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Raises ValueError if workdir holds a run whose config the new one cannot resume."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    saved = json.load(f)
+  changed = incompatible_fields(saved, config_to_dict(config))
+  if changed:
+    saved_flat, current_flat = _flatten(saved), _flatten(config_to_dict(config))
+    details = ", ".join(
+        f"{name}: {saved_flat.get(name)!r} -> {current_flat.get(name)!r}" for name in changed
+    )
+    raise ValueError(
+        f"{workdir} holds a run of a different config ({details}); resuming it would mix "
+        f"two experiments. Use a new --workdir, or rerun with the saved config {path} "
+        "(only train.num_steps, logging, checkpoint and eval settings may change)."
+    )

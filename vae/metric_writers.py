@@ -1,0 +1,62 @@
+"""Where a run's numbers go: metrics.jsonl, TensorBoard event files and the console."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+from tensorboardX import SummaryWriter
+
+METRICS_FILE = "metrics.jsonl"
+
+
+class MetricWriter:
+  """Writes scalars per (step, split) and images, to every sink at once.
+
+  `workdir/metrics.jsonl` gets one JSON object per call: {"step", "split", **metrics}.
+  TensorBoard scalars are named "<split>/<metric>". On resume, `truncate_after(step)`
+  drops lines a previous, interrupted run wrote after its last checkpoint, so the file
+  reads as one uninterrupted run.
+  """
+
+  def __init__(self, workdir: str):
+    self.path = os.path.join(workdir, METRICS_FILE)
+    self._tensorboard = SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+  def truncate_after(self, step: int) -> None:
+    if not os.path.exists(self.path):
+      return
+    with open(self.path) as f:
+      records = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
+    with open(self.path, "w") as f:
+      f.writelines(records)
+
+  def write_scalars(self, step: int, split: str, metrics: dict[str, float]) -> None:
+    record = {"step": int(step), "split": split}
+    record.update({k: float(v) for k, v in metrics.items()})
+    with open(self.path, "a") as f:
+      f.write(json.dumps(record) + "\n")
+    for name, value in metrics.items():
+      self._tensorboard.add_scalar(f"{split}/{name}", float(value), step)
+
+  def write_image(self, step: int, name: str, grid: np.ndarray) -> None:
+    """grid: (H, W, C) uint8."""
+    self._tensorboard.add_image(name, grid, step, dataformats="HWC")
+
+  def flush(self) -> None:
+    self._tensorboard.flush()
+
+  def close(self) -> None:
+    self._tensorboard.close()
+
+
+def read_metrics(workdir: str) -> list[dict]:
+  """Every record of workdir/metrics.jsonl, in order."""
+  with open(os.path.join(workdir, METRICS_FILE)) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def format_metrics(metrics: dict[str, float], keys=None) -> str:
+  keys = keys or list(metrics)
+  return " ".join(f"{k}={metrics[k]:.4g}" for k in keys if k in metrics)
