@@ -62,8 +62,8 @@ def test_interrupted_run_resumes_to_the_same_numbers(finished_run, tmp_path, mon
   reference, _ = finished_run
   original = train.prefetch_to_device
 
-  def interrupt_after_two_blocks(blocks):
-    for i, block in enumerate(original(blocks)):
+  def interrupt_after_two_blocks(blocks, *args):
+    for i, block in enumerate(original(blocks, *args)):
       if i == 2:  # Ctrl-C arrives while the third block is being prepared.
         signal.raise_signal(signal.SIGINT)
       yield block
@@ -144,3 +144,30 @@ def test_cli_bad_value_is_one_plain_message(tmp_path):
   assert "error: config.model.latent_dim=0 is invalid" in done.stderr
   assert "Traceback" not in done.stderr
   assert not os.path.exists(tmp_path / "checkpoints")
+
+
+def test_vectorized_runs_match_runs_alone(finished_run, tmp_path):
+  reference, _ = finished_run
+  other = tiny.get_config()
+  other.seed, other.loss.beta, other.optimizer.learning_rate = 1, 2.0, 3e-3
+  other.loss.kl_warmup_steps = 10
+  workdirs = [str(tmp_path / "a"), str(tmp_path / "b")]
+  train.train_vectorized([tiny.get_config(), other], workdirs)
+  alone = str(tmp_path / "alone")
+  train.train_and_evaluate(other, alone)
+  for together, single in ((workdirs[0], reference), (workdirs[1], alone)):
+    got, want = (comparable(metric_writers.read_metrics(w)) for w in (together, single))
+    assert [(r["step"], r["split"]) for r in got] == [(r["step"], r["split"]) for r in want]
+    for g, w in zip(got, want):
+      assert g.keys() == w.keys()
+      for key in g:
+        assert g[key] == pytest.approx(w[key], rel=1e-4, abs=1e-4), (key, g, w)
+  beta_logged = [r["beta"] for r in metric_writers.read_metrics(workdirs[1]) if r["split"] == "train"]
+  assert beta_logged[0] < 2.0  # the KL warm-up ramps beta during the first 10 steps
+
+
+def test_only_shape_preserving_fields_may_differ_when_vectorized(tmp_path):
+  other = tiny.get_config()
+  other.model.latent_dim = 6
+  with pytest.raises(ValueError, match=r"\['model.latent_dim'\].*cannot be trained together"):
+    train.train_vectorized([tiny.get_config(), other], [str(tmp_path / "a"), str(tmp_path / "b")])

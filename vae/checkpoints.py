@@ -50,15 +50,18 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(json.load(f))
 
 
+def differing_fields(first: dict, second: dict) -> list[str]:
+  """Dotted names of the fields whose values differ between two config dicts."""
+  first, second = _flatten(first), _flatten(second)
+  return sorted(name for name in set(first) | set(second)
+                if first.get(name) != second.get(name))
+
+
 def incompatible_fields(saved: dict, current: dict) -> list[str]:
   """Dotted names of fields that differ and that a resumed run may not change."""
-  saved, current = _flatten(saved), _flatten(current)
-  return sorted(
-      name for name in set(saved) | set(current)
-      if saved.get(name) != current.get(name)
-      and not any(name == r or (r.endswith(".") and name.startswith(r))
-                  for r in RESUMABLE_CHANGES)
-  )
+  return [name for name in differing_fields(saved, current)
+          if not any(name == r or (r.endswith(".") and name.startswith(r))
+                     for r in RESUMABLE_CHANGES)]
 
 
 class Checkpointer:
@@ -73,6 +76,9 @@ class Checkpointer:
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
+
+  def all_steps(self) -> list[int]:
+    return sorted(self._manager.all_steps())
 
   def save(self, step: int, state: Any) -> None:
     """Saves and waits until the checkpoint is complete on disk."""
@@ -112,3 +118,30 @@ def check_resumable(config: ml_collections.ConfigDict, workdir: str) -> None:
         f"two experiments. Use a new --workdir, or rerun with the saved config {path} "
         "(only train.num_steps, logging, checkpoint and eval settings may change)."
     )
+
+
+def load_params(workdir: str, step: int | None = None) -> tuple[ml_collections.ConfigDict, Any, int]:
+  """The saved config, the model params and the step of a run's checkpoint.
+
+  Args:
+    workdir: a run's folder, as `vae.train.train_and_evaluate` writes it.
+    step: which checkpoint; None for the latest.
+
+  Returns:
+    (config, params pytree, step).
+
+  Raises:
+    ValueError: no config or no checkpoint in workdir, naming what to run first.
+  """
+  config = load_config(workdir)
+  checkpointer = Checkpointer(workdir, config.train.keep_checkpoints)
+  available = checkpointer.all_steps()
+  if not available:
+    raise ValueError(f"{workdir} holds no checkpoint. Train first: python -m "
+                     f"experiments.train --config=... --workdir={workdir}")
+  step = available[-1] if step is None else step
+  if step not in available:
+    raise ValueError(f"{workdir} has no checkpoint of step {step}; it has {available}.")
+  params = checkpointer.restore(step, None)["state"]["params"]
+  checkpointer.close()
+  return config, params, step

@@ -22,12 +22,13 @@ def _fail(field: str, value, must: str, fix: str = "") -> None:
 
 
 def _int_at_least(config, field: str, minimum: int = 1) -> None:
-  value = _get(config, field)
+  value = get_field(config, field)
   if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
     _fail(field, value, f"an integer >= {minimum}")
 
 
-def _get(config, field: str):
+def get_field(config: ml_collections.ConfigDict, field: str):
+  """config['a']['b'] for field 'a.b'."""
   node = config
   for part in field.split("."):
     node = node[part]
@@ -35,7 +36,7 @@ def _get(config, field: str):
 
 
 def _one_of(config, field: str, valid) -> None:
-  value = _get(config, field)
+  value = get_field(config, field)
   if value not in valid:
     _fail(field, value, f"one of {sorted(valid)}")
 
@@ -47,7 +48,7 @@ def check_model(config: ml_collections.ConfigDict, info: data.DatasetInfo) -> No
   _one_of(config, "model.activation", models.ACTIVATIONS)
   _int_at_least(config, "model.latent_dim")
   for field in ("model.hidden_sizes", "model.conv_features"):
-    sizes = _get(config, field)
+    sizes = get_field(config, field)
     if not all(isinstance(s, int) and s >= 1 for s in sizes):
       _fail(field, sizes, "a sequence of integers >= 1")
   if config.model.architecture == "conv" and not config.model.conv_features:
@@ -99,7 +100,7 @@ def check_schedule(config: ml_collections.ConfigDict) -> None:
   block = config.train.steps_per_dispatch
   for field in ("train.num_steps", "train.log_every", "train.eval_every",
                 "train.checkpoint_every"):
-    value = _get(config, field)
+    value = get_field(config, field)
     if value % block:
       _fail(field, value, f"a multiple of config.train.steps_per_dispatch ({block})",
             f"Use {max(block, value // block * block)} or change steps_per_dispatch.")

@@ -11,8 +11,9 @@ import jax
 _DONE = object()
 
 
-def prefetch_to_device(batches: Iterable, size: int = 2) -> Iterator[jax.Array]:
-  """Yields `jax.device_put(b)` for each b of `batches`, keeping `size` ready in advance.
+def prefetch_to_device(batches: Iterable, sharding: jax.sharding.Sharding | None = None,
+                       size: int = 2) -> Iterator[jax.Array]:
+  """Yields `jax.device_put(b, sharding)` for each b of `batches`, `size` ready in advance.
 
   The producer thread prepares and transfers the next batches while the device runs the
   current one, so the step never waits on data. An exception in the producer is
@@ -26,7 +27,7 @@ def prefetch_to_device(batches: Iterable, size: int = 2) -> Iterator[jax.Array]:
       for batch in batches:
         if stop.is_set():
           return
-        ready.put(jax.device_put(batch))
+        ready.put(jax.device_put(batch, sharding))
     except BaseException as error:  # Handed to the consumer below.
       ready.put(error)
       return

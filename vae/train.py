@@ -46,28 +46,48 @@ class TrainState:
   opt_state: Any
 
 
-def make_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
-  """Linear warm-up from 0, then a constant or cosine-decayed (to 0) learning rate."""
+# Config fields that keep every array shape, so runs differing only in them can be trained
+# together in one program, vmapped over a leading "points" axis.
+VECTORIZED_FIELDS = ("seed", "loss.beta", "loss.kl_warmup_steps", "optimizer.learning_rate")
+
+
+def hyperparams(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
+  """The traced per-run values of VECTORIZED_FIELDS (the seed enters through keys)."""
+  return {"beta": np.float32(config.loss.beta),
+          "kl_warmup_steps": np.float32(config.loss.kl_warmup_steps),
+          "learning_rate": np.float32(config.optimizer.learning_rate)}
+
+
+def make_unit_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
+  """Learning-rate multiplier in [0, 1]: linear warm-up, then constant or cosine to 0."""
   opt = config.optimizer
   if opt.schedule == "cosine":
-    return optax.warmup_cosine_decay_schedule(
-        0.0, opt.learning_rate, opt.warmup_steps, config.train.num_steps)
-  return optax.warmup_constant_schedule(0.0, opt.learning_rate, opt.warmup_steps)
+    return optax.warmup_cosine_decay_schedule(0.0, 1.0, opt.warmup_steps,
+                                              config.train.num_steps)
+  return optax.warmup_constant_schedule(0.0, 1.0, opt.warmup_steps)
 
 
-def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """Adam on the schedule, after optional clipping of the global gradient norm."""
+def make_optimizer(config: ml_collections.ConfigDict,
+                   learning_rate: float | jax.Array) -> optax.GradientTransformation:
+  """Adam with learning rate `learning_rate * unit_schedule(step)`, optional clipping.
+
+  The peak learning rate is an argument, not read from the config, so it may be traced
+  (one value per vectorised run); the state's structure does not depend on it.
+  """
   clip_norm = config.optimizer.grad_clip_norm
-  clip = [optax.clip_by_global_norm(clip_norm)] if clip_norm else []
-  return optax.chain(*clip, optax.adam(make_schedule(config)))
+  return optax.chain(
+      *([optax.clip_by_global_norm(clip_norm)] if clip_norm else []),
+      optax.scale_by_adam(),
+      optax.scale_by_schedule(make_unit_schedule(config)),
+      optax.scale(-learning_rate),
+  )
 
 
-def beta_at(step: jax.Array, loss_config: ml_collections.ConfigDict) -> jax.Array:
-  """The KL weight at `step`: beta, ramped linearly from 0 over kl_warmup_steps."""
-  if loss_config.kl_warmup_steps == 0:
-    return jnp.asarray(loss_config.beta, jnp.float32)
-  ramp = jnp.minimum(1.0, step.astype(jnp.float32) / loss_config.kl_warmup_steps)
-  return loss_config.beta * ramp
+def beta_at(step: jax.Array, hp: dict[str, jax.Array]) -> jax.Array:
+  """The KL weight at `step`: beta, ramped linearly from 0 over kl_warmup_steps (if > 0)."""
+  warmup = hp["kl_warmup_steps"]
+  ramp = jnp.where(warmup > 0, jnp.minimum(1.0, step / jnp.maximum(warmup, 1.0)), 1.0)
+  return hp["beta"] * ramp
 
 
 # ------------------------------------------------------------------ the update step
@@ -104,45 +124,62 @@ def make_loss_fn(model: Model, loss_config: ml_collections.ConfigDict):
 
 
 def empty_accumulator() -> dict[str, jax.Array]:
-  """Device-side sums of train metrics between two logs, and the first non-finite step."""
+  """Sums of train metrics between two logs, and the first non-finite step, for one run."""
   acc = {k: jnp.zeros((), jnp.float32) for k in TRAIN_KEYS}
   acc["count"] = jnp.zeros((), jnp.int32)
   acc["first_nonfinite_step"] = jnp.asarray(_NO_BAD_STEP, jnp.int32)
   return acc
 
 
-def make_train_block(model: Model, config: ml_collections.ConfigDict,
-                     optimizer: optax.GradientTransformation, train_key: jax.Array):
-  """Returns jitted fn(state, acc, batches (T, B, H, W, C)) -> (state, acc).
+def make_train_block(model: Model, config: ml_collections.ConfigDict, shared_data: bool,
+                     mesh: jax.sharding.Mesh):
+  """Returns jitted fn(state, acc, hp, train_key, batches) -> (state, acc) for P runs.
 
-  Runs T update steps in one `lax.scan`, so Python dispatches once per T steps; metrics
-  stay on the device until the loop asks for them. State and accumulator are donated.
+  Every argument has a leading axis of P runs (vmapped), except `batches` when
+  `shared_data` (all runs see the same batches): (T, B, H, W, C), else (P, T, B, H, W, C).
+  Runs T update steps per call in one `lax.scan`, so Python dispatches once per T steps;
+  metrics stay on the device until the loop asks for them. State and accumulator are
+  donated. The batch axis is sharded over the mesh's "data" axis (data parallelism),
+  everything else is replicated.
   """
   loss_fn = make_loss_fn(model, config.loss)
 
-  def step_fn(carry, x):
-    state, acc = carry
-    key = jax.random.fold_in(train_key, state.step)
-    beta = beta_at(state.step, config.loss)
-    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params, key, x, beta)
-    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    metrics.update(loss=loss, beta=beta, grad_norm=optax.tree.norm(grads))
-    acc = {k: acc[k] + metrics[k] for k in TRAIN_KEYS} | {
-        "count": acc["count"] + 1,
-        "first_nonfinite_step": jnp.where(
-            jnp.isfinite(loss), acc["first_nonfinite_step"],
-            jnp.minimum(acc["first_nonfinite_step"], state.step)),
-    }
-    return (TrainState(state.step + 1, params, opt_state), acc), None
+  def run_block(state, acc, hp, train_key, batches):
+    optimizer = make_optimizer(config, hp["learning_rate"])
 
-  @functools.partial(jax.jit, donate_argnums=(0, 1))
-  def train_block(state, acc, batches):
+    def step_fn(carry, x):
+      state, acc = carry
+      key = jax.random.fold_in(train_key, state.step)
+      beta = beta_at(state.step, hp)
+      (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+          state.params, key, x, beta)
+      updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+      params = optax.apply_updates(state.params, updates)
+      metrics.update(loss=loss, beta=beta, grad_norm=optax.tree.norm(grads))
+      acc = {k: acc[k] + metrics[k] for k in TRAIN_KEYS} | {
+          "count": acc["count"] + 1,
+          "first_nonfinite_step": jnp.where(
+              jnp.isfinite(loss), acc["first_nonfinite_step"],
+              jnp.minimum(acc["first_nonfinite_step"], state.step)),
+      }
+      return (TrainState(state.step + 1, params, opt_state), acc), None
+
     (state, acc), _ = jax.lax.scan(step_fn, (state, acc), batches)
     return state, acc
 
-  return train_block
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  batch_sharding = jax.sharding.NamedSharding(mesh, batch_partition(shared_data))
+  return jax.jit(
+      jax.vmap(run_block, in_axes=(0, 0, 0, 0, None if shared_data else 0)),
+      in_shardings=(replicated, replicated, replicated, replicated, batch_sharding),
+      out_shardings=(replicated, replicated),
+      donate_argnums=(0, 1),
+  )
+
+
+def batch_partition(shared_data: bool) -> jax.sharding.PartitionSpec:
+  """Shards the batch axis of (T, B, ...) or (P, T, B, ...) blocks over "data"."""
+  return jax.sharding.PartitionSpec(*(() if shared_data else (None,)), None, "data")
 
 
 # ------------------------------------------------------------------ images
@@ -209,12 +246,6 @@ class _StopRequest:
     signal.signal(signal.SIGINT, self._previous)
 
 
-def _train_blocks(batches: data.TrainBatches, start: int, stop: int, size: int
-                  ) -> Iterator[np.ndarray]:
-  for step in range(start, stop, size):
-    yield batches.block(step, size)
-
-
 def _logged_results(workdir: str, step: int, splits) -> dict[str, dict[str, float]] | None:
   """The evaluation of `step` as metrics.jsonl holds it, or None if a split is missing."""
   records = {r["split"]: r for r in metric_writers.read_metrics(workdir) if r["step"] == step}
@@ -227,6 +258,52 @@ def _logged_results(workdir: str, step: int, splits) -> dict[str, dict[str, floa
 def _format_eta(seconds: float) -> str:
   seconds = int(max(0, seconds))
   return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def check_vectorizable(configs: list[ml_collections.ConfigDict]) -> None:
+  """Raises ValueError unless the configs differ only in VECTORIZED_FIELDS."""
+  first = checkpoints.config_to_dict(configs[0])
+  for config in configs[1:]:
+    differing = checkpoints.differing_fields(first, checkpoints.config_to_dict(config))
+    others = [f for f in differing if f not in VECTORIZED_FIELDS]
+    if others:
+      raise ValueError(
+          f"Runs differing in {others} change array shapes or the program, so they cannot "
+          f"be trained together; only {list(VECTORIZED_FIELDS)} may differ. Run them "
+          "one after another (sweep --vectorize=false).")
+
+
+def _stack(trees):
+  return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
+
+
+def _unstack(tree, index):
+  return jax.tree.map(lambda leaf: leaf[index], tree)
+
+
+class _Run:
+  """What belongs to one run of a vectorised group: its config, workdir and writers."""
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str, model: Model,
+               train_images: np.ndarray):
+    self.config, self.workdir = config, workdir
+    os.makedirs(workdir, exist_ok=True)
+    self.checkpointer = checkpoints.Checkpointer(workdir, config.train.keep_checkpoints)
+    self.latest_step = self.checkpointer.latest_step()
+    if self.latest_step is not None:
+      checkpoints.check_resumable(config, workdir)
+    root_key = jax.random.PRNGKey(config.seed)
+    self.init_key, self.train_key, self.eval_key, image_key = (
+        jax.random.fold_in(root_key, i) for i in range(4))
+    self.batches = data.TrainBatches(train_images, config.train.batch_size, config.seed,
+                                     config.data.binarize == "dynamic")
+    self.writer = metric_writers.MetricWriter(workdir)
+    self.images = ImageWriter(model, workdir, self.writer, image_key, config.eval.num_images)
+    self.learning_rate = make_unit_schedule(config)
+
+  def close(self) -> None:
+    self.writer.close()
+    self.checkpointer.close()
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
@@ -242,94 +319,135 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
     ValueError: a bad config value or an incompatible checkpoint (before any training).
     NonFiniteLossError: the loss became NaN or infinite.
   """
-  info = config_checks.check_config(config)
-  train_cfg = config.train
-  os.makedirs(workdir, exist_ok=True)
-  checkpointer = checkpoints.Checkpointer(workdir, train_cfg.keep_checkpoints)
-  start_step = checkpointer.latest_step()
-  if start_step is not None:
-    checkpoints.check_resumable(config, workdir)
+  return train_vectorized([config], [workdir])[0]
 
-  # ---- data
+
+def train_vectorized(configs: list[ml_collections.ConfigDict], workdirs: list[str]
+                     ) -> list[dict[str, dict[str, float]]]:
+  """Trains runs that differ only in VECTORIZED_FIELDS together, in one jitted program.
+
+  Each run writes exactly what `train_and_evaluate` writes, to its own workdir, and gets
+  the same numbers it would get alone (up to float rounding of batched matmuls).
+  """
+  infos = [config_checks.check_config(config) for config in configs]
+  check_vectorizable(configs)
+  config, info = configs[0], infos[0]
+  train_cfg = config.train
+  mesh = jax.make_mesh((jax.device_count(),), ("data",),
+                       axis_types=(jax.sharding.AxisType.Auto,))
+  for field in ("train.batch_size", "eval.batch_size"):
+    size = config_checks.get_field(config, field)
+    if size % mesh.size:
+      ok = [n for n in range(mesh.size, 4 * size, mesh.size)][:4]
+      raise ValueError(f"config.{field}={size} does not divide by the {mesh.size} devices "
+                       f"of the data-parallel mesh; use e.g. one of {ok}.")
+
+  # ---- data and model (shared by every run of the group)
   train_images = data.load_split(config.data, "train")
   eval_images = {split: data.load_split(config.data, split) for split in config.eval.splits}
-  batches = data.TrainBatches(train_images, train_cfg.batch_size, config.seed,
-                              config.data.binarize == "dynamic")
-
-  # ---- model, optimiser, state
   model = build_model(config.model, info.image_shape)
-  optimizer = make_optimizer(config)
-  schedule = make_schedule(config)
-  root_key = jax.random.PRNGKey(config.seed)
-  init_key, train_key, eval_key, image_key = (jax.random.fold_in(root_key, i) for i in range(4))
-  params = model.init(init_key)
-  state = TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params))
-  num_params = sum(p.size for p in jax.tree.leaves(params))
-  logging.info("Model: %s, %d parameters; data: %s %s, %d train images.",
-               config.model.architecture, num_params, info.name, info.image_shape,
-               len(train_images))
+  runs = [_Run(c, w, model, train_images) for c, w in zip(configs, workdirs)]
+  logging.info("Model: %s, %d parameters; data: %s %s, %d train images; %d run(s).",
+               config.model.architecture,
+               sum(p.size for p in jax.tree.leaves(model.init(runs[0].init_key))),
+               info.name, info.image_shape, len(train_images), len(runs))
 
-  writer = metric_writers.MetricWriter(workdir)
-  acc = empty_accumulator()  # Train metrics since the last log; checkpointed with the state.
-  if start_step is None:
-    start_step = 0
-    writer.truncate_after(-1)
-  else:
-    restored = checkpointer.restore(start_step, {"state": state, "metrics": empty_accumulator()})
-    state, acc = restored["state"], restored["metrics"]
-    writer.truncate_after(start_step)
-    logging.info("Resumed from the checkpoint of step %d in %s.", start_step,
-                 checkpointer.directory)
-  checkpoints.save_config(config, workdir)
+  # ---- state: fresh or restored, stacked over runs
+  starts = {run.latest_step for run in runs}
+  if len(starts) > 1:
+    raise ValueError(f"The runs' latest checkpoints are at different steps {sorted(starts, key=str)}"
+                     f" ({', '.join(workdirs)}); resume them one by one.")
+  start_step = starts.pop() or 0
+  states, accs = [], []
+  for run in runs:
+    params = model.init(run.init_key)
+    state = TrainState(jnp.zeros((), jnp.int32), params,
+                       make_optimizer(run.config, run.config.optimizer.learning_rate)
+                       .init(params))
+    acc = empty_accumulator()
+    if run.latest_step is not None:
+      restored = run.checkpointer.restore(start_step, {"state": state, "metrics": acc})
+      state, acc = restored["state"], restored["metrics"]
+      logging.info("%s: resumed from the checkpoint of step %d.", run.workdir, start_step)
+    run.writer.truncate_after(start_step if run.latest_step is not None else -1)
+    checkpoints.save_config(run.config, run.workdir)
+    states.append(state)
+    accs.append(acc)
 
   evaluator = Evaluator(model, config.eval)
-  image_writer = ImageWriter(model, workdir, writer, image_key, config.eval.num_images)
-  train_block = make_train_block(model, config, optimizer, train_key)
   last_checkpoint = start_step if start_step > 0 else None
+  shown_images = next(iter(eval_images.values()))
 
-  def run_evaluation(step: int) -> dict[str, dict[str, float]]:
-    results = {}
-    for split, split_images in eval_images.items():
-      results[split] = evaluator.evaluate(state.params, eval_key, split_images)
-      writer.write_scalars(step, split, results[split])
-      logging.info("eval %-10s step %d: %s", split, step, metric_writers.format_metrics(
-          results[split], ("elbo", "log_px", "bound_gap", "reconstruction", "kl",
-                           "active_units")))
-    image_writer.write(step, state.params, next(iter(eval_images.values())))
-    writer.flush()
-    return results
+  def run_evaluation(step, state) -> list[dict[str, dict[str, float]]]:
+    all_results = []
+    for i, run in enumerate(runs):
+      params = _unstack(state.params, i)
+      results = {}
+      for split, split_images in eval_images.items():
+        results[split] = evaluator.evaluate(params, run.eval_key, split_images)
+        run.writer.write_scalars(step, split, results[split])
+        logging.info("eval %-10s step %d%s: %s", split, step,
+                     f" [{run.workdir}]" if len(runs) > 1 else "",
+                     metric_writers.format_metrics(results[split], (
+                         "elbo", "log_px", "bound_gap", "reconstruction", "kl",
+                         "active_units")))
+      run.images.write(step, params, shown_images)
+      run.writer.flush()
+      all_results.append(results)
+    return all_results
 
-  def check_finite(acc) -> None:
-    bad = int(acc["first_nonfinite_step"])
-    if bad != _NO_BAD_STEP:
-      where = (f"step {last_checkpoint} in {checkpointer.directory} (still loadable)"
+  def check_finite(acc_host) -> None:
+    for i, run in enumerate(runs):
+      bad = int(acc_host["first_nonfinite_step"][i])
+      if bad == _NO_BAD_STEP:
+        continue
+      where = (f"step {last_checkpoint} in {run.checkpointer.directory} (still loadable)"
                if last_checkpoint is not None else "none (no checkpoint was written yet)")
       raise NonFiniteLossError(
-          f"The loss became non-finite at step {bad}. Last good checkpoint: {where}. "
-          f"Lower config.optimizer.learning_rate (now {config.optimizer.learning_rate}) "
-          "or set config.optimizer.grad_clip_norm, then rerun in a new --workdir (or "
-          "this one, to resume from that checkpoint).")
+          f"{run.workdir}: the loss became non-finite at step {bad}. Last good checkpoint: "
+          f"{where}. Lower config.optimizer.learning_rate (now "
+          f"{run.config.optimizer.learning_rate}) or set config.optimizer.grad_clip_norm, "
+          "then rerun in a new --workdir (or this one, to resume from that checkpoint).")
+
+  def close_all():
+    for run in runs:
+      run.close()
 
   if start_step >= train_cfg.num_steps:
-    logging.info("%s already holds a finished run (step %d).", workdir, start_step)
-    results = _logged_results(workdir, start_step, config.eval.splits)
-    if results is None:
-      results = run_evaluation(start_step)
-    writer.close()
-    checkpointer.close()
+    logging.info("Already finished (step %d): %s.", start_step, ", ".join(workdirs))
+    logged = [_logged_results(run.workdir, start_step, config.eval.splits) for run in runs]
+    results = (logged if all(r is not None for r in logged)
+               else run_evaluation(start_step, _stack(states)))
+    close_all()
     return results
 
   # ---- loop
-  results: dict[str, dict[str, float]] = {}
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  state = jax.device_put(_stack(states), replicated)
+  acc = jax.device_put(_stack(accs), replicated)
+  hp = jax.device_put(_stack([hyperparams(run.config) for run in runs]), replicated)
+  train_keys = jax.device_put(jnp.stack([run.train_key for run in runs]), replicated)
+  shared_data = len({run.config.seed for run in runs}) == 1
+  train_block = make_train_block(model, config, shared_data, mesh)
+  block_size = train_cfg.steps_per_dispatch
+
+  def host_blocks():
+    for step in range(start_step, train_cfg.num_steps, block_size):
+      if shared_data:
+        yield runs[0].batches.block(step, block_size)
+      else:
+        yield np.stack([run.batches.block(step, block_size) for run in runs])
+
+  results: list[dict[str, dict[str, float]]] = []
   step = start_step
   run_start = interval_start = time.perf_counter()
   paused = 0.0  # Seconds spent on evaluations and checkpoints since the last log.
-  blocks = prefetch_to_device(_train_blocks(
-      batches, start_step, train_cfg.num_steps, train_cfg.steps_per_dispatch))
+  blocks = prefetch_to_device(host_blocks(), jax.sharding.NamedSharding(
+      mesh, batch_partition(shared_data)))
   with _StopRequest() as stop:
     for block_batches in blocks:
-      state, acc = train_block(state, acc, block_batches)
-      step += train_cfg.steps_per_dispatch
+      state, acc = train_block(state, acc, hp, train_keys, block_batches)
+      step += block_size
       done = step == train_cfg.num_steps
       is_due = lambda every: step % every == 0 or done
       if not (is_due(train_cfg.log_every) or is_due(train_cfg.checkpoint_every)
@@ -339,33 +457,35 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
       check_finite(acc_host)
       if is_due(train_cfg.log_every):
         elapsed = time.perf_counter() - interval_start - paused
-        count = int(acc_host["count"])
-        train_metrics = {k: float(acc_host[k]) / count for k in TRAIN_KEYS}
-        train_metrics["steps_per_sec"] = count / max(elapsed, 1e-9)
-        train_metrics["learning_rate"] = float(schedule(step))
-        writer.write_scalars(step, "train", train_metrics)
+        for i, run in enumerate(runs):
+          count = int(acc_host["count"][i])
+          train_metrics = {k: float(acc_host[k][i]) / count for k in TRAIN_KEYS}
+          train_metrics["steps_per_sec"] = count / max(elapsed, 1e-9)
+          train_metrics["learning_rate"] = (run.config.optimizer.learning_rate
+                                            * float(run.learning_rate(step)))
+          run.writer.write_scalars(step, "train", train_metrics)
         overall_rate = (step - start_step) / max(time.perf_counter() - run_start, 1e-9)
         logging.info(
             "step %d/%d (%d%%) | %.1f steps/s | ETA %s | %s", step, train_cfg.num_steps,
             100 * step // train_cfg.num_steps, train_metrics["steps_per_sec"],
             _format_eta((train_cfg.num_steps - step) / max(overall_rate, 1e-9)),
             metric_writers.format_metrics(train_metrics, ("elbo", "reconstruction", "kl")))
-        acc = empty_accumulator()
+        acc = jax.device_put(_stack([empty_accumulator()] * len(runs)), replicated)
         interval_start, paused = time.perf_counter(), 0.0
       pause_start = time.perf_counter()
       if is_due(train_cfg.checkpoint_every) or stop.requested:
-        checkpointer.save(step, {"state": state, "metrics": acc})
+        for i, run in enumerate(runs):
+          run.checkpointer.save(step, {"state": _unstack(state, i), "metrics": _unstack(acc, i)})
         last_checkpoint = step
       if stop.requested:
-        writer.close()
-        checkpointer.close()
+        close_all()
         raise KeyboardInterrupt(f"Interrupted: saved a checkpoint of step {step} in "
-                                f"{checkpointer.directory}; rerun the command to resume.")
+                                f"{', '.join(workdirs)}; rerun the command to resume.")
       if is_due(train_cfg.eval_every):
-        results = run_evaluation(step)
+        results = run_evaluation(step, state)
       paused += time.perf_counter() - pause_start
 
-  image_writer.write_traversal(step, state.params, next(iter(eval_images.values())))
-  writer.close()
-  checkpointer.close()
+  for i, run in enumerate(runs):
+    run.images.write_traversal(step, _unstack(state.params, i), shown_images)
+  close_all()
   return results
