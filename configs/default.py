@@ -49,12 +49,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.optimizer.grad_clip_norm = config_dict.placeholder(float)  # None: no clipping.
 
   config.train = ml_collections.ConfigDict()
-  config.train.num_steps = 10000
+  config.train.num_steps = 6000
   config.train.batch_size = 128
   config.train.steps_per_dispatch = 10  # Steps run by one jitted lax.scan call.
   config.train.log_every = 100
-  config.train.eval_every = 2500
-  config.train.checkpoint_every = 2500
+  config.train.eval_every = 2000
+  config.train.checkpoint_every = 2000
   config.train.keep_checkpoints = 3
 
   config.eval = ml_collections.ConfigDict()

@@ -1,5 +1,6 @@
 """Tests for vae/data.py: embedded sets, npz files, batching, and the real TFDS reading
-path on a tiny set prepared here in a temporary data_dir (offline, no TensorFlow)."""
+path on tiny fakes of the catalog sets (tests/tfds_fakes.py, prepared once per session in
+a temporary data_dir by the `fake_tfds_dir` fixture; offline, no TensorFlow)."""
 
 import http.server
 import importlib.util
@@ -15,8 +16,8 @@ import ml_collections
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-from PIL import Image
 
+import tfds_fakes
 from vae import data
 
 HAS_TENSORFLOW = importlib.util.find_spec("tensorflow") is not None
@@ -236,70 +237,12 @@ def test_validation_size_must_leave_training_data(tmp_path):
 # ------------------------------------------------------------------ TFDS
 
 
-class TinyMnist(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-  """The catalog's `mnist` (same name, version and features), with 20 + 7 examples whose
-  pixels all equal their id: train ids 0..19, test ids 100..106."""
-
-  name = "mnist"
-  VERSION = tfds.core.Version("3.0.1")
-
-  def _info(self):
-    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
-        "image": tfds.features.Image(shape=(28, 28, 1)),
-        "label": tfds.features.ClassLabel(num_classes=10),
-    }))
-
-  def _split_generators(self, dl_manager):
-    del dl_manager
-    return {"train": self._generate_examples(range(20)),
-            "test": self._generate_examples(range(100, 107))}
-
-  def _generate_examples(self, ids):
-    for i in ids:  # tfds.features.Image takes PIL images without TensorFlow.
-      pixels = np.full((28, 28), i, np.uint8)
-      yield i, {"image": Image.fromarray(pixels), "label": i % 10}
-
-
-class TinyBinarizedMnist(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-  """The catalog's `binarized_mnist` (its own validation split, uint8 0/1 images), with
-  6 / 4 / 3 random examples."""
-
-  name = "binarized_mnist"
-  VERSION = tfds.core.Version("1.0.0")
-
-  def _info(self):
-    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
-        "image": tfds.features.Image(shape=(28, 28, 1)),
-    }))
-
-  def _split_generators(self, dl_manager):
-    del dl_manager
-    return {split: self._generate_examples(num, seed) for seed, (split, num) in
-            enumerate((("train", 6), ("validation", 4), ("test", 3)))}
-
-  def _generate_examples(self, num, seed):
-    pixels = np.random.default_rng(seed).integers(0, 2, (num, 28, 28), np.uint8)
-    for i in range(num):
-      yield i, {"image": Image.fromarray(pixels[i])}
-
-
-@pytest.fixture(scope="module")
-def tfds_dir(tmp_path_factory):
-  """A data_dir holding TinyMnist and TinyBinarizedMnist prepared in array_record
-  format under the catalog's names and versions."""
-  data_dir = tmp_path_factory.mktemp("tfds")
-  tfds.disable_progress_bar()
-  for builder in (TinyMnist, TinyBinarizedMnist):
-    builder(data_dir=str(data_dir), file_format="array_record").download_and_prepare()
-  return data_dir
-
-
 def pixel_ids(images: np.ndarray) -> list[int]:
   return [round(x * 255) for x in images[:, 0, 0, 0]]
 
 
-def test_tfds_reads_prepared_array_record(tfds_dir):
-  config = make_config(name="mnist", data_dir=str(tfds_dir), validation_size=5)
+def test_tfds_reads_prepared_array_record(fake_tfds_dir):
+  config = make_config(name="mnist", data_dir=str(fake_tfds_dir), validation_size=5)
   data.validate_data_config(config)
   assert data.dataset_info(config) == data.DatasetInfo("mnist", (28, 28, 1), "grayscale")
   splits = {split: data.load_split(config, split) for split in data.SPLITS}
@@ -310,14 +253,14 @@ def test_tfds_reads_prepared_array_record(tfds_dir):
     assert 0 <= images.min() and images.max() <= 1
   assert sorted(pixel_ids(splits["test"])) == list(range(100, 107))
   # Validation is the last 5 of the train split in the order TFDS stores it.
-  stored = tfds.data_source("mnist", data_dir=str(tfds_dir), split="train")
+  stored = tfds.data_source("mnist", data_dir=str(fake_tfds_dir), split="train")
   stored_ids = [int(stored[i]["image"][0, 0, 0]) for i in range(len(stored))]
   assert pixel_ids(splits["train"]) == stored_ids[:15]
   assert pixel_ids(splits["validation"]) == stored_ids[15:]
 
 
-def test_tfds_binary_set_with_own_validation(tfds_dir):
-  config = make_config(name="binarized_mnist", data_dir=str(tfds_dir),
+def test_tfds_binary_set_with_own_validation(fake_tfds_dir):
+  config = make_config(name="binarized_mnist", data_dir=str(fake_tfds_dir),
                        validation_size=2)  # ignored: the set has a validation split
   assert data.dataset_info(config).kind == "binary"
   for split, num in zip(data.SPLITS, (6, 4, 3)):
@@ -326,13 +269,48 @@ def test_tfds_binary_set_with_own_validation(tfds_dir):
     assert set(np.unique(images)) == {0.0, 1.0}  # read as 0/1, not 0/255
 
 
-def test_tfds_binarized_splits_are_fixed(tfds_dir):
-  config = make_config(name="mnist", data_dir=str(tfds_dir), binarize="dynamic",
+def test_tfds_binarized_splits_are_fixed(fake_tfds_dir):
+  config = make_config(name="mnist", data_dir=str(fake_tfds_dir), binarize="dynamic",
                        validation_size=5)
   test = data.load_split(config, "test")
   assert set(np.unique(test)) <= {0.0, 1.0}
   data._load_split.cache_clear()
   np.testing.assert_array_equal(data.load_split(config, "test"), test)
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion_mnist", "cifar10", "binarized_mnist"])
+def test_fakes_stand_in_for_the_catalog(fake_tfds_dir, name):
+  """The catalog's own builder (the one vae/data.py asks for) finds each fake prepared,
+  at its version, with its features."""
+  builder = tfds.builder(name, data_dir=str(fake_tfds_dir))
+  catalog = tfds.builder_cls(name)
+  assert builder.is_prepared() and builder.version == catalog.VERSION
+  assert type(builder) is catalog  # pylint: disable=unidiomatic-typecheck
+  assert builder.info.available_file_formats() == {
+      tfds.core.file_adapters.FileFormat.ARRAY_RECORD}
+
+
+@pytest.mark.parametrize("name, shape, kind", [
+    ("fashion_mnist", (28, 28, 1), "grayscale"),
+    ("cifar10", (32, 32, 3), "color"),
+])
+def test_tfds_catalog_images(fake_tfds_dir, name, shape, kind):
+  config = make_config(name=name, data_dir=str(fake_tfds_dir), validation_size=4)
+  data.validate_data_config(config)
+  assert data.dataset_info(config) == data.DatasetInfo(name, shape, kind)
+  splits = {split: data.load_split(config, split) for split in data.SPLITS}
+  ids = tfds_fakes.IDS[name]
+  assert {split: len(images) for split, images in splits.items()} == {
+      "train": len(ids["train"]) - 4, "validation": 4, "test": len(ids["test"])}
+  assert sorted(pixel_ids(splits["train"]) + pixel_ids(splits["validation"])) == list(
+      ids["train"])
+  assert sorted(pixel_ids(splits["test"])) == list(ids["test"])
+  channel_offsets = np.arange(shape[-1], dtype=np.float32) / 255
+  for images in splits.values():
+    assert images.shape[1:] == shape and images.dtype == np.float32
+    # Pixel (h, w, c) of example i is (i + c) / 255: channels last, in order.
+    np.testing.assert_allclose(images, np.broadcast_to(
+        images[:, :1, :1, :1] + channel_offsets, images.shape), atol=1e-6)
 
 
 def test_unprepared_tfds_fails_fast(tmp_path):
@@ -348,10 +326,11 @@ def test_unprepared_tfds_fails_fast(tmp_path):
 
 
 @pytest.mark.skipif(HAS_TENSORFLOW, reason="checks the error shown without TensorFlow")
-def test_tfrecord_without_tensorflow(tfds_dir, tmp_path):
+def test_tfrecord_without_tensorflow(fake_tfds_dir, tmp_path):
   """Data stored as tfrecord (as TFDS's default writes it) cannot be read here."""
-  version_dir = tmp_path / "mnist" / "3.0.1"
-  shutil.copytree(tfds_dir / "mnist" / "3.0.1", version_dir)
+  version = str(tfds.builder_cls("mnist").VERSION)
+  version_dir = tmp_path / "mnist" / version
+  shutil.copytree(fake_tfds_dir / "mnist" / version, version_dir)
   info_path = version_dir / "dataset_info.json"
   info_path.write_text(json.dumps(dict(json.loads(info_path.read_text()),
                                        fileFormat="tfrecord")))

@@ -171,3 +171,15 @@ def test_only_shape_preserving_fields_may_differ_when_vectorized(tmp_path):
   other.model.latent_dim = 6
   with pytest.raises(ValueError, match=r"\['model.latent_dim'\].*cannot be trained together"):
     train.train_vectorized([tiny.get_config(), other], [str(tmp_path / "a"), str(tmp_path / "b")])
+
+
+def test_empty_evaluation_split_stops_before_training(tmp_path):
+  path = tmp_path / "own.npz"
+  rng = np.random.default_rng(0)
+  np.savez(path, train=rng.random((64, 8, 8)).astype(np.float32),
+           test=rng.random((16, 8, 8)).astype(np.float32))
+  config = tiny.get_config()
+  config.data.name, config.data.path, config.data.validation_size = "npz", str(path), 0
+  with pytest.raises(ValueError, match=r"'validation'.*empty.*validation_size=0"):
+    train.train_and_evaluate(config, str(tmp_path / "run"))
+  assert not os.path.exists(tmp_path / "run" / "checkpoints" / "10")

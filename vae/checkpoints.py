@@ -64,6 +64,18 @@ def incompatible_fields(saved: dict, current: dict) -> list[str]:
                      for r in RESUMABLE_CHANGES)]
 
 
+def latest_step(workdir: str) -> int | None:
+  """The step of the newest complete checkpoint in workdir, without opening a manager.
+
+  Orbax names a checkpoint folder by its step only once it is complete.
+  """
+  directory = os.path.join(workdir, "checkpoints")
+  if not os.path.isdir(directory):
+    return None
+  steps = [int(name) for name in os.listdir(directory) if name.isdigit()]
+  return max(steps, default=None)
+
+
 class Checkpointer:
   """Keeps the last `max_to_keep` checkpoints of a pytree under `workdir/checkpoints`."""
 

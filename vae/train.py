@@ -345,6 +345,12 @@ def train_vectorized(configs: list[ml_collections.ConfigDict], workdirs: list[st
   # ---- data and model (shared by every run of the group)
   train_images = data.load_split(config.data, "train")
   eval_images = {split: data.load_split(config.data, split) for split in config.eval.splits}
+  for split, split_images in eval_images.items():
+    if not len(split_images):
+      raise ValueError(
+          f"config.eval.splits includes {split!r}, but that split of {info.name} is empty "
+          f"(config.data.validation_size={config.data.validation_size}). Set "
+          "validation_size > 0 or leave the split out of config.eval.splits.")
   model = build_model(config.model, info.image_shape)
   runs = [_Run(c, w, model, train_images) for c, w in zip(configs, workdirs)]
   logging.info("Model: %s, %d parameters; data: %s %s, %d train images; %d run(s).",

@@ -1,0 +1,24 @@
+"""Beta x seed sweep: how much of the beta effect survives seed noise (12 points).
+
+Command (offline, embedded data; all points train together in one vmapped program):
+
+  python -m experiments.sweep --sweep=configs/sweeps/beta_x_seed.py --workdir=runs/beta_x_seed
+
+Expected on 2 CPU cores: about 14 minutes. summary.md lists every (beta, seed) point.
+"""
+
+from configs import default
+from vae import sweeps
+
+
+def get_config():
+  config = default.get_config()
+  config.train.num_steps = 3000
+  config.train.eval_every = 1000
+  config.train.checkpoint_every = 1000
+  return config
+
+
+def get_sweep():
+  return sweeps.product(sweeps.axis("loss.beta", [0.5, 1.0, 2.0, 4.0]),
+                        sweeps.axis("seed", [0, 1, 2]))

@@ -1,0 +1,51 @@
+r"""Runs a sweep file: every point in its own sub-workdir, then a summary table and plots.
+
+  python -m experiments.sweep --sweep=configs/sweeps/beta.py --workdir=runs/beta \
+      [--mode=vectorized|sequential|parallel --parallel=2] [--sweep.train.num_steps=500]
+
+`--sweep.<field>=value` overrides the base config of every point. Rerunning resumes:
+finished points are skipped, interrupted ones resume from their checkpoints.
+`--print_commands` prints one `experiments.train` command per point instead (for a
+cluster's job array) and runs nothing.
+"""
+
+import os
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from vae import logs, sweeps, train
+
+_SWEEP = config_flags.DEFINE_config_file(
+    "sweep", None, "A sweep file: get_config() for the base, get_sweep() for the points.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "The sweep's folder.")
+_MODE = flags.DEFINE_enum("mode", "vectorized", sweeps.MODES, "How to run the points.")
+_PARALLEL = flags.DEFINE_integer("parallel", 2, "Processes at a time with --mode=parallel.")
+_PRINT = flags.DEFINE_bool("print_commands", False, "Print one command per point, run nothing.")
+flags.mark_flags_as_required(["sweep", "workdir"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  logs.quiet_dependency_logs()
+  sweep_file = config_flags.get_config_filename(flags.FLAGS["sweep"])
+  overrides = config_flags.get_override_values(flags.FLAGS["sweep"])
+  try:
+    points = sweeps.load_points(sweep_file)
+    if _PRINT.value:
+      print("\n".join(sweeps.point_commands(sweep_file, points, _WORKDIR.value, overrides)))
+      return
+    rows = sweeps.run_sweep(sweep_file, _SWEEP.value, points, _WORKDIR.value, _MODE.value,
+                            _PARALLEL.value, overrides)
+  except (ValueError, ImportError, ConnectionError, RuntimeError,
+          train.NonFiniteLossError) as error:
+    logging.debug("Stopped by:", exc_info=True)
+    raise SystemExit(f"error: {error}") from None
+  except KeyboardInterrupt as interrupt:
+    raise SystemExit(str(interrupt) or "Interrupted.") from None
+  logging.info("Summary of %d points: %s", len(rows), os.path.join(_WORKDIR.value, "summary.md"))
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,147 @@
+"""Sweeps: expansion of sweep files, runs in every mode, resume, summary and plots."""
+
+import csv
+import os
+import shlex
+import textwrap
+
+import pytest
+
+from configs import tiny
+from vae import metric_writers, sweeps
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_product_and_zip():
+  beta = sweeps.axis("loss.beta", [0.5, 2.0])
+  seed = sweeps.axis("seed", [0, 1, 2])
+  assert sweeps.product(beta, seed) == [
+      {"loss.beta": b, "seed": s} for b in (0.5, 2.0) for s in (0, 1, 2)]
+  dims = sweeps.axis("model.latent_dim", [2, 4, 8])
+  assert sweeps.zip_points(seed, dims) == [
+      {"seed": 0, "model.latent_dim": 2}, {"seed": 1, "model.latent_dim": 4},
+      {"seed": 2, "model.latent_dim": 8}]
+  with pytest.raises(ValueError, match="equal length"):
+    sweeps.zip_points(beta, seed)
+
+
+def test_expand_names_points_and_applies_overrides():
+  named = sweeps.expand(tiny.get_config(), sweeps.product(
+      sweeps.axis("loss.beta", [1, 4]), sweeps.axis("model.latent_dim", [3])))
+  assert [name for name, _ in named] == ["loss.beta=1_model.latent_dim=3",
+                                         "loss.beta=4_model.latent_dim=3"]
+  assert named[1][1].loss.beta == 4.0 and isinstance(named[1][1].loss.beta, float)
+  assert named[1][1].model.latent_dim == 3
+  assert tiny.get_config().model.latent_dim == 4  # the base is not modified
+
+
+@pytest.mark.parametrize("point, message", [
+    ({"loss.betta": 1.0}, r"Sweep key 'loss.betta' is not a config field"),
+    ({"optimiser.learning_rate": 1.0}, r"'optimiser.learning_rate' is not a config field"),
+    ({"loss.beta": -1.0}, r"Sweep point loss.beta=-1.0: config.loss.beta=-1.0 is invalid"),
+])
+def test_bad_points_are_rejected_with_the_key(point, message):
+  with pytest.raises(ValueError, match=message):
+    sweeps.expand(tiny.get_config(), [point])
+
+
+def test_repeated_points_are_rejected():
+  with pytest.raises(ValueError, match="repeats points"):
+    sweeps.expand(tiny.get_config(), sweeps.axis("seed", [1, 1]))
+
+
+def write_sweep_file(tmp_path, sweep_expression):
+  path = tmp_path / "sweep.py"
+  path.write_text(textwrap.dedent(f"""
+      from configs import tiny
+      from vae import sweeps
+
+      def get_config():
+        return tiny.get_config()
+
+      def get_sweep():
+        return {sweep_expression}
+      """))
+  return str(path)
+
+
+def read_summary(workdir):
+  with open(os.path.join(workdir, "summary.csv")) as f:
+    return list(csv.DictReader(f))
+
+
+def test_vectorized_beta_sweep_then_resume_skips_finished_points(tmp_path):
+  sweep_file = write_sweep_file(tmp_path, 'sweeps.axis("loss.beta", [0.5, 1.0, 4.0])')
+  workdir = str(tmp_path / "sweep")
+  rows = sweeps.run_sweep(sweep_file, tiny.get_config(), sweeps.load_points(sweep_file),
+                          workdir, mode="vectorized")
+  assert [r["point"] for r in rows] == ["loss.beta=0.5", "loss.beta=1.0", "loss.beta=4.0"]
+  summary = read_summary(workdir)
+  assert [float(r["loss.beta"]) for r in summary] == [0.5, 1.0, 4.0]
+  kls = [float(r["kl"]) for r in summary]
+  assert kls[0] > kls[2]  # a larger KL weight buys a lower rate
+  for row in summary:
+    assert float(row["log_px"]) > float(row["elbo"]) - 1.0
+    assert int(row["step"]) == 20
+  assert os.path.exists(os.path.join(workdir, "rate_distortion.png"))
+  assert "| loss.beta=4.0 |" in open(os.path.join(workdir, "summary.md")).read()
+  before = {r["point"]: metric_writers.read_metrics(os.path.join(workdir, r["point"]))
+            for r in rows}
+  again = sweeps.run_sweep(sweep_file, tiny.get_config(), sweeps.load_points(sweep_file),
+                           workdir, mode="vectorized")
+  assert again == rows
+  for name, records in before.items():
+    assert metric_writers.read_metrics(os.path.join(workdir, name)) == records
+
+
+def test_sequential_latent_sweep_plots_against_latent_size(tmp_path):
+  sweep_file = write_sweep_file(tmp_path, 'sweeps.axis("model.latent_dim", [1, 2, 3])')
+  workdir = str(tmp_path / "sweep")
+  sweeps.run_sweep(sweep_file, tiny.get_config(), sweeps.load_points(sweep_file), workdir,
+                   mode="sequential")
+  summary = read_summary(workdir)
+  assert [int(r["model.latent_dim"]) for r in summary] == [1, 2, 3]
+  assert all(0 <= float(r["active_units"]) <= int(r["model.latent_dim"]) for r in summary)
+  for plot in ("log_px_and_gap_vs_latent_dim.png", "active_units_vs_latent_dim.png",
+               "rate_distortion.png"):
+    assert os.path.getsize(os.path.join(workdir, plot)) > 1000
+
+
+def test_parallel_mode_runs_the_printed_commands(tmp_path, monkeypatch):
+  monkeypatch.chdir(REPO)
+  sweep_file = write_sweep_file(tmp_path, 'sweeps.axis("seed", [3, 4])')
+  workdir = str(tmp_path / "sweep")
+  overrides = {"train.num_steps": 10}
+  commands = sweeps.point_commands(sweep_file, sweeps.load_points(sweep_file), workdir,
+                                   overrides)
+  assert len(commands) == 2
+  assert shlex.split(commands[1])[1:] == [
+      "-m", "experiments.train", f"--config={sweep_file}",
+      f"--workdir={workdir}/seed=4", "--config.train.num_steps=10", "--config.seed=4"]
+  base = tiny.get_config()
+  base.train.num_steps = 10
+  sweeps.run_sweep(sweep_file, base, sweeps.load_points(sweep_file), workdir,
+                   mode="parallel", parallel=2, base_overrides=overrides)
+  summary = read_summary(workdir)
+  assert [int(r["step"]) for r in summary] == [10, 10]
+  assert all(float(r["wall_time_s"]) > 0 for r in summary)
+
+
+def test_sweep_app_prints_one_command_per_point(tmp_path):
+  import subprocess
+  import sys
+  done = subprocess.run(
+      [sys.executable, "-m", "experiments.sweep", "--sweep=configs/sweeps/beta.py",
+       f"--workdir={tmp_path}", "--sweep.train.num_steps=100", "--print_commands"],
+      cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert done.returncode == 0, done.stderr[-2000:]
+  lines = done.stdout.strip().splitlines()
+  assert len(lines) == 7
+  assert "--config.train.num_steps=100" in lines[0] and "--config.loss.beta=0.1" in lines[0]
+  bad = subprocess.run(
+      [sys.executable, "-m", "experiments.sweep", "--sweep=configs/sweeps/beta.py",
+       f"--workdir={tmp_path}", "--sweep.loss.beta=-1"],
+      cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert bad.returncode != 0 and "config.loss.beta=-1" in bad.stderr
+  assert "Traceback" not in bad.stderr

@@ -1,0 +1,127 @@
+"""A finished sweep as a table (summary.csv, summary.md) and plots (PNG).
+
+Rows hold each point's overrides and its final evaluation on the test split (or the last
+split it evaluates), in nats per example: reconstruction, KL (the rate), ELBO, log p̂(x),
+bound gap and active units, with the wall time the sweep spent on the point (points
+trained together in one vectorised program share its time equally).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
+import ml_collections  # noqa: E402
+import numpy as np  # noqa: E402
+
+from vae import metric_writers  # noqa: E402
+
+METRIC_COLUMNS = ("reconstruction", "kl", "elbo", "log_px", "bound_gap", "active_units")
+
+
+def final_metrics(workdir: str, splits) -> dict[str, float] | None:
+  """The last evaluation of the test split (else the last split listed), or None."""
+  if not os.path.exists(os.path.join(workdir, metric_writers.METRICS_FILE)):
+    return None
+  split = "test" if "test" in splits else splits[-1]
+  records = [r for r in metric_writers.read_metrics(workdir) if r["split"] == split]
+  return records[-1] if records else None
+
+
+def summary_rows(named: list[tuple[str, ml_collections.ConfigDict]], points: list[dict],
+                 workdir: str, times: dict[str, float]) -> list[dict[str, Any]]:
+  """One row per point: 'point', its overrides, METRIC_COLUMNS, 'step', 'wall_time_s'."""
+  rows = []
+  for (name, config), point in zip(named, points):
+    metrics = final_metrics(os.path.join(workdir, name), tuple(config.eval.splits)) or {}
+    row = {"point": name, **point}
+    row.update({k: metrics.get(k, float("nan")) for k in METRIC_COLUMNS})
+    row["step"] = metrics.get("step")
+    row["wall_time_s"] = times.get(name, float("nan"))
+    rows.append(row)
+  return rows
+
+
+def write_summary(rows: list[dict[str, Any]], workdir: str) -> None:
+  """summary.csv, summary.md and the plots that the swept keys allow."""
+  columns = list(dict.fromkeys(k for row in rows for k in row))
+  with open(os.path.join(workdir, "summary.csv"), "w", newline="") as f:
+    writer = csv.DictWriter(f, columns)
+    writer.writeheader()
+    writer.writerows(rows)
+  with open(os.path.join(workdir, "summary.md"), "w") as f:
+    f.write("| " + " | ".join(columns) + " |\n")
+    f.write("|" + "---|" * len(columns) + "\n")
+    for row in rows:
+      f.write("| " + " | ".join(_cell(row.get(c)) for c in columns) + " |\n")
+  plot_rate_distortion(rows, os.path.join(workdir, "rate_distortion.png"))
+  if len({row.get("model.latent_dim") for row in rows} - {None}) > 1:
+    plot_against_latent_dim(rows, workdir)
+
+
+def _cell(value) -> str:
+  if isinstance(value, float):
+    return f"{value:.2f}"
+  return "" if value is None else str(value)
+
+
+def _label(row: dict[str, Any]) -> str:
+  keys = [k for k in row if "." in k or k == "seed"]
+  return ", ".join(f"{k.split('.')[-1]}={row[k]}" for k in keys)
+
+
+def plot_rate_distortion(rows: list[dict[str, Any]], path: str) -> None:
+  """Rate (KL) against distortion (-reconstruction), one annotated point per run."""
+  fig, ax = plt.subplots(figsize=(6, 4.5))
+  order = sorted(rows, key=lambda r: r["kl"])
+  ax.plot([r["kl"] for r in order], [-r["reconstruction"] for r in order], "o-", alpha=0.8)
+  for row in rows:
+    ax.annotate(_label(row), (row["kl"], -row["reconstruction"]), fontsize=7,
+                textcoords="offset points", xytext=(4, 4))
+  ax.set_xlabel("rate: KL(q(z|x) || p(z)) [nats]")
+  ax.set_ylabel("distortion: -E_q log p(x|z) [nats]")
+  ax.set_title("Rate-distortion (test split)")
+  ax.grid(alpha=0.3)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def plot_against_latent_dim(rows: list[dict[str, Any]], workdir: str) -> None:
+  """log p̂(x) and the bound gap, and active units, against the latent size."""
+  dims = sorted({row["model.latent_dim"] for row in rows})
+
+  def mean_of(key):
+    return [np.nanmean([r[key] for r in rows if r["model.latent_dim"] == d]) for d in dims]
+
+  fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+  left.plot(dims, mean_of("log_px"), "o-", label="log p̂(x) (IWAE)")
+  left.plot(dims, mean_of("elbo"), "s--", label="ELBO")
+  left.set_ylabel("nats per example")
+  left.legend()
+  right.plot(dims, mean_of("bound_gap"), "o-", color="C3")
+  right.set_ylabel("bound gap log p̂(x) - ELBO [nats]")
+  for ax in (left, right):
+    ax.set_xscale("log")
+    ax.set_xlabel("latent size D")
+    ax.grid(alpha=0.3)
+  fig.tight_layout()
+  fig.savefig(os.path.join(workdir, "log_px_and_gap_vs_latent_dim.png"), dpi=120)
+  plt.close(fig)
+
+  fig, ax = plt.subplots(figsize=(5, 4))
+  ax.plot(dims, mean_of("active_units"), "o-", label="active units")
+  ax.plot(dims, dims, ":", color="gray", label="D (all active)")
+  ax.set_xscale("log")
+  ax.set_xlabel("latent size D")
+  ax.set_ylabel("active units (Cov_x E_q[z_d] > 0.01)")
+  ax.legend()
+  ax.grid(alpha=0.3)
+  fig.tight_layout()
+  fig.savefig(os.path.join(workdir, "active_units_vs_latent_dim.png"), dpi=120)
+  plt.close(fig)
