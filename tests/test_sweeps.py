@@ -141,7 +141,7 @@ def test_sweep_app_prints_one_command_per_point(tmp_path):
   assert "--config.train.num_steps=100" in lines[0] and "--config.loss.beta=0.1" in lines[0]
   bad = subprocess.run(
       [sys.executable, "-m", "experiments.sweep", "--sweep=configs/sweeps/beta.py",
-       f"--workdir={tmp_path}", "--sweep.loss.beta=-1"],
+       f"--workdir={tmp_path}", "--sweep.model.latent_dim=0"],
       cwd=REPO, capture_output=True, text=True, timeout=120)
-  assert bad.returncode != 0 and "config.loss.beta=-1" in bad.stderr
+  assert bad.returncode != 0 and "config.model.latent_dim=0" in bad.stderr
   assert "Traceback" not in bad.stderr
