@@ -4,17 +4,23 @@ r"""Trains a VAE: parses flags and calls `vae.train.train_and_evaluate`.
       [--config.model.latent_dim=8 --config.loss.beta=2 ...]
 
 Rerunning the same command with the same --workdir resumes from the latest checkpoint.
+Several hosts: run the same command on each, adding --coordinator_address=HOST0:PORT
+--num_processes=N --process_id=I (or nothing under SLURM; see README "Scaling out").
 """
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from vae import logs, train
+from vae import distributed, logs, train
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Path to a config file, e.g. configs/default.py.", lock_config=True)
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Folder for checkpoints, metrics, TensorBoard events and images.")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "host:port of process 0, to join several processes.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the job.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index, from 0.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -23,6 +29,7 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logs.quiet_dependency_logs()
   try:
+    distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except (ValueError, ImportError, ConnectionError, train.NonFiniteLossError) as error:
     logging.debug("Stopped by:", exc_info=True)

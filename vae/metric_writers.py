@@ -20,12 +20,14 @@ class MetricWriter:
   reads as one uninterrupted run.
   """
 
-  def __init__(self, workdir: str):
+  def __init__(self, workdir: str, enabled: bool = True):
+    """With enabled=False (e.g. in all but one process of several) nothing is written."""
     self.path = os.path.join(workdir, METRICS_FILE)
-    self._tensorboard = SummaryWriter(os.path.join(workdir, "tensorboard"))
+    self.enabled = enabled
+    self._tensorboard = SummaryWriter(os.path.join(workdir, "tensorboard")) if enabled else None
 
   def truncate_after(self, step: int) -> None:
-    if not os.path.exists(self.path):
+    if not self.enabled or not os.path.exists(self.path):
       return
     with open(self.path) as f:
       records = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
@@ -33,6 +35,8 @@ class MetricWriter:
       f.writelines(records)
 
   def write_scalars(self, step: int, split: str, metrics: dict[str, float]) -> None:
+    if not self.enabled:
+      return
     record = {"step": int(step), "split": split}
     record.update({k: float(v) for k, v in metrics.items()})
     with open(self.path, "a") as f:
@@ -42,13 +46,16 @@ class MetricWriter:
 
   def write_image(self, step: int, name: str, grid: np.ndarray) -> None:
     """grid: (H, W, C) uint8."""
-    self._tensorboard.add_image(name, grid, step, dataformats="HWC")
+    if self.enabled:
+      self._tensorboard.add_image(name, grid, step, dataformats="HWC")
 
   def flush(self) -> None:
-    self._tensorboard.flush()
+    if self.enabled:
+      self._tensorboard.flush()
 
   def close(self) -> None:
-    self._tensorboard.close()
+    if self.enabled:
+      self._tensorboard.close()
 
 
 def read_metrics(workdir: str) -> list[dict]:

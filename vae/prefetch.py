@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import jax
 
 _DONE = object()
 
 
-def prefetch_to_device(batches: Iterable, sharding: jax.sharding.Sharding | None = None,
+def prefetch_to_device(batches: Iterable, put: Callable[[Any], jax.Array] = jax.device_put,
                        size: int = 2) -> Iterator[jax.Array]:
-  """Yields `jax.device_put(b, sharding)` for each b of `batches`, `size` ready in advance.
+  """Yields `put(b)` for each b of `batches` (host to device), `size` ready in advance.
 
   The producer thread prepares and transfers the next batches while the device runs the
   current one, so the step never waits on data. An exception in the producer is
@@ -27,7 +27,7 @@ def prefetch_to_device(batches: Iterable, sharding: jax.sharding.Sharding | None
       for batch in batches:
         if stop.is_set():
           return
-        ready.put(jax.device_put(batch, sharding))
+        ready.put(put(batch))
     except BaseException as error:  # Handed to the consumer below.
       ready.put(error)
       return

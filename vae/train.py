@@ -23,7 +23,7 @@ import numpy as np
 import optax
 from absl import logging
 
-from vae import checkpoints, config_checks, data, images, losses, metric_writers
+from vae import checkpoints, config_checks, data, distributed, images, losses, metric_writers
 from vae.evaluate import Evaluator
 from vae.models import Model, build_model
 from vae.prefetch import prefetch_to_device
@@ -198,6 +198,8 @@ class ImageWriter:
     self._mean_image = jax.jit(model.mean_image)
 
   def _save(self, step: int, name: str, grid: np.ndarray) -> None:
+    if not self._writer.enabled:
+      return
     images.save_png(os.path.join(self._dir, f"{name}_step{step}.png"), grid)
     self._writer.write_image(step, name, grid)
 
@@ -274,11 +276,13 @@ def check_vectorizable(configs: list[ml_collections.ConfigDict]) -> None:
 
 
 def _stack(trees):
-  return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
+  """Host-side stacking of per-run pytrees along a new leading axis."""
+  return jax.tree.map(lambda *leaves: np.stack(leaves), *jax.device_get(trees))
 
 
-def _unstack(tree, index):
-  return jax.tree.map(lambda leaf: leaf[index], tree)
+def _local(tree):
+  """This process's copy of a replicated (possibly multi-process) pytree of arrays."""
+  return jax.tree.map(lambda leaf: leaf.addressable_data(0), tree)
 
 
 class _Run:
@@ -297,7 +301,7 @@ class _Run:
         jax.random.fold_in(root_key, i) for i in range(4))
     self.batches = data.TrainBatches(train_images, config.train.batch_size, config.seed,
                                      config.data.binarize == "dynamic")
-    self.writer = metric_writers.MetricWriter(workdir)
+    self.writer = metric_writers.MetricWriter(workdir, enabled=distributed.is_primary())
     self.images = ImageWriter(model, workdir, self.writer, image_key, config.eval.num_images)
     self.learning_rate = make_unit_schedule(config)
 
@@ -372,11 +376,13 @@ def train_vectorized(configs: list[ml_collections.ConfigDict], workdirs: list[st
                        .init(params))
     acc = empty_accumulator()
     if run.latest_step is not None:
-      restored = run.checkpointer.restore(start_step, {"state": state, "metrics": acc})
+      like = jax.device_get({"state": state, "metrics": acc})  # every process reads it all
+      restored = run.checkpointer.restore(start_step, like)
       state, acc = restored["state"], restored["metrics"]
       logging.info("%s: resumed from the checkpoint of step %d.", run.workdir, start_step)
     run.writer.truncate_after(start_step if run.latest_step is not None else -1)
-    checkpoints.save_config(run.config, run.workdir)
+    if distributed.is_primary():
+      checkpoints.save_config(run.config, run.workdir)
     states.append(state)
     accs.append(acc)
 
@@ -384,10 +390,11 @@ def train_vectorized(configs: list[ml_collections.ConfigDict], workdirs: list[st
   last_checkpoint = start_step if start_step > 0 else None
   shown_images = next(iter(eval_images.values()))
 
-  def run_evaluation(step, state) -> list[dict[str, dict[str, float]]]:
+  def run_evaluation(step, stacked_params) -> list[dict[str, dict[str, float]]]:
+    """Every process evaluates its local copy; only the primary one writes."""
     all_results = []
     for i, run in enumerate(runs):
-      params = _unstack(state.params, i)
+      params = jax.tree.map(lambda leaf: leaf[i], stacked_params)
       results = {}
       for split, split_images in eval_images.items():
         results[split] = evaluator.evaluate(params, run.eval_key, split_images)
@@ -423,12 +430,14 @@ def train_vectorized(configs: list[ml_collections.ConfigDict], workdirs: list[st
     logging.info("Already finished (step %d): %s.", start_step, ", ".join(workdirs))
     logged = [_logged_results(run.workdir, start_step, config.eval.splits) for run in runs]
     results = (logged if all(r is not None for r in logged)
-               else run_evaluation(start_step, _stack(states)))
+               else run_evaluation(start_step, _stack([s.params for s in states])))
     close_all()
     return results
 
-  # ---- loop
+  # ---- loop: state replicated on every device of every process
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  unstack = jax.jit(lambda tree, i: jax.tree.map(lambda leaf: leaf[i], tree),
+                    static_argnums=1, out_shardings=replicated)
   state = jax.device_put(_stack(states), replicated)
   acc = jax.device_put(_stack(accs), replicated)
   hp = jax.device_put(_stack([hyperparams(run.config) for run in runs]), replicated)
@@ -436,20 +445,31 @@ def train_vectorized(configs: list[ml_collections.ConfigDict], workdirs: list[st
   shared_data = len({run.config.seed for run in runs}) == 1
   train_block = make_train_block(model, config, shared_data, mesh)
   block_size = train_cfg.steps_per_dispatch
+  batch_sharding = jax.sharding.NamedSharding(mesh, batch_partition(shared_data))
+  batch_axis = 1 if shared_data else 2
+  local_batch = train_cfg.batch_size // jax.process_count()
+  rows = slice(jax.process_index() * local_batch, (jax.process_index() + 1) * local_batch)
 
   def host_blocks():
+    """This process's slice of every global block of batches."""
     for step in range(start_step, train_cfg.num_steps, block_size):
       if shared_data:
-        yield runs[0].batches.block(step, block_size)
+        block = runs[0].batches.block(step, block_size)
       else:
-        yield np.stack([run.batches.block(step, block_size) for run in runs])
+        block = np.stack([run.batches.block(step, block_size) for run in runs])
+      yield np.take(block, np.arange(train_cfg.batch_size)[rows], axis=batch_axis)
+
+  def to_global(local_block):
+    global_shape = list(local_block.shape)
+    global_shape[batch_axis] = train_cfg.batch_size
+    return jax.make_array_from_process_local_data(batch_sharding, local_block,
+                                                  tuple(global_shape))
 
   results: list[dict[str, dict[str, float]]] = []
   step = start_step
   run_start = interval_start = time.perf_counter()
   paused = 0.0  # Seconds spent on evaluations and checkpoints since the last log.
-  blocks = prefetch_to_device(host_blocks(), jax.sharding.NamedSharding(
-      mesh, batch_partition(shared_data)))
+  blocks = prefetch_to_device(host_blocks(), to_global)
   with _StopRequest() as stop:
     for block_batches in blocks:
       state, acc = train_block(state, acc, hp, train_keys, block_batches)
@@ -459,7 +479,7 @@ def train_vectorized(configs: list[ml_collections.ConfigDict], workdirs: list[st
       if not (is_due(train_cfg.log_every) or is_due(train_cfg.checkpoint_every)
               or is_due(train_cfg.eval_every) or stop.requested):
         continue
-      acc_host = jax.device_get(acc)
+      acc_host = jax.device_get(_local(acc))
       check_finite(acc_host)
       if is_due(train_cfg.log_every):
         elapsed = time.perf_counter() - interval_start - paused
@@ -481,17 +501,19 @@ def train_vectorized(configs: list[ml_collections.ConfigDict], workdirs: list[st
       pause_start = time.perf_counter()
       if is_due(train_cfg.checkpoint_every) or stop.requested:
         for i, run in enumerate(runs):
-          run.checkpointer.save(step, {"state": _unstack(state, i), "metrics": _unstack(acc, i)})
+          run.checkpointer.save(step, unstack({"state": state, "metrics": acc}, i))
         last_checkpoint = step
       if stop.requested:
         close_all()
         raise KeyboardInterrupt(f"Interrupted: saved a checkpoint of step {step} in "
                                 f"{', '.join(workdirs)}; rerun the command to resume.")
       if is_due(train_cfg.eval_every):
-        results = run_evaluation(step, state)
+        results = run_evaluation(step, _local(state.params))
       paused += time.perf_counter() - pause_start
 
+  local_params = _local(state.params)
   for i, run in enumerate(runs):
-    run.images.write_traversal(step, _unstack(state.params, i), shown_images)
+    run.images.write_traversal(step, jax.tree.map(lambda leaf: leaf[i], local_params),
+                               shown_images)
   close_all()
   return results

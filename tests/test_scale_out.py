@@ -1,0 +1,79 @@
+"""Data parallelism: 2 devices, and 2 processes joined by jax.distributed, match 1 device.
+
+Every run is a subprocess of the README's commands, on the tiny config: forced CPU devices
+through XLA_FLAGS, and two local processes talking over 127.0.0.1 only.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from vae import metric_writers
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRAIN = [sys.executable, "-m", "experiments.train", "--config=configs/tiny.py"]
+
+
+def run(args, workdir, env_extra=None, wait=True):
+  env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_DISABLE_MOST_OPTIMIZATIONS="1",
+             **(env_extra or {}))
+  process = subprocess.Popen(TRAIN + [f"--workdir={workdir}"] + args, cwd=REPO, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  if not wait:
+    return process
+  output, _ = process.communicate(timeout=300)
+  assert process.returncode == 0, output[-3000:]
+  return output
+
+
+@pytest.fixture(scope="module")
+def one_device(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("one")
+  run([], workdir)
+  return metric_writers.read_metrics(workdir)
+
+
+def assert_same_metrics(got, want):
+  assert [(r["step"], r["split"]) for r in got] == [(r["step"], r["split"]) for r in want]
+  for g, w in zip(got, want):
+    for key in w:
+      if key != "steps_per_sec":
+        assert g[key] == pytest.approx(w[key], rel=1e-4, abs=1e-4), (key, g, w)
+
+
+def test_two_devices_match_one(one_device, tmp_path):
+  output = run([], tmp_path, {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+  assert_same_metrics(metric_writers.read_metrics(tmp_path), one_device)
+  assert "Model: mlp" in output
+
+
+def test_batch_must_divide_by_the_devices(tmp_path):
+  env = dict(os.environ, JAX_PLATFORMS="cpu",
+             XLA_FLAGS="--xla_force_host_platform_device_count=3")
+  done = subprocess.run(TRAIN + [f"--workdir={tmp_path}"], cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=300)
+  assert done.returncode != 0
+  assert "config.train.batch_size=32 does not divide by the 3 devices" in done.stderr
+  assert "Traceback" not in done.stderr
+
+
+def free_port():
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def test_two_processes_match_one(one_device, tmp_path):
+  address = f"127.0.0.1:{free_port()}"
+  processes = [
+      run([f"--coordinator_address={address}", "--num_processes=2", f"--process_id={i}"],
+          tmp_path, wait=False)
+      for i in range(2)]
+  for process in processes:
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, output[-3000:]
+  assert_same_metrics(metric_writers.read_metrics(tmp_path), one_device)
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["10", "20"]
