@@ -110,10 +110,13 @@ def gaussian_log_prob(z: Array, mean: Array, logvar: Array) -> Array:
 def bernoulli_log_likelihood(x: Array, logits: Array) -> Array:
   """log Bernoulli(x | sigmoid(logits)) in nats, summed over every event axis.
 
-  Computed as -sum(x * softplus(-logits) + (1 - x) * softplus(logits)), which is exact
-  and finite for logits in [-1e4, 1e4] (never log(sigmoid(.))). For continuous x in
-  [0, 1] this is the negative binary cross-entropy (the "continuous Bernoulli" without
-  its normaliser), as most VAE papers use on grey-scale images.
+  Computed as -sum(softplus(logits) - x * logits), which equals
+  -sum(x * softplus(-logits) + (1 - x) * softplus(logits)) since softplus(-l) =
+  softplus(l) - l, with one softplus per pixel instead of two (the cost that dominates
+  IWAE with thousands of samples). Exact and finite for logits in [-1e4, 1e4] (never
+  log(sigmoid(.))). For continuous x in [0, 1] this is the negative binary cross-entropy
+  (the "continuous Bernoulli" without its normaliser), as most VAE papers use on
+  grey-scale images.
 
   Args:
     x: (…) observations in [0, 1], one example.
@@ -122,7 +125,7 @@ def bernoulli_log_likelihood(x: Array, logits: Array) -> Array:
   Returns:
     Scalar <= 0 for binary x.
   """
-  return -jnp.sum(x * jax.nn.softplus(-logits) + (1.0 - x) * jax.nn.softplus(logits))
+  return -jnp.sum(jax.nn.softplus(logits) - x * logits)
 
 
 def gaussian_log_likelihood(x: Array, mean: Array, logvar: Array) -> Array:
@@ -353,10 +356,8 @@ def iwae_bound(
   Returns:
     Scalar estimate of log p(x) in nats per example.
   """
-  lse, _ = _log_weight_summaries(
-      key, x, encode, decode, num_samples, likelihood, chunk_size
-  )
-  return lse - jnp.log(num_samples)
+  return bound_gap(key, x, encode, decode, num_samples=num_samples, likelihood=likelihood,
+                   chunk_size=chunk_size).log_px
 
 
 def bound_gap(

@@ -9,16 +9,8 @@ Expected on 2 CPU cores: about 8 minutes. Larger beta gives a lower rate (KL) an
 reconstruction; the beta = 1 ELBO and log p̂(x) are best near beta = 1.
 """
 
-from configs import default
+from configs.sweeps.base import get_config  # noqa: F401  (the sweep's base config)
 from vae import sweeps
-
-
-def get_config():
-  config = default.get_config()
-  config.train.num_steps = 3000
-  config.train.eval_every = 1000
-  config.train.checkpoint_every = 1000
-  return config
 
 
 def get_sweep():

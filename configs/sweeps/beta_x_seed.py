@@ -7,16 +7,8 @@ Command (offline, embedded data; all points train together in one vmapped progra
 Expected on 2 CPU cores: about 14 minutes. summary.md lists every (beta, seed) point.
 """
 
-from configs import default
+from configs.sweeps.base import get_config  # noqa: F401  (the sweep's base config)
 from vae import sweeps
-
-
-def get_config():
-  config = default.get_config()
-  config.train.num_steps = 3000
-  config.train.eval_every = 1000
-  config.train.checkpoint_every = 1000
-  return config
 
 
 def get_sweep():

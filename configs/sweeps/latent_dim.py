@@ -10,16 +10,8 @@ active_units_vs_latent_dim.png. Expected on 2 CPU cores: about 8 minutes. Active
 saturate well below D for large D (posterior collapse of the unused dimensions).
 """
 
-from configs import default
+from configs.sweeps.base import get_config  # noqa: F401  (the sweep's base config)
 from vae import sweeps
-
-
-def get_config():
-  config = default.get_config()
-  config.train.num_steps = 3000
-  config.train.eval_every = 1000
-  config.train.checkpoint_every = 1000
-  return config
 
 
 def get_sweep():
