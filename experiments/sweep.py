@@ -14,7 +14,7 @@ import os
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from vae import logs, sweeps, train
+from vae import cli, sweeps
 
 _SWEEP = config_flags.DEFINE_config_file(
     "sweep", None, "A sweep file: get_config() for the base, get_sweep() for the points.")
@@ -28,23 +28,20 @@ flags.mark_flags_as_required(["sweep", "workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  logs.quiet_dependency_logs()
   sweep_file = config_flags.get_config_filename(flags.FLAGS["sweep"])
   overrides = config_flags.get_override_values(flags.FLAGS["sweep"])
-  try:
+
+  def sweep():
     points = sweeps.load_points(sweep_file)
     if _PRINT.value:
       print("\n".join(sweeps.point_commands(sweep_file, points, _WORKDIR.value, overrides)))
       return
     rows = sweeps.run_sweep(sweep_file, _SWEEP.value, points, _WORKDIR.value, _MODE.value,
                             _PARALLEL.value, overrides)
-  except (ValueError, ImportError, ConnectionError, RuntimeError,
-          train.NonFiniteLossError) as error:
-    logging.debug("Stopped by:", exc_info=True)
-    raise SystemExit(f"error: {error}") from None
-  except KeyboardInterrupt as interrupt:
-    raise SystemExit(str(interrupt) or "Interrupted.") from None
-  logging.info("Summary of %d points: %s", len(rows), os.path.join(_WORKDIR.value, "summary.md"))
+    logging.info("Summary of %d points: %s", len(rows),
+                 os.path.join(_WORKDIR.value, "summary.md"))
+
+  cli.run(sweep)
 
 
 if __name__ == "__main__":

@@ -8,10 +8,10 @@ Several hosts: run the same command on each, adding --coordinator_address=HOST0:
 --num_processes=N --process_id=I (or nothing under SLURM; see README "Scaling out").
 """
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
-from vae import distributed, logs, train
+from vae import cli, distributed, train
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Path to a config file, e.g. configs/default.py.", lock_config=True)
@@ -27,15 +27,12 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  logs.quiet_dependency_logs()
-  try:
+
+  def initialize_and_train():
     distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except (ValueError, ImportError, ConnectionError, train.NonFiniteLossError) as error:
-    logging.debug("Stopped by:", exc_info=True)
-    raise SystemExit(f"error: {error}") from None
-  except KeyboardInterrupt as interrupt:
-    raise SystemExit(str(interrupt) or "Interrupted.") from None
+
+  cli.run(initialize_and_train)
 
 
 if __name__ == "__main__":
