@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
+from linear_gaussian import fixed_encoder, make_model, mc_mean
 from vae import losses
 
 
@@ -21,68 +22,6 @@ from vae import losses
 def float64():
   with jax.enable_x64(True):
     yield
-
-
-# ------------------------------------------------------------------ the exact model
-
-
-class LinearGaussian:
-  """Probabilistic PCA with closed-form evidence and posterior (numpy float64)."""
-
-  def __init__(self, w, b, noise_var):
-    self.w, self.b, self.noise_var = np.asarray(w), np.asarray(b), float(noise_var)
-    d = self.w.shape[1]
-    self.m = self.w.T @ self.w + self.noise_var * np.eye(d)
-
-  def log_px(self, x):
-    cov = self.w @ self.w.T + self.noise_var * np.eye(len(x))
-    diff = x - self.b
-    _, logdet = np.linalg.slogdet(cov)
-    return -0.5 * (len(x) * math.log(2 * math.pi) + logdet + diff @ np.linalg.solve(cov, diff))
-
-  def posterior(self, x):
-    mean = np.linalg.solve(self.m, self.w.T @ (x - self.b))
-    return mean, self.noise_var * np.linalg.inv(self.m)
-
-  def elbo(self, x, q_mean, q_var):
-    """Closed-form ELBO of a diagonal Gaussian q = N(q_mean, diag(q_var))."""
-    resid = x - self.w @ q_mean - self.b
-    expected_sq = resid @ resid + np.sum(q_var * np.sum(self.w**2, axis=0))
-    recon = -0.5 * (len(x) * math.log(2 * math.pi * self.noise_var) + expected_sq / self.noise_var)
-    kl = 0.5 * np.sum(q_mean**2 + q_var - 1 - np.log(q_var))
-    return recon - kl
-
-  def kl_to_posterior(self, x, q_mean, q_var):
-    """KL(N(q_mean, diag(q_var)) || p(z|x)) for the full-covariance exact posterior."""
-    p_mean, p_cov = self.posterior(x)
-    p_prec = np.linalg.inv(p_cov)
-    diff = p_mean - q_mean
-    _, logdet_p = np.linalg.slogdet(p_cov)
-    return 0.5 * (np.trace(p_prec * q_var) + diff @ p_prec @ diff - len(q_mean)
-                  + logdet_p - np.sum(np.log(q_var)))
-
-  def decode(self, z):
-    return jnp.asarray(self.w) @ z + jnp.asarray(self.b), jnp.log(self.noise_var)
-
-
-def make_model(orthogonal, seed=0, x_dim=6, z_dim=3):
-  rng = np.random.default_rng(seed)
-  w = rng.normal(size=(x_dim, z_dim))
-  if orthogonal:
-    q, _ = np.linalg.qr(w)
-    w = q * np.array([2.0, 1.0, 0.5])[:z_dim]
-  model = LinearGaussian(w, rng.normal(size=x_dim), noise_var=0.3)
-  x = model.w @ rng.normal(size=z_dim) + model.b + rng.normal(size=x_dim) * 0.5
-  return model, x
-
-
-def fixed_encoder(mean, var):
-  return lambda x: (jnp.asarray(mean), jnp.log(jnp.asarray(var)))
-
-
-def mc_mean(values):
-  values = np.asarray(values)
-  return values.mean(), values.std(ddof=1) / math.sqrt(len(values))
 
 
 # ------------------------------------------------------------------ closed-form KL values

@@ -1,0 +1,94 @@
+"""The exact oracle the estimator tests share: a linear-Gaussian VAE (probabilistic PCA).
+
+z ~ N(0, I_D), x | z ~ N(W z + b, s2 I), for which, with M = W^T W + s2 I,
+
+  log p(x) = log N(x; b, W W^T + s2 I),
+  p(z|x)   = N(M^-1 W^T (x - b), s2 M^-1),   posterior precision Lambda = M / s2,
+
+all in closed form, and so are the ELBO of any diagonal Gaussian q and its KL to the
+posterior. The best diagonal Gaussian q* = argmax_q ELBO(q) has the posterior mean and
+variances 1 / Lambda_ii, and its gap is KL(q* || p(z|x)) = 0.5 (sum_i log Lambda_ii -
+log |Lambda|) (the approximation gap of Cremer et al. 2018), the same for every x.
+Values are numpy float64; `decode` is a JAX callable for `vae.losses`' Gaussian likelihood.
+"""
+
+import math
+
+import jax.numpy as jnp
+import numpy as np
+
+
+class LinearGaussian:
+  """Probabilistic PCA with closed-form evidence and posterior (numpy float64)."""
+
+  def __init__(self, w, b, noise_var):
+    self.w, self.b, self.noise_var = np.asarray(w), np.asarray(b), float(noise_var)
+    d = self.w.shape[1]
+    self.m = self.w.T @ self.w + self.noise_var * np.eye(d)
+
+  def log_px(self, x):
+    cov = self.w @ self.w.T + self.noise_var * np.eye(len(x))
+    diff = x - self.b
+    _, logdet = np.linalg.slogdet(cov)
+    return -0.5 * (len(x) * math.log(2 * math.pi) + logdet + diff @ np.linalg.solve(cov, diff))
+
+  def posterior(self, x):
+    mean = np.linalg.solve(self.m, self.w.T @ (x - self.b))
+    return mean, self.noise_var * np.linalg.inv(self.m)
+
+  def posterior_precision(self):
+    """Lambda = M / s2, (D, D); it does not depend on x."""
+    return self.m / self.noise_var
+
+  def best_diagonal(self, x):
+    """(mean (D,), var (D,)) of the diagonal Gaussian with the highest ELBO."""
+    return self.posterior(x)[0], 1.0 / np.diag(self.posterior_precision())
+
+  def best_diagonal_gap(self):
+    """log p(x) - ELBO(q*) = 0.5 (sum log Lambda_ii - log|Lambda|) >= 0, for every x."""
+    precision = self.posterior_precision()
+    _, logdet = np.linalg.slogdet(precision)
+    return 0.5 * (np.sum(np.log(np.diag(precision))) - logdet)
+
+  def elbo(self, x, q_mean, q_var):
+    """Closed-form ELBO of a diagonal Gaussian q = N(q_mean, diag(q_var))."""
+    resid = x - self.w @ q_mean - self.b
+    expected_sq = resid @ resid + np.sum(q_var * np.sum(self.w**2, axis=0))
+    recon = -0.5 * (len(x) * math.log(2 * math.pi * self.noise_var) + expected_sq / self.noise_var)
+    kl = 0.5 * np.sum(q_mean**2 + q_var - 1 - np.log(q_var))
+    return recon - kl
+
+  def kl_to_posterior(self, x, q_mean, q_var):
+    """KL(N(q_mean, diag(q_var)) || p(z|x)) for the full-covariance exact posterior."""
+    p_mean, p_cov = self.posterior(x)
+    p_prec = np.linalg.inv(p_cov)
+    diff = p_mean - q_mean
+    _, logdet_p = np.linalg.slogdet(p_cov)
+    return 0.5 * (np.trace(p_prec * q_var) + diff @ p_prec @ diff - len(q_mean)
+                  + logdet_p - np.sum(np.log(q_var)))
+
+  def decode(self, z):
+    return jnp.asarray(self.w) @ z + jnp.asarray(self.b), jnp.log(self.noise_var)
+
+
+def make_model(orthogonal, seed=0, x_dim=6, z_dim=3):
+  """A model and one observation x (x_dim,). Orthogonal W makes the posterior diagonal."""
+  rng = np.random.default_rng(seed)
+  w = rng.normal(size=(x_dim, z_dim))
+  if orthogonal:
+    q, _ = np.linalg.qr(w)
+    w = q * np.array([2.0, 1.0, 0.5])[:z_dim]
+  model = LinearGaussian(w, rng.normal(size=x_dim), noise_var=0.3)
+  x = model.w @ rng.normal(size=z_dim) + model.b + rng.normal(size=x_dim) * 0.5
+  return model, x
+
+
+def fixed_encoder(mean, var):
+  """encode(x) -> (mean, log var), the same q for every x."""
+  return lambda x: (jnp.asarray(mean), jnp.log(jnp.asarray(var)))
+
+
+def mc_mean(values):
+  """(mean, standard error) of Monte Carlo replicates."""
+  values = np.asarray(values)
+  return values.mean(), values.std(ddof=1) / math.sqrt(len(values))

@@ -1,0 +1,150 @@
+"""Evaluating a run end to end on a tiny trained model: the JSON, chunking, keys, the CLI."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from configs import tiny
+from vae import checkpoints, data, evaluate, metric_writers, train
+from vae.models import build_model
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MAIN_KEYS = ("workdir", "step", "split", "num_examples", "latent_dim", "seed",
+             "num_importance_samples", "chunk_size", "batch_size", "num_elbo_samples",
+             "decompose_gap", "estimator", "elbo", "elbo_stderr", "reconstruction",
+             "reconstruction_stderr", "kl", "kl_stderr", "log_px", "log_px_stderr",
+             "bound_gap", "bound_gap_stderr", "active_units", "ais", "gap_decomposition",
+             "seconds", "peak_rss_mib")
+GAP_KEYS = ("num_examples", "log_px_estimator", "log_px", "log_px_stderr", "elbo_encoder",
+            "elbo_encoder_stderr", "elbo_optimal", "elbo_optimal_stderr", "total_gap",
+            "total_gap_stderr", "approximation_gap", "approximation_gap_stderr",
+            "amortization_gap", "amortization_gap_stderr", "mean_steps",
+            "fraction_at_max_steps", "num_samples", "learning_rate", "max_steps",
+            "check_every", "patience", "tolerance", "num_elbo_samples")
+AIS_KEYS = ("num_examples", "log_px", "log_px_stderr", "iwae_log_px", "iwae_log_px_stderr",
+            "ais_minus_iwae", "ais_minus_iwae_stderr", "acceptance_rate", "steps", "chains",
+            "leapfrog_steps", "start", "schedule")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("run"))
+  train.train_and_evaluate(tiny.get_config(), workdir)
+  return workdir
+
+
+def test_evaluate_run_writes_every_key_and_the_numbers_fit_together(run):
+  results = evaluate.evaluate_run(run, "test", 100, decompose_gap=True, num_examples=5,
+                                  estimator="ais", ais_steps=20, ais_chains=4,
+                                  progress=False)
+  with open(os.path.join(run, "eval_test.json")) as f:
+    assert json.load(f) == results
+  assert set(results) == set(MAIN_KEYS)
+  assert set(results["gap_decomposition"]) == set(GAP_KEYS)
+  assert set(results["ais"]) == set(AIS_KEYS)
+  for section in (results, results["gap_decomposition"], results["ais"]):
+    for key, value in section.items():
+      if isinstance(value, float):
+        assert math.isfinite(value), key
+  assert results["step"] == 20 and results["num_examples"] == 200
+  assert results["num_importance_samples"] == 100 and results["estimator"] == "ais"
+  assert results["elbo"] == pytest.approx(results["reconstruction"] - results["kl"], abs=1e-4)
+  assert results["bound_gap"] == pytest.approx(results["log_px"] - results["elbo"], abs=1e-4)
+  assert results["log_px"] > results["elbo"] - 3 * results["elbo_stderr"]
+  assert 0 <= results["active_units"] <= results["latent_dim"] == 4
+  gaps = results["gap_decomposition"]
+  assert gaps["num_examples"] == 5 and gaps["log_px_estimator"] == "ais"
+  assert gaps["log_px"] == pytest.approx(results["ais"]["log_px"], abs=1e-5)
+  assert gaps["total_gap"] == pytest.approx(
+      gaps["approximation_gap"] + gaps["amortization_gap"], abs=1e-4)
+  assert gaps["elbo_optimal"] > gaps["elbo_encoder"] - 0.05  # q* is at least as good
+  assert 0 < gaps["mean_steps"] <= gaps["max_steps"]
+  assert 0.3 < results["ais"]["acceptance_rate"] < 1.0
+  per_example = np.load(os.path.join(run, "eval_test.npz"))
+  assert per_example["log_px"].shape == (200,) and per_example["posterior_mean"].shape == (200, 4)
+  assert per_example["gap_approximation_gap"].shape == per_example["ais_log_px"].shape == (5,)
+  np.testing.assert_allclose(per_example["log_px"].mean(), results["log_px"], rtol=1e-6)
+  table = evaluate.format_report(results)
+  for label in ("ELBO", "log p(x), IWAE with K = 100", "bound gap", "active units",
+                "log p(x), AIS", "approximation gap", "amortisation gap"):
+    assert label in table
+
+
+def test_chunks_and_batches_change_memory_not_numbers(run):
+  config, params, _ = checkpoints.load_params(run)
+  model = build_model(config.model, data.dataset_info(config.data).image_shape)
+  images = data.load_split(config.data, "test")[:23]
+  whole = evaluate.EvalOptions(num_importance_samples=64, chunk_size=64, batch_size=23)
+  chunked = evaluate.EvalOptions(num_importance_samples=64, chunk_size=5, batch_size=7)
+  results = [evaluate.evaluate_params(model, params, images, 0, options, progress=False)
+             for options in (whole, chunked)]
+  (summary_a, per_example_a), (summary_b, per_example_b) = results
+  for key in evaluate.PER_EXAMPLE_KEYS + ("posterior_mean",):
+    np.testing.assert_allclose(per_example_a[key], per_example_b[key], rtol=1e-5, atol=1e-5)
+  assert summary_a["log_px"] == pytest.approx(summary_b["log_px"], abs=1e-4)
+
+
+def test_the_run_eval_settings_reproduce_its_logged_test_metrics(run):
+  config = checkpoints.load_config(run)
+  results = evaluate.evaluate_run(run, "test", config.eval.num_importance_samples,
+                                  write=False, progress=False)
+  logged = [r for r in metric_writers.read_metrics(run) if r["split"] == "test"][-1]
+  assert logged["step"] == results["step"]
+  for key in ("elbo", "log_px", "bound_gap", "reconstruction", "kl", "active_units"):
+    assert results[key] == pytest.approx(logged[key], rel=1e-6, abs=1e-6), key
+  assert results["gap_decomposition"] is None and results["ais"] is None
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(split="dev"), r"split='dev' is not one of"),
+    (dict(num_importance_samples=0), "num_importance_samples=0 is invalid"),
+    (dict(estimator="exact"), "estimator='exact' is invalid"),
+    (dict(num_examples=0), "num_examples=0 is invalid"),
+    (dict(chunk_size=-1), "chunk_size=-1 is invalid"),
+    (dict(step=7), r"no checkpoint of step 7; it has \[10, 20\]"),
+])
+def test_bad_arguments_stop_with_a_plain_message(run, kwargs, message):
+  with pytest.raises(ValueError, match=message):
+    evaluate.evaluate_run(run, **kwargs, write=False, progress=False)
+
+
+def test_missing_run_or_checkpoint_stops_with_a_plain_message(tmp_path):
+  with pytest.raises(ValueError, match="does not exist"):
+    evaluate.evaluate_run(str(tmp_path / "nowhere"))
+  checkpoints.save_config(tiny.get_config(), str(tmp_path))
+  with pytest.raises(ValueError, match="holds no checkpoint. Train first"):
+    evaluate.evaluate_run(str(tmp_path))
+
+
+def test_cli_prints_the_table(run):
+  env = dict(os.environ, JAX_DISABLE_MOST_OPTIMIZATIONS="1")  # as tests/conftest.py does
+  done = subprocess.run(
+      [sys.executable, "-m", "experiments.evaluate", f"--workdir={run}", "--split=validation",
+       "--num_importance_samples=50"], cwd=REPO, env=env, capture_output=True, text=True,
+      timeout=300)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert "log p(x), IWAE with K = 50" in done.stdout and "active units" in done.stdout
+  assert "100%" in done.stderr  # the progress line
+  assert "Traceback" not in done.stderr
+  with open(os.path.join(run, "eval_validation.json")) as f:
+    assert json.load(f)["num_importance_samples"] == 50
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--split=dev"], "error: split='dev' is not one of"),
+    (["--num_importance_samples=0"], "error: num_importance_samples=0 is invalid"),
+])
+def test_app_stops_with_one_plain_message_on_bad_input(run, args, message):
+  from absl import flags  # pylint: disable=import-outside-toplevel
+  from experiments import evaluate as app  # pylint: disable=import-outside-toplevel
+  flags.FLAGS(["evaluate", f"--workdir={run}", *args])
+  try:
+    with pytest.raises(SystemExit, match=f"^{message}"):
+      app.main(["evaluate"])
+  finally:
+    flags.FLAGS.unparse_flags()

@@ -1,0 +1,226 @@
+"""Where the bound gap comes from: the approximation and the amortisation gap.
+
+Cremer, Li & Duvenaud (2018) split the gap of the encoder's bound into two parts,
+
+    log p(x) - ELBO[q_enc] = (log p(x) - ELBO[q*]) + (ELBO[q*] - ELBO[q_enc])
+                           =  approximation gap   +  amortisation gap,
+
+where q_enc(z|x) is the encoder's diagonal Gaussian and q*(z|x) the best diagonal
+Gaussian for this x alone, found by optimising its mean and log-variance directly. The
+approximation gap, KL(q* || p(z|x)), is what the family of diagonal Gaussians cannot
+express (a correlated or multi-modal posterior); the amortisation gap,
+KL(q_enc || p(z|x)) - KL(q* || p(z|x)) >= 0, is what the encoder loses by predicting q
+from x with one network instead of fitting it per example.
+
+`optimal_gaussian` finds q* for one example: Adam (optax) on the reparameterised ELBO
+(`vae.losses.elbo`, closed-form KL, `num_samples` fresh samples per step) inside
+`lax.while_loop`, starting at the encoder's output. Every `check_every` steps it scores
+the ELBO on one fixed set of samples (common random numbers, so two checks differ by the
+change of q, not by noise) and stops once `patience` checks in a row have not improved on
+the best by more than `tolerance` nats, or after `max_steps`; it returns the best checked
+q. `decompose_gap` then scores q_enc and q* on one more shared set of fresh samples (so the
+selection of the best check does not bias ELBO[q*] upward) and returns both gaps against
+the log p(x) estimate it is given (IWAE, AIS, or the exact value in the tests).
+
+Checks and scores estimate the ELBO as the mean log weight, mean_k [log p(x, z_k) -
+log q(z_k|x)] (`vae.losses.elbo` with `analytic_kl=False`, the ELBO of
+`vae.losses.bound_gap`): its variance is Var_q[log p(z|x) - log q(z|x)], which vanishes
+as q approaches the posterior, where these gaps are measured.
+
+Every function works on ONE example, is pure JAX (no Flax) and is safe under `jax.jit`
+and `jax.vmap`: a vmapped `while_loop` runs until the slowest example of the batch stops,
+and keeps each finished example's state unchanged from its own stopping step.
+
+Reference:
+  Cremer, Li & Duvenaud, "Inference Suboptimality in Variational Autoencoders",
+  ICML 2018.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Union
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from vae import losses
+
+Array = jax.Array
+
+
+class OptimalGaussian(NamedTuple):
+  """The per-example diagonal Gaussian q* = N(mean, diag(exp(logvar))).
+
+  Attributes:
+    mean, logvar: (D,) parameters of q*.
+    check_elbo: its ELBO on the fixed check samples (nats; biased upward by the choice
+      of the best check, so report an ELBO on fresh samples instead).
+    num_steps: Adam steps taken before the stopping rule fired (int32 scalar).
+  """
+
+  mean: Array
+  logvar: Array
+  check_elbo: Array
+  num_steps: Array
+
+
+def optimal_gaussian(
+    key: Array,
+    x: Array,
+    decode: losses.Decoder,
+    init_mean: Array,
+    init_logvar: Array,
+    *,
+    likelihood: Union[str, losses.LogLikelihood] = "bernoulli",
+    num_samples: int = 100,
+    learning_rate: float = 1e-2,
+    max_steps: int = 2000,
+    check_every: int = 50,
+    patience: int = 2,
+    tolerance: float = 0.01,
+) -> OptimalGaussian:
+  """Fits q*(z|x) = argmax over diagonal Gaussians of ELBO(x; q) for one example.
+
+  Args:
+    key: PRNG key (training samples and check samples are split from it).
+    x: one example, any shape.
+    decode, likelihood: the decoder and likelihood, as in `vae.losses.elbo`.
+    init_mean, init_logvar: (D,) starting point, e.g. the encoder's output for x.
+    num_samples: reparameterised samples per Adam step, and in each check.
+    learning_rate: Adam's step size on (mean, logvar).
+    max_steps: the most Adam steps taken (rounded up to a multiple of check_every).
+    check_every: Adam steps between two checks of the ELBO.
+    patience: stop after this many checks in a row without an improvement.
+    tolerance: the smallest ELBO improvement (nats) that counts as one.
+
+  Returns:
+    OptimalGaussian of the best check.
+  """
+  if min(num_samples, max_steps, check_every, patience) < 1:
+    raise ValueError("num_samples, max_steps, check_every and patience must be >= 1.")
+  optimizer = optax.adam(learning_rate)
+  train_key, check_key = jax.random.split(key)
+
+  def elbo_of(sample_key, params, analytic_kl):
+    mean, logvar = params
+    return losses.elbo(sample_key, x, lambda _: (mean, logvar), decode,
+                       num_samples=num_samples, likelihood=likelihood,
+                       analytic_kl=analytic_kl).bound
+
+  loss_and_grad = jax.value_and_grad(lambda params, k: -elbo_of(k, params, True))
+
+  def adam_step(carry, step):
+    params, opt_state = carry
+    _, grads = loss_and_grad(params, jax.random.fold_in(train_key, step))
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return (optax.apply_updates(params, updates), opt_state), None
+
+  def cond(state):
+    step, _, _, _, _, stalls = state
+    return (step < max_steps) & (stalls < patience)
+
+  def body(state):
+    step, params, opt_state, best_params, best_elbo, stalls = state
+    (params, opt_state), _ = jax.lax.scan(
+        adam_step, (params, opt_state), step + jnp.arange(check_every))
+    check = elbo_of(check_key, params, False)
+    better = check > best_elbo
+    best_params = jax.tree.map(lambda new, old: jnp.where(better, new, old), params,
+                               best_params)
+    stalls = jnp.where(check > best_elbo + tolerance, 0, stalls + 1)
+    return (step + check_every, params, opt_state, best_params,
+            jnp.maximum(check, best_elbo), stalls)
+
+  params = (jnp.asarray(init_mean), jnp.asarray(init_logvar))
+  init = (jnp.zeros((), jnp.int32), params, optimizer.init(params), params,
+          elbo_of(check_key, params, False), jnp.zeros((), jnp.int32))
+  step, _, _, (mean, logvar), best_elbo, _ = jax.lax.while_loop(cond, body, init)
+  return OptimalGaussian(mean=mean, logvar=logvar, check_elbo=best_elbo, num_steps=step)
+
+
+class GapDecomposition(NamedTuple):
+  """The bound gap of one example split into its two parts, in nats.
+
+  Attributes:
+    log_px: the log p(x) estimate given to `decompose_gap`.
+    elbo_encoder: ELBO[q_enc], the encoder's bound.
+    elbo_optimal: ELBO[q*], the best diagonal Gaussian's bound (>= elbo_encoder up to
+      Monte Carlo error).
+    total_gap: log_px - elbo_encoder = approximation_gap + amortization_gap.
+    approximation_gap: log_px - elbo_optimal, an estimate of KL(q* || p(z|x)).
+    amortization_gap: elbo_optimal - elbo_encoder.
+    num_steps: Adam steps the fit of q* took.
+    mean, logvar: (D,) parameters of q*.
+  """
+
+  log_px: Array
+  elbo_encoder: Array
+  elbo_optimal: Array
+  total_gap: Array
+  approximation_gap: Array
+  amortization_gap: Array
+  num_steps: Array
+  mean: Array
+  logvar: Array
+
+
+def decompose_gap(
+    key: Array,
+    x: Array,
+    encode: losses.Encoder,
+    decode: losses.Decoder,
+    log_px: Array,
+    *,
+    likelihood: Union[str, losses.LogLikelihood] = "bernoulli",
+    num_elbo_samples: int = 1000,
+    **optimizer_options,
+) -> GapDecomposition:
+  """Approximation and amortisation gap of one example (Cremer et al. 2018).
+
+  Args:
+    key: PRNG key.
+    x: one example, any shape.
+    encode, decode, likelihood: the model, as in `vae.losses.elbo`.
+    log_px: scalar estimate of log p(x) (IWAE_K, AIS or exact); its error goes into the
+      approximation gap (an underestimate of log p(x) shrinks it).
+    num_elbo_samples: samples of the final ELBO of q_enc and of q*, the same samples for
+      both, so the amortisation gap carries little Monte Carlo noise.
+    **optimizer_options: passed to `optimal_gaussian` (num_samples, learning_rate,
+      max_steps, check_every, patience, tolerance).
+
+  Returns:
+    GapDecomposition of scalars in nats (and q*'s parameters).
+  """
+  fit_key, score_key = jax.random.split(key)
+  mean, logvar = encode(x)
+  best = optimal_gaussian(fit_key, x, decode, mean, logvar, likelihood=likelihood,
+                          **optimizer_options)
+
+  def elbo_of(q_mean, q_logvar):
+    return losses.elbo(score_key, x, lambda _: (q_mean, q_logvar), decode,
+                       num_samples=num_elbo_samples, likelihood=likelihood,
+                       analytic_kl=False).bound
+
+  elbo_encoder = elbo_of(mean, logvar)
+  elbo_optimal = elbo_of(best.mean, best.logvar)
+  return GapDecomposition(
+      log_px=log_px,
+      elbo_encoder=elbo_encoder,
+      elbo_optimal=elbo_optimal,
+      total_gap=log_px - elbo_encoder,
+      approximation_gap=log_px - elbo_optimal,
+      amortization_gap=elbo_optimal - elbo_encoder,
+      num_steps=best.num_steps,
+      mean=best.mean,
+      logvar=best.logvar,
+  )
+
+
+def decompose_gap_batch(key: Array, x: Array, encode: losses.Encoder,
+                        decode: losses.Decoder, log_px: Array, **kwargs) -> GapDecomposition:
+  """`decompose_gap` over a batch x (B, ...) with log_px (B,): one key per example split
+  from `key`; every output gains a leading (B,) axis."""
+  keys = jax.random.split(key, x.shape[0])
+  return jax.vmap(lambda k, xi, lp: decompose_gap(k, xi, encode, decode, lp, **kwargs))(
+      keys, x, log_px)
