@@ -93,6 +93,15 @@ def gaussian_kl_pair(
 # ------------------------------------------------------------------ log densities
 
 
+def _flat_event(*arrays: Array) -> tuple[Array, ...]:
+  """The arrays broadcast to one shape and flattened to (n,), for a sum over every axis.
+
+  Same sum, but XLA on CPU runs the elementwise work about twice as fast on (..., n) as
+  on image-shaped (..., H, W, 1) arrays, whose last axis is a single channel.
+  """
+  return tuple(a.reshape(-1) for a in jnp.broadcast_arrays(*arrays))
+
+
 def gaussian_log_prob(z: Array, mean: Array, logvar: Array) -> Array:
   """log N(z; mean, diag(exp(logvar))) in nats, summed over every axis of z.
 
@@ -103,7 +112,7 @@ def gaussian_log_prob(z: Array, mean: Array, logvar: Array) -> Array:
   Returns:
     Scalar -0.5 * sum(log(2 pi) + logvar + (z - mean)^2 / exp(logvar)).
   """
-  mean, logvar = jnp.broadcast_to(mean, z.shape), jnp.broadcast_to(logvar, z.shape)
+  z, mean, logvar = _flat_event(z, mean, logvar)
   return -0.5 * jnp.sum(_LOG_2PI + logvar + jnp.square(z - mean) * jnp.exp(-logvar))
 
 
@@ -125,6 +134,7 @@ def bernoulli_log_likelihood(x: Array, logits: Array) -> Array:
   Returns:
     Scalar <= 0 for binary x.
   """
+  x, logits = _flat_event(x, logits)
   return -jnp.sum(jax.nn.softplus(logits) - x * logits)
 
 

@@ -1,0 +1,141 @@
+r"""Vectorised against sequential sweeps: whole wall time of N beta points, both ways.
+
+  python scripts/benchmark_sweep.py [--config=configs/default.py] [--num_points=2,4,8] \
+      [--batch_sizes=128] [--num_steps=300]
+
+Each measurement trains N points of the config (beta spread over [0.1, 8], same seed)
+for --num_steps steps with one evaluation at the end, in fresh temporary workdirs, and
+times everything the user waits for: compilation, training, evaluation, checkpoints and
+images. The data are read once before any timing (`vae.data` caches them), so neither
+mode is charged for reading them. Prints a Markdown table and writes it with the raw
+figures to --output (JSON).
+
+The functions are shared with `scripts/benchmark.py`, which times each mode in a fresh
+process; this script times both in one process, vectorised first.
+"""
+
+import copy
+import json
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import ml_collections  # noqa: E402
+import numpy as np  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from vae import data, logs, sweeps, train  # noqa: E402
+
+MODES = ("vectorized", "sequential")
+
+
+def sweep_configs(base: ml_collections.ConfigDict, num_points: int, batch_size: int,
+                  num_steps: int) -> list[ml_collections.ConfigDict]:
+  """The N configs of one measurement: beta geometrically spaced over [0.1, 8].
+
+  Args:
+    base: the config every point starts from (not modified).
+    num_points: N, the number of beta values.
+    batch_size: `train.batch_size` of every point.
+    num_steps: training steps of every point; also the log, evaluation and checkpoint
+      interval, so each point logs, evaluates and checkpoints once, at the end.
+
+  Returns:
+    N configs differing only in `loss.beta`.
+  """
+  base = copy.deepcopy(base)
+  base.train.batch_size = batch_size
+  base.train.num_steps = base.train.eval_every = base.train.checkpoint_every = (
+      base.train.log_every) = num_steps
+  base.optimizer.warmup_steps = 0
+  betas = np.geomspace(0.1, 8.0, num_points).round(3).tolist()
+  return [config for _, config in sweeps.expand(base, sweeps.axis("loss.beta", betas))]
+
+
+def preload_data(config: ml_collections.ConfigDict) -> None:
+  """Reads the train and evaluation splits into `vae.data`'s cache (seconds, untimed)."""
+  for split in ("train",) + tuple(config.eval.splits):
+    data.load_split(config.data, split)
+
+
+def time_mode(configs: list[ml_collections.ConfigDict], mode: str, workdir: str) -> float:
+  """Seconds to train and evaluate every config, in fresh sub-workdirs of `workdir`.
+
+  Args:
+    configs: from `sweep_configs`.
+    mode: "vectorized" (one `train.train_vectorized` call for all the points) or
+      "sequential" (one `train.train_and_evaluate` call per point, in this process).
+    workdir: an empty folder.
+
+  Returns:
+    The whole wall time, compilation, evaluation, checkpoints and images included.
+  """
+  if mode not in MODES:
+    raise ValueError(f"mode={mode!r} is unknown; valid modes are {MODES}.")
+  dirs = [os.path.join(workdir, f"{mode}{i}") for i in range(len(configs))]
+  start = time.perf_counter()
+  if mode == "vectorized":
+    train.train_vectorized(configs, dirs)
+  else:
+    for config, point_dir in zip(configs, dirs):
+      train.train_and_evaluate(config, point_dir)
+  return time.perf_counter() - start
+
+
+def row(batch_size: int, num_points: int, num_steps: int, sequential_s: float,
+        vectorized_s: float) -> dict[str, float]:
+  """One measurement as the JSON row and the table use it."""
+  return dict(batch_size=batch_size, num_points=num_points, num_steps=num_steps,
+              sequential_s=sequential_s, vectorized_s=vectorized_s,
+              speedup=sequential_s / vectorized_s)
+
+
+def markdown_table(rows: list[dict[str, float]]) -> list[str]:
+  """The rows of `row` as the lines of a Markdown table (seconds, whole wall time)."""
+  table = ["| batch | points | steps | sequential (s) | vectorised (s) | speed-up |",
+           "|---|---|---|---|---|---|"]
+  table += [f"| {r['batch_size']} | {r['num_points']} | {r['num_steps']} | "
+            f"{r['sequential_s']:.1f} | {r['vectorized_s']:.1f} | {r['speedup']:.2f}x |"
+            for r in rows]
+  return table
+
+
+def main(argv):
+  del argv
+  logs.quiet_dependency_logs()
+  logging.set_verbosity(logging.WARNING)
+  FLAGS = flags.FLAGS  # pylint: disable=invalid-name
+  preload_data(FLAGS.config)
+  rows = []
+  for batch_size in map(int, FLAGS.batch_sizes):
+    for num_points in map(int, FLAGS.num_points):
+      configs = sweep_configs(FLAGS.config, num_points, batch_size, FLAGS.num_steps)
+      with tempfile.TemporaryDirectory() as tmp:
+        vectorized = time_mode(configs, "vectorized", tmp)
+        sequential = time_mode(configs, "sequential", tmp)
+      rows.append(row(batch_size, num_points, FLAGS.num_steps, sequential, vectorized))
+      print(f"batch {batch_size}, {num_points} points: sequential {sequential:.1f} s, "
+            f"vectorised {vectorized:.1f} s, speed-up {sequential / vectorized:.2f}x",
+            flush=True)
+  table = markdown_table(rows)
+  print("\n".join(table))
+  with open(FLAGS.output, "w") as f:
+    json.dump({"rows": rows, "table": table}, f, indent=2)
+
+
+def _define_flags() -> None:
+  """The command line; defined only when run as a script, so importing defines no flags."""
+  config_flags.DEFINE_config_file("config", "configs/default.py", "Base config.")
+  flags.DEFINE_list("num_points", ["2", "4", "8"], "Sweep sizes to time.")
+  flags.DEFINE_list("batch_sizes", ["128"], "Batch sizes to time.")
+  flags.DEFINE_integer("num_steps", 300, "Training steps per point.")
+  flags.DEFINE_string("output", "benchmark_sweep.json", "Where to write the figures.")
+
+
+if __name__ == "__main__":
+  _define_flags()
+  app.run(main)

@@ -1,0 +1,113 @@
+"""scripts/benchmark.py: its --quick smoke run, and the FLOP counts its figures rest on.
+
+No timing is asserted anywhere: the figures depend on the machine and its load.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "scripts"))
+
+import benchmark  # noqa: E402  pylint: disable=wrong-import-position
+
+from vae import train  # noqa: E402  pylint: disable=wrong-import-position
+from vae.models import build_model  # noqa: E402  pylint: disable=wrong-import-position
+
+RATE_KEYS = {"examples_per_s", "seconds_per_call", "first_call_s", "compile_s"}
+
+
+def test_quick_run_writes_every_section(tmp_path):
+  output = tmp_path / "benchmark.json"
+  done = subprocess.run(
+      [sys.executable, os.path.join(REPO, "scripts", "benchmark.py"), "--quick",
+       f"--output={output}"], cwd=REPO, capture_output=True, text=True, timeout=600)
+  assert done.returncode == 0, done.stderr[-3000:]
+  results = json.loads(output.read_text())
+  assert {"command", "machine", "settings", "training", "iwae", "sweep", "data_parallel",
+          "targets", "markdown", "seconds"} <= set(results)
+  assert results["settings"]["quick"]
+  for row in results["training"]:
+    for subject in ("trainer", "trainer_dispatch1", "yardstick", "roofline"):
+      assert RATE_KEYS <= set(row[subject]), subject
+    assert {"roofline_fraction", "gflops"} <= set(row["trainer"])
+    assert {"trainer_vs_yardstick", "flops_per_step", "peak_rss_mib"} <= set(row)
+    assert row["flops_per_step"] == row["yardstick_flops_per_step"]
+  (iwae,) = results["iwae"]
+  assert {"examples_per_s", "projected_10000_s", "peak_rss_mib", "roofline_fraction",
+          "log_px"} <= set(iwae)
+  (sweep,) = results["sweep"]
+  assert {"sequential_s", "vectorized_s", "speedup", "num_points"} <= set(sweep)
+  assert sorted(r["device_count"] for r in results["data_parallel"]) == [1, 2]
+  assert all({"target", "value", "met"} <= set(t) for t in results["targets"])
+  markdown = (tmp_path / "benchmark.md").read_text()
+  assert markdown == results["markdown"] and "| model | batch |" in markdown
+
+
+@pytest.mark.parametrize("fn, shapes", [
+    (lambda a, b: a @ b, [(5, 7), (7, 3)]),
+    (lambda a, b: jnp.einsum("bij,bjk->bik", a, b), [(2, 5, 7), (2, 7, 3)]),
+    (lambda x, w: jax.lax.conv_general_dilated(x, w, (2, 2), "SAME",
+                                               dimension_numbers=benchmark._NHWC),
+     [(2, 9, 9, 3), (3, 3, 3, 4)]),
+    (lambda x, w: jax.lax.conv_transpose(x, w, (2, 2), "SAME",
+                                         dimension_numbers=benchmark._NHWC),
+     [(2, 5, 5, 3), (3, 3, 3, 4)]),
+])
+def test_flops_match_xla_cost_analysis(fn, shapes):
+  """The roofline replays the forward and gradient matmuls/convolutions, nothing else,
+  so XLA's count of its FLOPs must be ours (holes of dilated convolutions excluded)."""
+  args = [jnp.ones(shape) for shape in shapes]
+  grad_fn = jax.grad(lambda *a: jnp.sum(jnp.tanh(fn(*a))), argnums=(0, 1))
+  equations = benchmark.matmul_equations(jax.make_jaxpr(grad_fn)(*args))
+  assert len(equations) == 3  # forward, and the gradients of both operands
+  roofline, flops = benchmark.make_roofline(equations, jax.random.PRNGKey(0))
+  assert flops == benchmark.total_flops(equations)
+  expected = jax.jit(roofline.func).lower(*roofline.args).cost_analysis()["flops"]
+  assert flops == expected
+  jax.block_until_ready(roofline())
+
+
+def test_scan_bodies_count_once_per_iteration():
+  def scanned(a, b):
+    return jax.lax.scan(lambda c, _: (c @ b, None), a, None, length=4)[0]
+  a, b = jnp.ones((3, 3)), jnp.ones((3, 3))
+  equations = benchmark.matmul_equations(jax.make_jaxpr(scanned)(a, b))
+  assert benchmark.total_flops(equations) == 4 * 2 * 27
+
+
+@pytest.mark.parametrize("name", list(benchmark.MODELS))
+def test_yardstick_has_the_models_matmuls(name):
+  """The hand-written step does the same matmuls and convolutions as the trainer's."""
+  config = benchmark.MODELS[name][1]()
+  model = build_model(config.model, benchmark.IMAGE_SHAPE)
+  key = jax.random.PRNGKey(0)
+  x = jnp.asarray(np.random.default_rng(0).random((2,) + benchmark.IMAGE_SHAPE) < 0.5,
+                  jnp.float32)
+  params = jax.eval_shape(model.init, key)
+  trainer = benchmark.step_matmuls(train.make_loss_fn(model, config.loss), params, key, x,
+                                   jnp.float32(1.0))
+  _, loss_fn, loss_args = benchmark.make_yardstick(config.model, np.asarray(x), key)
+  yardstick = benchmark.step_matmuls(loss_fn, *loss_args)
+  assert benchmark.total_flops(yardstick) == benchmark.total_flops(trainer) > 0
+  shapes = lambda eqns: sorted(e.outvars[0].aval.shape for e, _ in eqns)  # noqa: E731
+  assert len(shapes(yardstick)) == len(shapes(trainer))
+
+
+def test_sweep_benchmark_cli_runs(tmp_path):
+  output = tmp_path / "sweep.json"
+  done = subprocess.run(
+      [sys.executable, os.path.join(REPO, "scripts", "benchmark_sweep.py"),
+       "--config=configs/tiny.py", "--num_points=1", "--batch_sizes=8", "--num_steps=5",
+       f"--output={output}"], cwd=REPO, capture_output=True, text=True, timeout=600,
+      env={**os.environ, "JAX_DISABLE_MOST_OPTIMIZATIONS": "1"})  # as conftest.py does
+  assert done.returncode == 0, done.stderr[-3000:]
+  (row,) = json.loads(output.read_text())["rows"]
+  assert row["num_points"] == 1 and row["sequential_s"] > 0 and row["vectorized_s"] > 0
