@@ -76,7 +76,7 @@ from absl import app, flags, logging  # noqa: E402
 
 import benchmark_sweep  # noqa: E402
 from configs import default, mnist_conv, mnist_mlp, tiny  # noqa: E402
-from vae import data, evaluate, logs, train  # noqa: E402
+from vae import cli, data, evaluate, train  # noqa: E402
 from vae.models import build_model  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -888,7 +888,7 @@ def _write_inputs(directory: str, quick: bool) -> dict[str, str]:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  logs.quiet_dependency_logs()
+  cli.quiet_dependency_logs()
   logging.set_verbosity(logging.WARNING)
   if FLAGS.worker:
     task = json.loads(FLAGS.worker)

@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from vae import data, logs, sweeps, train  # noqa: E402
+from vae import cli, data, sweeps, train  # noqa: E402
 
 MODES = ("vectorized", "sequential")
 
@@ -106,7 +106,7 @@ def markdown_table(rows: list[dict[str, float]]) -> list[str]:
 
 def main(argv):
   del argv
-  logs.quiet_dependency_logs()
+  cli.quiet_dependency_logs()
   logging.set_verbosity(logging.WARNING)
   FLAGS = flags.FLAGS  # pylint: disable=invalid-name
   preload_data(FLAGS.config)
