@@ -160,7 +160,7 @@ def test_vectorized_runs_match_runs_alone(finished_run, tmp_path):
     assert [(r["step"], r["split"]) for r in got] == [(r["step"], r["split"]) for r in want]
     for g, w in zip(got, want):
       assert g.keys() == w.keys()
-      for key in g:
+      for key in g.keys() - {"step", "split"}:
         assert g[key] == pytest.approx(w[key], rel=1e-4, abs=1e-4), (key, g, w)
   beta_logged = [r["beta"] for r in metric_writers.read_metrics(workdirs[1]) if r["split"] == "train"]
   assert beta_logged[0] < 2.0  # the KL warm-up ramps beta during the first 10 steps
