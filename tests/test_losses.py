@@ -262,6 +262,26 @@ def test_jit_equals_eager_and_vmap_equals_loop():
   assert losses.bound_gap_batch(key, xs, encode, decode, num_samples=4).gap.shape == (3,)
 
 
+def test_bernoulli_derivatives_match_autodiff_of_the_softplus_form():
+  """The custom JVP (one exp(-|l|) shared by the value and the derivative) against plain
+  autodiff of sum(x * l - softplus(l)): first and second derivatives in the logits and
+  in x, including l = 0 exactly, where one-sided branches keep them exact."""
+  logits = np.concatenate([np.linspace(-20.0, 20.0, 41), [0.0, 1e-3, -1e-3]])
+  x = np.random.default_rng(0).random(logits.shape)
+  reference = lambda x, l: jnp.sum(x * l - jax.nn.softplus(l))  # noqa: E731
+  for argnums in (0, 1):
+    np.testing.assert_allclose(
+        jax.grad(losses.bernoulli_log_likelihood, argnums)(x, logits),
+        jax.grad(reference, argnums)(x, logits), rtol=1e-12, atol=1e-15)
+  hessian = jax.hessian(losses.bernoulli_log_likelihood, argnums=(0, 1))(x, logits)
+  expected = jax.hessian(reference, argnums=(0, 1))(x, logits)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-15),
+               hessian, expected)
+  tail = np.exp(-np.abs(logits))  # d^2/dl^2 = -sigmoid(l) sigmoid(-l), without cancellation
+  np.testing.assert_allclose(np.diag(hessian[1][1]), -tail / (1 + tail) ** 2, rtol=1e-12)
+  check_grads(losses.bernoulli_log_likelihood, (x[-5:], logits[-5:]), order=3)
+
+
 def test_gradients_match_finite_differences():
   rng = np.random.default_rng(0)
   mean, logvar = rng.normal(size=3), rng.normal(size=3)

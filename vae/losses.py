@@ -39,6 +39,7 @@ from typing import Callable, NamedTuple, Union
 
 import jax
 import jax.numpy as jnp
+from jax.custom_derivatives import SymbolicZero
 
 Array = jax.Array
 Encoder = Callable[[Array], tuple[Array, Array]]
@@ -119,13 +120,15 @@ def gaussian_log_prob(z: Array, mean: Array, logvar: Array) -> Array:
 def bernoulli_log_likelihood(x: Array, logits: Array) -> Array:
   """log Bernoulli(x | sigmoid(logits)) in nats, summed over every event axis.
 
-  Computed as -sum(softplus(logits) - x * logits), which equals
-  -sum(x * softplus(-logits) + (1 - x) * softplus(logits)) since softplus(-l) =
-  softplus(l) - l, with one softplus per pixel instead of two (the cost that dominates
-  IWAE with thousands of samples). Exact and finite for logits in [-1e4, 1e4] (never
-  log(sigmoid(.))). For continuous x in [0, 1] this is the negative binary cross-entropy
-  (the "continuous Bernoulli" without its normaliser), as most VAE papers use on
-  grey-scale images.
+  Computed as sum(x * logits - softplus(logits)), which equals
+  sum(x * log sigmoid(logits) + (1 - x) * log sigmoid(-logits)) since
+  softplus(-l) = softplus(l) - l, with softplus(l) = log1p(exp(-|l|)) + max(l, 0): exact
+  and finite for logits in [-1e4, 1e4] (never log(sigmoid(.))). Its derivative in the
+  logits, x - sigmoid(logits), reuses the same exp(-|l|) (a custom JVP), so a training
+  step that needs both the value and the gradient evaluates one exponential per pixel,
+  not three. For continuous x in [0, 1] this is the negative binary cross-entropy (the
+  "continuous Bernoulli" without its normaliser), as most VAE papers use on grey-scale
+  images.
 
   Args:
     x: (…) observations in [0, 1], one example.
@@ -134,8 +137,44 @@ def bernoulli_log_likelihood(x: Array, logits: Array) -> Array:
   Returns:
     Scalar <= 0 for binary x.
   """
-  x, logits = _flat_event(x, logits)
-  return -jnp.sum(jax.nn.softplus(logits) - x * logits)
+  return _bernoulli_log_prob_flat(*_flat_event(x, logits))
+
+
+@jax.custom_jvp
+def _bernoulli_log_prob_flat(x: Array, logits: Array) -> Array:
+  """sum(x * l - softplus(l)) over flat (n,) arrays; see bernoulli_log_likelihood."""
+  return _bernoulli_value(x, logits, _exp_neg_abs(logits))
+
+
+# softplus(l) = log1p(exp(-|l|)) + max(l, 0), with |l| and max(l, 0) written as one-sided
+# selects: at l = 0 their derivatives are then those of the l >= 0 branch, so that
+# derivatives of every order are exact there too (jnp.abs and jnp.maximum give 0 and 1/2).
+
+
+def _exp_neg_abs(logits: Array) -> Array:
+  return jnp.exp(jnp.where(logits >= 0, -logits, logits))
+
+
+def _bernoulli_value(x: Array, logits: Array, exp_neg_abs: Array) -> Array:
+  positive_part = jnp.where(logits >= 0, logits, 0.0)
+  return jnp.sum(x * logits - jnp.log1p(exp_neg_abs) - positive_part)
+
+
+def _bernoulli_jvp(primals, tangents):
+  x, logits = primals
+  x_dot, logits_dot = tangents
+  exp_neg_abs = _exp_neg_abs(logits)
+  value = _bernoulli_value(x, logits, exp_neg_abs)
+  sigmoid = jnp.where(logits >= 0, 1.0, exp_neg_abs) / (1.0 + exp_neg_abs)
+  value_dot = jnp.zeros_like(value)
+  if type(logits_dot) is not SymbolicZero:  # pylint: disable=unidiomatic-typecheck
+    value_dot = value_dot + jnp.sum((x - sigmoid) * logits_dot)
+  if type(x_dot) is not SymbolicZero:  # pylint: disable=unidiomatic-typecheck
+    value_dot = value_dot + jnp.sum(logits * x_dot)
+  return value, value_dot
+
+
+_bernoulli_log_prob_flat.defjvp(_bernoulli_jvp, symbolic_zeros=True)
 
 
 def gaussian_log_likelihood(x: Array, mean: Array, logvar: Array) -> Array:
@@ -264,7 +303,12 @@ def elbo(
   log_likelihood = get_log_likelihood(likelihood)
   mean, logvar = encode(x)
   z = _posterior_samples(key, mean, logvar, jnp.arange(num_samples))
-  reconstruction = jnp.mean(jax.vmap(lambda z_k: log_likelihood(x, decode(z_k)))(z))
+  if num_samples == 1:
+    # The same sample without a samples axis: batched over examples, a size-1 axis in
+    # every decoder matmul makes a training step ~15% slower on CPU.
+    reconstruction = log_likelihood(x, decode(z[0]))
+  else:
+    reconstruction = jnp.mean(jax.vmap(lambda z_k: log_likelihood(x, decode(z_k)))(z))
   if analytic_kl:
     kl = gaussian_kl(mean, logvar)
   else:
