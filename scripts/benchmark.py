@@ -647,7 +647,6 @@ def _settings(quick: bool) -> dict[str, Any]:
       batch_sizes=[int(b) for b in pick(FLAGS.batch_sizes, [32, 128, 256, 1024], [8])],
       conv_batch_sizes=[int(b) for b in pick(FLAGS.conv_batch_sizes, [32, 128], [8])],
       repeats=pick(FLAGS.repeats, 5, 1), min_seconds=0.0 if quick else 0.3,
-      steps_per_dispatch=2 if quick else default.get_config().train.steps_per_dispatch,
       max_examples_per_call=FLAGS.max_examples_per_call,
       iwae_models=iwae_models, iwae_num_examples=iwae_examples,
       iwae_num_samples=pick(FLAGS.iwae_num_samples, 5000, 20),
@@ -664,9 +663,9 @@ def _settings(quick: bool) -> dict[str, Any]:
 
 
 def _steps_per_call(settings: dict[str, Any], model: str, batch_size: int) -> int:
-  """Training steps per call: the config's steps_per_dispatch, fewer for big batches."""
-  max_examples = settings["max_examples_per_call"] // (16 if model == "mnist_conv" else 1)
-  return max(1, min(settings["steps_per_dispatch"], max_examples // batch_size))
+  """Training steps per call: the model config's steps_per_dispatch, fewer for big batches."""
+  configured = 2 if settings["quick"] else MODELS[model][1]().train.steps_per_dispatch
+  return max(1, min(configured, settings["max_examples_per_call"] // batch_size))
 
 
 def _log(message: str) -> None:
@@ -952,9 +951,8 @@ def _define_flags() -> None:
   flags.DEFINE_integer("repeats", None, "Timed repeats per figure, the median is reported "
                        "(default 5; quick: 1).")
   flags.DEFINE_integer("max_examples_per_call", 4096,
-                       "Training calls of the MLPs run min(the config's steps_per_dispatch, "
-                       "this // batch) steps, so that a call of a big batch stays short; "
-                       "the conv model's, 16 times fewer (its steps are ~50x slower).")
+                       "Training calls run min(the model config's steps_per_dispatch, "
+                       "this // batch) steps, so that a call of a big batch stays short.")
   flags.DEFINE_list("conv_batch_sizes", None, "Training batch sizes of mnist_conv, whose "
                     "steps take seconds (default 32,128; quick: 8).")
   flags.DEFINE_list("sections", list(SECTIONS), "Sections to run.")

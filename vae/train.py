@@ -28,6 +28,8 @@ from vae.evaluate import Evaluator
 from vae.models import Model, build_model
 from vae.prefetch import prefetch_to_device
 
+# Summed over every step between two logs, except grad_norm: over the last step of each
+# block of steps_per_dispatch steps (see make_train_block).
 TRAIN_KEYS = ("loss", "objective", "reconstruction", "kl", "elbo", "beta", "grad_norm")
 _NO_BAD_STEP = np.iinfo(np.int32).max
 
@@ -138,7 +140,8 @@ def make_train_block(model: Model, config: ml_collections.ConfigDict, shared_dat
   Every argument has a leading axis of P runs (vmapped), except `batches` when
   `shared_data` (all runs see the same batches): (T, B, H, W, C), else (P, T, B, H, W, C).
   Runs T update steps per call in one `lax.scan`, so Python dispatches once per T steps;
-  metrics stay on the device until the loop asks for them. State and accumulator are
+  metrics stay on the device until the loop asks for them (sums over the steps; the
+  gradient norm is taken at the last step of each call only). State and accumulator are
   donated. The batch axis is sharded over the mesh's "data" axis (data parallelism),
   everything else is replicated.
   """
@@ -147,15 +150,19 @@ def make_train_block(model: Model, config: ml_collections.ConfigDict, shared_dat
   def run_block(state, acc, hp, train_key, batches):
     optimizer = make_optimizer(config, hp["learning_rate"])
 
-    def step_fn(carry, x):
+    def step_fn(carry, inputs):
       state, acc = carry
+      x, is_last = inputs
       key = jax.random.fold_in(train_key, state.step)
       beta = beta_at(state.step, hp)
       (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
           state.params, key, x, beta)
       updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
       params = optax.apply_updates(state.params, updates)
-      metrics.update(loss=loss, beta=beta, grad_norm=optax.tree.norm(grads))
+      # The gradient norm only at the block's last step: every step it costs ~10% of
+      # a small model's step on CPU (one more pass over every gradient).
+      grad_norm = jax.lax.cond(is_last, optax.tree.norm, lambda _: jnp.float32(0), grads)
+      metrics.update(loss=loss, beta=beta, grad_norm=grad_norm)
       acc = {k: acc[k] + metrics[k] for k in TRAIN_KEYS} | {
           "count": acc["count"] + 1,
           "first_nonfinite_step": jnp.where(
@@ -164,13 +171,33 @@ def make_train_block(model: Model, config: ml_collections.ConfigDict, shared_dat
       }
       return (TrainState(state.step + 1, params, opt_state), acc), None
 
-    (state, acc), _ = jax.lax.scan(step_fn, (state, acc), batches)
+    num_steps = batches.shape[0]
+    if num_steps == 1:
+      # No loop: XLA:CPU compiles the convolutions of a loop body (even a loop of one
+      # step) to generic kernels about 3x slower than its own, so conv configs
+      # dispatch one step per call.
+      (state, acc), _ = step_fn((state, acc), (batches[0], True))
+      return state, acc
+    (state, acc), _ = jax.lax.scan(step_fn, (state, acc),
+                                   (batches, jnp.arange(num_steps) == num_steps - 1))
     return state, acc
+
+  run_blocks = jax.vmap(run_block, in_axes=(0, 0, 0, 0, None if shared_data else 0))
+
+  def run_runs(state, acc, hp, train_key, batches):
+    if train_key.shape[0] > 1:
+      return run_blocks(state, acc, hp, train_key, batches)
+    # One run: the same program without the runs axis, whose batched matmuls (a batch of
+    # one) run ~15% slower on CPU than plain ones.
+    first = lambda tree: jax.tree.map(lambda leaf: leaf[0], tree)
+    out = run_block(first(state), first(acc), first(hp), train_key[0],
+                    batches if shared_data else batches[0])
+    return jax.tree.map(lambda leaf: leaf[None], out)
 
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   batch_sharding = jax.sharding.NamedSharding(mesh, batch_partition(shared_data))
   return jax.jit(
-      jax.vmap(run_block, in_axes=(0, 0, 0, 0, None if shared_data else 0)),
+      run_runs,
       in_shardings=(replicated, replicated, replicated, replicated, batch_sharding),
       out_shardings=(replicated, replicated),
       donate_argnums=(0, 1),
@@ -486,6 +513,7 @@ def train_vectorized(configs: list[ml_collections.ConfigDict], workdirs: list[st
         for i, run in enumerate(runs):
           count = int(acc_host["count"][i])
           train_metrics = {k: float(acc_host[k][i]) / count for k in TRAIN_KEYS}
+          train_metrics["grad_norm"] *= block_size  # One sample per block of steps.
           train_metrics["steps_per_sec"] = count / max(elapsed, 1e-9)
           train_metrics["learning_rate"] = (run.config.optimizer.learning_rate
                                             * float(run.learning_rate(step)))
