@@ -11,16 +11,13 @@ Several hosts: run the same command on each, adding --coordinator_address=HOST0:
 from absl import app, flags
 from ml_collections import config_flags
 
-from vae import cli, distributed, train
+from vae import cli, train
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Path to a config file, e.g. configs/default.py.", lock_config=True)
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Folder for checkpoints, metrics, TensorBoard events and images.")
-_COORDINATOR = flags.DEFINE_string(
-    "coordinator_address", None, "host:port of process 0, to join several processes.")
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the job.")
-_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index, from 0.")
+_INITIALIZE_DISTRIBUTED = cli.define_distributed_flags()
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -29,7 +26,7 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
 
   def initialize_and_train():
-    distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    _INITIALIZE_DISTRIBUTED()
     train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 
   cli.run(initialize_and_train)

@@ -76,7 +76,7 @@ from absl import app, flags, logging  # noqa: E402
 
 import benchmark_sweep  # noqa: E402
 from configs import default, mnist_conv, mnist_mlp, tiny  # noqa: E402
-from vae import cli, data, evaluate, train  # noqa: E402
+from vae import cli, data, distributed, evaluate, train  # noqa: E402
 from vae.models import build_model  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -404,8 +404,7 @@ def make_trainer(config: ml_collections.ConfigDict, block_batches: np.ndarray
     (call, model, params): call() runs one block of T steps and returns the
     accumulator; the model and the fresh params (unstacked) for FLOP counting.
   """
-  mesh = jax.make_mesh((jax.device_count(),), ("data",),
-                       axis_types=(jax.sharding.AxisType.Auto,))
+  mesh = distributed.data_mesh()
   model = build_model(config.model, IMAGE_SHAPE)
   root_key = jax.random.PRNGKey(config.seed)
   init_key, train_key = (jax.random.fold_in(root_key, i) for i in range(2))
@@ -413,15 +412,16 @@ def make_trainer(config: ml_collections.ConfigDict, block_batches: np.ndarray
   state = train.TrainState(
       jnp.zeros((), jnp.int32), params,
       train.make_optimizer(config, config.optimizer.learning_rate).init(params))
-  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  replicated = distributed.replicated(mesh)
   stack = train._stack  # pylint: disable=protected-access
   carry = [jax.device_put(stack([state]), replicated),
            jax.device_put(stack([train.empty_accumulator()]), replicated)]
   hp = jax.device_put(stack([train.hyperparams(config)]), replicated)
   train_keys = jax.device_put(jnp.stack([train_key]), replicated)
   block = train.make_train_block(model, config, True, mesh)
-  batches = jax.device_put(block_batches, jax.sharding.NamedSharding(
-      mesh, train.batch_partition(True)))
+  batches = distributed.put_global_batch(
+      block_batches, distributed.sharded_along(mesh, train.batch_axis(True)),
+      train.batch_axis(True))
 
   def call():
     carry[0], carry[1] = block(carry[0], carry[1], hp, train_keys, batches)

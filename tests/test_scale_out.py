@@ -1,10 +1,14 @@
 """Data parallelism: 2 devices, and 2 processes joined by jax.distributed, match 1 device.
 
 Every run is a subprocess of the README's commands, on the tiny config: forced CPU devices
-through XLA_FLAGS, and two local processes talking over 127.0.0.1 only.
+through XLA_FLAGS, and two local processes talking over 127.0.0.1 only. Training runs
+evaluate as they go, so the metrics compared include the sharded evaluation; the
+evaluation app is compared on its own too.
 """
 
+import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -30,10 +34,16 @@ def run(args, workdir, env_extra=None, wait=True):
 
 
 @pytest.fixture(scope="module")
-def one_device(tmp_path_factory):
+def one_device_workdir(tmp_path_factory):
+  """A finished run of the tiny config on one device (read-only: copy what you alter)."""
   workdir = tmp_path_factory.mktemp("one")
   run([], workdir)
-  return metric_writers.read_metrics(workdir)
+  return workdir
+
+
+@pytest.fixture(scope="module")
+def one_device(one_device_workdir):
+  return metric_writers.read_metrics(one_device_workdir)
 
 
 def assert_same_metrics(got, want):
@@ -77,3 +87,48 @@ def test_two_processes_match_one(one_device, tmp_path):
     assert process.returncode == 0, output[-3000:]
   assert_same_metrics(metric_writers.read_metrics(tmp_path), one_device)
   assert sorted(os.listdir(tmp_path / "checkpoints")) == ["10", "20"]
+
+
+def evaluate(workdir, env_extra=None, args=()):
+  env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_DISABLE_MOST_OPTIMIZATIONS="1",
+             **(env_extra or {}))
+  return subprocess.run(
+      [sys.executable, "-m", "experiments.evaluate", f"--workdir={workdir}",
+       "--num_importance_samples=50", "--decompose_gap", "--num_examples=3",
+       "--estimator=ais", "--ais_steps=10", "--ais_chains=2", *args],
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+def numbers(tree):
+  """The numeric leaves of an evaluation JSON, by path (times and memory left out)."""
+  if isinstance(tree, dict):
+    return {f"{k}/{p}": v for k, sub in tree.items() if k not in ("seconds", "peak_rss_mib")
+            for p, v in numbers(sub).items()}
+  return {"": tree} if isinstance(tree, (int, float)) and not isinstance(tree, bool) else {}
+
+
+def test_evaluation_on_two_devices_matches_one(one_device_workdir, tmp_path):
+  """experiments.evaluate with its batches split over 2 devices (IWAE, the gap
+  decomposition and AIS, whose subset of 3 is padded to fill the devices)."""
+  results = {}
+  for devices in (1, 2):
+    workdir = tmp_path / f"run{devices}"
+    shutil.copytree(one_device_workdir, workdir)
+    done = evaluate(workdir, {"XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "bound gap log p(x) - ELBO" in done.stdout
+    results[devices] = numbers(json.loads((workdir / "eval_test.json").read_text()))
+  assert results[1].keys() == results[2].keys() and len(results[1]) > 30
+  for key, value in results[1].items():
+    assert results[2][key] == pytest.approx(value, rel=1e-4, abs=1e-4), key
+
+
+def test_evaluation_batch_must_divide_by_the_devices(one_device_workdir):
+  done = evaluate(one_device_workdir,
+                  {"XLA_FLAGS": "--xla_force_host_platform_device_count=3"},
+                  ["--batch_size=100"])
+  assert done.returncode != 0
+  assert ("batch_size=100 does not divide by the 3 devices of the data-parallel mesh; "
+          "use 99 or 102 (config.eval.batch_size, or --batch_size of "
+          "experiments.evaluate)") in done.stderr
+  assert "Traceback" not in done.stderr

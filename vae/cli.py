@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging as std_logging
 from typing import Any, Callable
 
-from absl import logging
+from absl import flags, logging
+
+from vae import distributed
 
 _CHATTY_PACKAGES = ("/orbax/", "/tensorflow_datasets/", "/etils/")
 
@@ -35,3 +37,18 @@ def run(fn: Callable[..., Any], *args, **kwargs) -> Any:
     raise SystemExit(f"error: {error}") from None
   except KeyboardInterrupt as interrupt:
     raise SystemExit(str(interrupt) or "Interrupted.") from None
+
+
+def define_distributed_flags() -> Callable[[], None]:
+  """Defines --coordinator_address, --num_processes and --process_id.
+
+  Returns:
+    A function that joins this process to the others as the flags say (or as SLURM's
+    environment says, or not at all); see `vae.distributed.initialize`.
+  """
+  coordinator = flags.DEFINE_string(
+      "coordinator_address", None, "host:port of process 0, to join several processes.")
+  num_processes = flags.DEFINE_integer("num_processes", None, "Processes in the job.")
+  process_id = flags.DEFINE_integer("process_id", None, "This process's index, from 0.")
+  return lambda: distributed.initialize(coordinator.value, num_processes.value,
+                                        process_id.value)

@@ -17,6 +17,11 @@ numbers of metrics.jsonl.
 Memory: examples are vmapped in batches of `batch_size`, and each example streams its K
 importance samples in chunks of `chunk_size` (`vae.losses.iwae_bound`), so the working
 set holds batch_size * chunk_size decoder evaluations at once whatever K is.
+
+Devices: every batch is split over the "data" axis of a mesh of all devices of all
+processes (`vae.distributed`), params replicated, so a batch size must divide by the
+device count. Each process puts only its rows of a batch on its devices; every process
+receives every result, and only process 0 shows progress or writes files.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from vae import ais, checkpoints, data, inference_gap, losses
+from vae import ais, checkpoints, data, distributed, inference_gap, losses
 from vae.models import Model, build_model
 
 PER_EXAMPLE_KEYS = ("reconstruction", "kl", "elbo", "log_px", "bound_gap")
@@ -82,17 +87,19 @@ def _fold_in_each(key: jax.Array, indices: jax.Array) -> jax.Array:
 
 
 def _map_batches(fn: Callable, arrays: tuple[np.ndarray, ...], batch_size: int,
-                 progress: Progress | None = None) -> Any:
+                 mesh: jax.sharding.Mesh, progress: Progress | None = None) -> Any:
   """Applies fn(indices (B,), *batches) to fixed-size batches of `arrays` (each (N, ...)).
 
-  The last batch is padded with zeros (so fn compiles once) and its padding dropped from
-  the result. The next batch is dispatched before the previous one is fetched, so the
-  host never leaves the device idle.
+  Every argument is a global array split over the mesh's "data" axis; fn returns
+  replicated arrays. The last batch is padded with zeros (so fn compiles once) and its
+  padding dropped from the result. The next batch is dispatched before the previous one
+  is fetched, so the host never leaves the devices idle.
 
   Returns:
     fn's output pytree with leaves concatenated over the N examples, as numpy arrays.
   """
   num = len(arrays[0])
+  by_example = distributed.sharded_along(mesh, 0)
   outputs, pending = [], None
 
   def fetch(item):
@@ -103,11 +110,11 @@ def _map_batches(fn: Callable, arrays: tuple[np.ndarray, ...], batch_size: int,
       progress.update(done)
 
   for start in range(0, num, batch_size):
-    batches = []
+    batches = [np.arange(start, start + batch_size)]
     for array in arrays:
       batch, mask = next(data.eval_batches(array[start:start + batch_size], batch_size))
       batches.append(batch)
-    result = fn(jnp.arange(start, start + batch_size), *batches)
+    result = fn(*(distributed.put_global_batch(b, by_example) for b in batches))
     if pending is not None:
       fetch(pending)
     pending = (result, int(mask.sum()), min(start + batch_size, num))
@@ -118,19 +125,35 @@ def _map_batches(fn: Callable, arrays: tuple[np.ndarray, ...], batch_size: int,
   return jax.tree.map(lambda *leaves: np.concatenate(leaves), *outputs)
 
 
+def _data_parallel_jit(fn: Callable, mesh: jax.sharding.Mesh, num_replicated: int,
+                       num_sharded: int) -> Callable:
+  """jax.jit(fn) for fn(*replicated args, *args split along their first axis), every
+  output replicated (each process then reads the whole batch of results)."""
+  replicated = distributed.replicated(mesh)
+  by_example = distributed.sharded_along(mesh, 0)
+  return jax.jit(fn, in_shardings=(replicated,) * num_replicated + (by_example,) * num_sharded,
+                 out_shardings=replicated)
+
+
 class Evaluator:
   """Evaluates params on whole splits with one compiled program per batch shape."""
 
-  def __init__(self, model: Model, eval_config: ml_collections.ConfigDict):
+  def __init__(self, model: Model, eval_config: ml_collections.ConfigDict,
+               mesh: jax.sharding.Mesh | None = None):
+    """Batches of eval_config.batch_size examples are split over `mesh` (default: every
+    device, `vae.distributed.data_mesh`); the batch size must divide by its size."""
+    self.mesh = distributed.data_mesh() if mesh is None else mesh
+    distributed.check_divisible(
+        "batch_size", eval_config.batch_size, self.mesh,
+        " (config.eval.batch_size, or --batch_size of experiments.evaluate)")
     self.batch_size = eval_config.batch_size
     example_metrics = make_example_metrics(model, eval_config)
 
-    @jax.jit
     def batch_metrics(params, key, indices, x):
       keys = _fold_in_each(key, indices)
       return jax.vmap(example_metrics, in_axes=(None, 0, 0))(params, keys, x)
 
-    self._batch_metrics = batch_metrics
+    self._batch_metrics = _data_parallel_jit(batch_metrics, self.mesh, 2, 2)
 
   def per_example(self, params: Any, key: jax.Array, images: np.ndarray,
                   ) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -140,7 +163,7 @@ class Evaluator:
   def _per_example(self, params, key, images, progress=None):
     metrics, means = _map_batches(
         lambda indices, x: self._batch_metrics(params, key, indices, x), (images,),
-        self.batch_size, progress)
+        self.batch_size, self.mesh, progress)
     return {k: metrics[k] for k in PER_EXAMPLE_KEYS}, means
 
   def evaluate(self, params: Any, key: jax.Array, images: np.ndarray) -> dict[str, float]:
@@ -303,17 +326,21 @@ def _mean_and_stderr(name: str, values: np.ndarray) -> dict[str, float]:
   return {name: float(np.mean(values)), f"{name}_stderr": _stderr(values)}
 
 
+def _subset_batch_size(options: EvalOptions, num: int, mesh: jax.sharding.Mesh) -> int:
+  """subset_batch_size, or fewer for a smaller subset, rounded up to fill the mesh."""
+  return -(-min(options.subset_batch_size, num) // mesh.size) * mesh.size
+
+
 def _decompose(model: Model, params: Any, key: jax.Array, images: np.ndarray,
-               log_px: np.ndarray, options: EvalOptions, progress: bool
-               ) -> dict[str, np.ndarray]:
+               log_px: np.ndarray, options: EvalOptions, mesh: jax.sharding.Mesh,
+               progress: bool) -> dict[str, np.ndarray]:
   """Per-example GapDecomposition fields of `images` (n, H, W, C), as numpy arrays."""
   fit_options = dict(num_samples=options.gap_num_samples,
                      learning_rate=options.gap_learning_rate,
                      max_steps=options.gap_max_steps, check_every=options.gap_check_every,
                      patience=options.gap_patience, tolerance=options.gap_tolerance)
 
-  @jax.jit
-  def batch_fn(indices, x, batch_log_px):
+  def batch_fn(params, indices, x, batch_log_px):
     encode = functools.partial(model.encode, params)
     decode = functools.partial(model.decode, params)
     return jax.vmap(lambda k, xi, lp: inference_gap.decompose_gap(
@@ -321,18 +348,20 @@ def _decompose(model: Model, params: Any, key: jax.Array, images: np.ndarray,
         num_elbo_samples=options.gap_num_elbo_samples, **fit_options))(
             _fold_in_each(key, indices), x, batch_log_px)
 
-  batch_size = min(options.subset_batch_size, len(images))
+  batch_fn = _data_parallel_jit(batch_fn, mesh, 1, 3)
   meter = Progress("gap decomposition (q* per example)", len(images)) if progress else None
-  result = _map_batches(batch_fn, (images, log_px.astype(np.float32)), batch_size, meter)
+  result = _map_batches(functools.partial(batch_fn, params),
+                        (images, log_px.astype(np.float32)),
+                        _subset_batch_size(options, len(images), mesh), mesh, meter)
   return result._asdict()
 
 
 def _ais(model: Model, params: Any, key: jax.Array, images: np.ndarray,
-         options: EvalOptions, progress: bool) -> dict[str, np.ndarray]:
+         options: EvalOptions, mesh: jax.sharding.Mesh, progress: bool
+         ) -> dict[str, np.ndarray]:
   """Per-example AISResult fields of `images` (n, H, W, C), as numpy arrays."""
 
-  @jax.jit
-  def batch_fn(indices, x):
+  def batch_fn(params, indices, x):
     encode = functools.partial(model.encode, params)
     decode = functools.partial(model.decode, params)
     return jax.vmap(lambda k, xi: ais.ais(
@@ -341,9 +370,11 @@ def _ais(model: Model, params: Any, key: jax.Array, images: np.ndarray,
         start=options.ais_start, schedule=options.ais_schedule))(
             _fold_in_each(key, indices), x)
 
-  batch_size = min(options.subset_batch_size, len(images))
+  batch_fn = _data_parallel_jit(batch_fn, mesh, 1, 2)
   meter = Progress("AIS", len(images)) if progress else None
-  return _map_batches(batch_fn, (images,), batch_size, meter)._asdict()
+  return _map_batches(functools.partial(batch_fn, params), (images,),
+                      _subset_batch_size(options, len(images), mesh), mesh,
+                      meter)._asdict()
 
 
 def evaluate_params(model: Model, params: Any, images: np.ndarray, seed: int,
@@ -358,7 +389,7 @@ def evaluate_params(model: Model, params: Any, images: np.ndarray, seed: int,
     seed: the run's seed; the keys are fold_in(PRNGKey(seed), stream) per pass (the IWAE
       pass uses the training run's evaluation key), then fold_in(., example index).
     options: what to compute.
-    progress: show progress and ETA of each pass.
+    progress: show progress and ETA of each pass (in process 0 only).
 
   Returns:
     (summary, per_example): the summary in nats per example (the keys of
@@ -370,12 +401,14 @@ def evaluate_params(model: Model, params: Any, images: np.ndarray, seed: int,
   if len(images) == 0:
     raise ValueError("The split has no examples to evaluate.")
   start_time = time.perf_counter()
+  progress = progress and distributed.is_primary()
   root = jax.random.PRNGKey(seed)
   eval_config = ml_collections.ConfigDict(dict(
       batch_size=options.batch_size, num_elbo_samples=options.num_elbo_samples,
       num_importance_samples=options.num_importance_samples,
       chunk_size=options.chunk_size))
   evaluator = Evaluator(model, eval_config)
+  mesh = evaluator.mesh
   meter = (Progress(f"IWAE log p(x), K={options.num_importance_samples}", len(images))
            if progress else None)
   metrics, means = evaluator._per_example(  # pylint: disable=protected-access
@@ -394,7 +427,7 @@ def evaluate_params(model: Model, params: Any, images: np.ndarray, seed: int,
   summary["ais"] = None
   if options.estimator == "ais":
     result = _ais(model, params, jax.random.fold_in(root, _AIS_STREAM), images[:subset],
-                  options, progress)
+                  options, mesh, progress)
     iwae = metrics["log_px"][:subset]
     summary["ais"] = dict(
         num_examples=subset, **_mean_and_stderr("log_px", result["log_px"]),
@@ -411,7 +444,7 @@ def evaluate_params(model: Model, params: Any, images: np.ndarray, seed: int,
     log_px = (per_example["ais_log_px"] if options.estimator == "ais"
               else metrics["log_px"][:subset])
     result = _decompose(model, params, jax.random.fold_in(root, _GAP_STREAM),
-                        images[:subset], log_px, options, progress)
+                        images[:subset], log_px, options, mesh, progress)
     section = dict(num_examples=subset, log_px_estimator=options.estimator)
     for name in ("log_px", "elbo_encoder", "elbo_optimal", "total_gap",
                  "approximation_gap", "amortization_gap"):
@@ -468,7 +501,7 @@ def evaluate_run(
     batch_size, chunk_size, num_elbo_samples: None takes the run's config.eval values.
     ais_steps, ais_chains, ais_leapfrog_steps, ais_start: AIS settings.
     write: write `workdir/eval_<split>.json` (the returned dict) and the per-example
-      arrays to `workdir/eval_<split>.npz`.
+      arrays to `workdir/eval_<split>.npz` (process 0 only).
     progress: show progress and ETA.
 
   Returns:
@@ -503,7 +536,7 @@ def evaluate_run(
                                          progress)
   results = dict(workdir=os.path.abspath(workdir), step=checkpoint_step, split=split,
                  **summary)
-  if write:
+  if write and distributed.is_primary():
     with open(os.path.join(workdir, f"eval_{split}.json"), "w") as f:
       json.dump(results, f, indent=2)
     np.savez(os.path.join(workdir, f"eval_{split}.npz"), **per_example)

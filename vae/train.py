@@ -194,19 +194,18 @@ def make_train_block(model: Model, config: ml_collections.ConfigDict, shared_dat
                     batches if shared_data else batches[0])
     return jax.tree.map(lambda leaf: leaf[None], out)
 
-  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  batch_sharding = jax.sharding.NamedSharding(mesh, batch_partition(shared_data))
+  replicated = distributed.replicated(mesh)
   return jax.jit(
       run_runs,
-      in_shardings=(replicated, replicated, replicated, replicated, batch_sharding),
+      in_shardings=(replicated,) * 4 + (distributed.sharded_along(mesh, batch_axis(shared_data)),),
       out_shardings=(replicated, replicated),
       donate_argnums=(0, 1),
   )
 
 
-def batch_partition(shared_data: bool) -> jax.sharding.PartitionSpec:
-  """Shards the batch axis of (T, B, ...) or (P, T, B, ...) blocks over "data"."""
-  return jax.sharding.PartitionSpec(*(() if shared_data else (None,)), None, "data")
+def batch_axis(shared_data: bool) -> int:
+  """The examples axis of (T, B, ...) or, one block per run, (P, T, B, ...) blocks."""
+  return 1 if shared_data else 2
 
 
 # ------------------------------------------------------------------ images
@@ -364,14 +363,10 @@ def train_vectorized(configs: list[ml_collections.ConfigDict], workdirs: list[st
   check_vectorizable(configs)
   config, info = configs[0], infos[0]
   train_cfg = config.train
-  mesh = jax.make_mesh((jax.device_count(),), ("data",),
-                       axis_types=(jax.sharding.AxisType.Auto,))
+  mesh = distributed.data_mesh()
   for field in ("train.batch_size", "eval.batch_size"):
-    size = config_checks.get_field(config, field)
-    if size % mesh.size:
-      ok = [n for n in range(mesh.size, 4 * size, mesh.size)][:4]
-      raise ValueError(f"config.{field}={size} does not divide by the {mesh.size} devices "
-                       f"of the data-parallel mesh; use e.g. one of {ok}.")
+    distributed.check_divisible(f"config.{field}", config_checks.get_field(config, field),
+                                mesh)
 
   # ---- data and model (shared by every run of the group)
   train_images = data.load_split(config.data, "train")
@@ -413,15 +408,18 @@ def train_vectorized(configs: list[ml_collections.ConfigDict], workdirs: list[st
     states.append(state)
     accs.append(acc)
 
-  evaluator = Evaluator(model, config.eval)
+  evaluator = Evaluator(model, config.eval, mesh)
+  replicated = distributed.replicated(mesh)
+  unstack = jax.jit(lambda tree, i: jax.tree.map(lambda leaf: leaf[i], tree),
+                    static_argnums=1, out_shardings=replicated)
   last_checkpoint = start_step if start_step > 0 else None
   shown_images = next(iter(eval_images.values()))
 
   def run_evaluation(step, stacked_params) -> list[dict[str, dict[str, float]]]:
-    """Every process evaluates its local copy; only the primary one writes."""
+    """Each run's evaluation, its batches sharded over the mesh; only process 0 writes."""
     all_results = []
     for i, run in enumerate(runs):
-      params = jax.tree.map(lambda leaf: leaf[i], stacked_params)
+      params = unstack(stacked_params, i)
       results = {}
       for split, split_images in eval_images.items():
         results[split] = evaluator.evaluate(params, run.eval_key, split_images)
@@ -431,7 +429,7 @@ def train_vectorized(configs: list[ml_collections.ConfigDict], workdirs: list[st
                      metric_writers.format_metrics(results[split], (
                          "elbo", "log_px", "bound_gap", "reconstruction", "kl",
                          "active_units")))
-      run.images.write(step, params, shown_images)
+      run.images.write(step, _local(params), shown_images)
       run.writer.flush()
       all_results.append(results)
     return all_results
@@ -462,9 +460,6 @@ def train_vectorized(configs: list[ml_collections.ConfigDict], workdirs: list[st
     return results
 
   # ---- loop: state replicated on every device of every process
-  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  unstack = jax.jit(lambda tree, i: jax.tree.map(lambda leaf: leaf[i], tree),
-                    static_argnums=1, out_shardings=replicated)
   state = jax.device_put(_stack(states), replicated)
   acc = jax.device_put(_stack(accs), replicated)
   hp = jax.device_put(_stack([hyperparams(run.config) for run in runs]), replicated)
@@ -472,25 +467,19 @@ def train_vectorized(configs: list[ml_collections.ConfigDict], workdirs: list[st
   shared_data = len({run.config.seed for run in runs}) == 1
   train_block = make_train_block(model, config, shared_data, mesh)
   block_size = train_cfg.steps_per_dispatch
-  batch_sharding = jax.sharding.NamedSharding(mesh, batch_partition(shared_data))
-  batch_axis = 1 if shared_data else 2
-  local_batch = train_cfg.batch_size // jax.process_count()
-  rows = slice(jax.process_index() * local_batch, (jax.process_index() + 1) * local_batch)
+  examples_axis = batch_axis(shared_data)
+  batch_sharding = distributed.sharded_along(mesh, examples_axis)
 
   def host_blocks():
-    """This process's slice of every global block of batches."""
+    """Every global block of batches, as each process holds it in full."""
     for step in range(start_step, train_cfg.num_steps, block_size):
       if shared_data:
-        block = runs[0].batches.block(step, block_size)
+        yield runs[0].batches.block(step, block_size)
       else:
-        block = np.stack([run.batches.block(step, block_size) for run in runs])
-      yield np.take(block, np.arange(train_cfg.batch_size)[rows], axis=batch_axis)
+        yield np.stack([run.batches.block(step, block_size) for run in runs])
 
-  def to_global(local_block):
-    global_shape = list(local_block.shape)
-    global_shape[batch_axis] = train_cfg.batch_size
-    return jax.make_array_from_process_local_data(batch_sharding, local_block,
-                                                  tuple(global_shape))
+  def to_global(block):
+    return distributed.put_global_batch(block, batch_sharding, examples_axis)
 
   results: list[dict[str, dict[str, float]]] = []
   step = start_step
@@ -536,12 +525,10 @@ def train_vectorized(configs: list[ml_collections.ConfigDict], workdirs: list[st
         raise KeyboardInterrupt(f"Interrupted: saved a checkpoint of step {step} in "
                                 f"{', '.join(workdirs)}; rerun the command to resume.")
       if is_due(train_cfg.eval_every):
-        results = run_evaluation(step, _local(state.params))
+        results = run_evaluation(step, state.params)
       paused += time.perf_counter() - pause_start
 
-  local_params = _local(state.params)
   for i, run in enumerate(runs):
-    run.images.write_traversal(step, jax.tree.map(lambda leaf: leaf[i], local_params),
-                               shown_images)
+    run.images.write_traversal(step, _local(unstack(state.params, i)), shown_images)
   close_all()
   return results
