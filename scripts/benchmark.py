@@ -37,10 +37,13 @@ Then, each in a fresh process of its own:
   against the same points one after another, whole wall time including compilation,
   each mode in a fresh process;
 * data-parallel training of 784-400-20 on 1 and 2 host devices
-  (XLA_FLAGS=--xla_force_host_platform_device_count=N, the batch sharded over "data").
+  (XLA_FLAGS=--xla_force_host_platform_device_count=N, the batch sharded over "data");
+* the README's main command (`experiments.train` on configs/default.py, with its
+  logging, evaluations and checkpoints): wall time, and the median steps/s of its
+  progress lines against the trainer's steady state at the same batch size.
 
---quick runs every section on one model, batch 8, one repeat, K = 20 and a one-point
-sweep of configs/tiny.py, in this process where it can and with XLA's optimisations off:
+--quick runs every section on one model, batch 8, one repeat, K = 20, a one-point
+sweep and the main command on configs/tiny.py, in this process where it can and with XLA's optimisations off:
 it checks that the script works (tests/test_benchmark.py), its figures mean nothing.
 
 The figures are wall-clock times: other processes on the machine slow them down (the
@@ -653,6 +656,7 @@ def _settings(quick: bool) -> dict[str, Any]:
       iwae_batch_size={m: 4 if quick or m == "mnist_conv" else 100 for m in iwae_models},
       iwae_chunk_size=10 if quick else 100,
       sweep_base="tiny" if quick else "default",
+      main_command_config="tiny" if quick else "default",
       sweep_grid=[tuple(int(v) for v in item.split("@")) for item in sweep_grid],
       sweep_num_steps=pick(FLAGS.sweep_num_steps, 300, 5),
       data_parallel_model="mlp_400_20",
@@ -746,8 +750,34 @@ def section_data_parallel(settings, paths) -> list[dict[str, Any]]:
   return rows
 
 
+def section_main_command(settings, paths) -> list[dict[str, Any]]:
+  """The README's main command as a user runs it: a fresh process of experiments.train,
+  with its logging, evaluations and checkpoints; the median of its progress lines'
+  steps/s (`steps_per_sec` of metrics.jsonl, which leaves out evaluations and
+  checkpoints) against the trainer's steady state in the training section."""
+  del paths
+  config = settings["main_command_config"]
+  with tempfile.TemporaryDirectory() as workdir:
+    command = [sys.executable, "-m", "experiments.train", f"--config=configs/{config}.py",
+               f"--workdir={workdir}"]
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=os.path.dirname(_SCRIPTS), capture_output=True,
+                          text=True, check=False)
+    seconds = time.perf_counter() - start
+    if done.returncode:
+      raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-4000:]}")
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+      rates = [r["steps_per_sec"] for r in map(json.loads, f) if r["split"] == "train"]
+  row = dict(command=f"python -m experiments.train --config=configs/{config}.py "
+                     "--workdir=...", config=config, seconds=seconds,
+             median_steps_per_s=float(np.median(rates)), num_logs=len(rates))
+  _log(f"main command: {seconds:.0f} s, progress lines' median "
+       f"{row['median_steps_per_s']:.1f} steps/s")
+  return [row]
+
+
 SECTIONS = {"train": section_train, "iwae": section_iwae, "sweep": section_sweep,
-            "data_parallel": section_data_parallel}
+            "data_parallel": section_data_parallel, "main_command": section_main_command}
 
 
 # ------------------------------------------------------------------ targets and tables
@@ -776,6 +806,15 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
           f"K={row['num_importance_samples']}, measured on {row['num_examples']} images")
       add("IWAE K=5000, 784-400-20: peak memory < 2 GiB", row["peak_rss_mib"], 2048.0,
           row["peak_rss_mib"] < 2048, f"K={row['num_importance_samples']}")
+  for row in results["main_command"]:
+    steady = [r for r in results["training"] if r["model"] == row["config"]
+              and r["batch_size"] == MODELS[row["config"]][1]().train.batch_size]
+    if steady:
+      steady_steps = steady[0]["trainer"]["examples_per_s"] / steady[0]["batch_size"]
+      ratio = row["median_steps_per_s"] / steady_steps
+      add("main command's progress steps/s within 10% of the steady state", ratio, 0.9,
+          ratio >= 0.9, f"{row['median_steps_per_s']:.0f} against {steady_steps:.0f} "
+          "steps/s")
   for row in results["sweep"]:
     if row["num_points"] == 8:
       add("vectorised 8-point sweep >= 1.5x sequential", row["speedup"], 1.5,
@@ -837,6 +876,11 @@ def markdown(results: dict[str, Any]) -> str:
     lines += ["Beta sweep, whole wall time including compilation, each mode in a fresh "
               f"process (base: configs/{results['settings']['sweep_base']}.py):", ""]
     lines += benchmark_sweep.markdown_table(results["sweep"]) + [""]
+  if results["main_command"]:
+    (row,) = results["main_command"]
+    lines += [f"Main command (`{row['command']}`, a fresh process with its logging, "
+              f"evaluations and checkpoints): {row['seconds']:.0f} s in all; its progress "
+              f"lines' median {row['median_steps_per_s']:.1f} steps/s.", ""]
   if results["data_parallel"]:
     lines += ["Data-parallel training (`make_train_block`, batch sharded over "
               "`--xla_force_host_platform_device_count` CPU devices):", "",

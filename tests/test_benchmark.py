@@ -32,7 +32,7 @@ def test_quick_run_writes_every_section(tmp_path):
   assert done.returncode == 0, done.stderr[-3000:]
   results = json.loads(output.read_text())
   assert {"command", "machine", "settings", "training", "iwae", "sweep", "data_parallel",
-          "targets", "markdown", "seconds"} <= set(results)
+          "main_command", "targets", "markdown", "seconds"} <= set(results)
   assert results["settings"]["quick"]
   for row in results["training"]:
     for subject in ("trainer", "trainer_dispatch1", "yardstick", "roofline"):
@@ -46,6 +46,8 @@ def test_quick_run_writes_every_section(tmp_path):
   (sweep,) = results["sweep"]
   assert {"sequential_s", "vectorized_s", "speedup", "num_points"} <= set(sweep)
   assert sorted(r["device_count"] for r in results["data_parallel"]) == [1, 2]
+  (main,) = results["main_command"]
+  assert main["config"] == "tiny" and main["num_logs"] == 2 and main["median_steps_per_s"] > 0
   assert all({"target", "value", "met"} <= set(t) for t in results["targets"])
   markdown = (tmp_path / "benchmark.md").read_text()
   assert markdown == results["markdown"] and "| model | batch |" in markdown
