@@ -648,7 +648,6 @@ def _settings(quick: bool) -> dict[str, Any]:
   return dict(
       quick=quick, models=models,
       batch_sizes=[int(b) for b in pick(FLAGS.batch_sizes, [32, 128, 256, 1024], [8])],
-      conv_batch_sizes=[int(b) for b in pick(FLAGS.conv_batch_sizes, [32, 128], [8])],
       repeats=pick(FLAGS.repeats, 5, 1), min_seconds=0.0 if quick else 0.3,
       max_examples_per_call=FLAGS.max_examples_per_call,
       iwae_models=iwae_models, iwae_num_examples=iwae_examples,
@@ -679,8 +678,7 @@ def _log(message: str) -> None:
 def section_train(settings, paths) -> list[dict[str, Any]]:
   rows = []
   for model in settings["models"]:
-    batch_sizes = settings["conv_batch_sizes" if model == "mnist_conv" else "batch_sizes"]
-    for batch_size in batch_sizes:
+    for batch_size in settings["batch_sizes"]:
       row = run_worker(dict(kind="train", model=model, batch_size=batch_size,
                             steps_per_dispatch=_steps_per_call(settings, model, batch_size),
                             repeats=settings["repeats"], min_seconds=settings["min_seconds"],
@@ -997,8 +995,6 @@ def _define_flags() -> None:
   flags.DEFINE_integer("max_examples_per_call", 4096,
                        "Training calls run min(the model config's steps_per_dispatch, "
                        "this // batch) steps, so that a call of a big batch stays short.")
-  flags.DEFINE_list("conv_batch_sizes", None, "Training batch sizes of mnist_conv, whose "
-                    "steps take seconds (default 32,128; quick: 8).")
   flags.DEFINE_list("sections", list(SECTIONS), "Sections to run.")
   flags.DEFINE_string("iwae_num_examples", None,
                       "Images timed per IWAE measurement (after one warm-up batch): one "
