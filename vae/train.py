@@ -139,7 +139,8 @@ def make_train_block(model: Model, config: ml_collections.ConfigDict, shared_dat
 
   Every argument has a leading axis of P runs (vmapped), except `batches` when
   `shared_data` (all runs see the same batches): (T, B, H, W, C), else (P, T, B, H, W, C).
-  Runs T update steps per call in one `lax.scan`, so Python dispatches once per T steps;
+  Runs T update steps per call in one `lax.scan` (no loop when T = 1), so Python
+  dispatches once per T steps;
   metrics stay on the device until the loop asks for them (sums over the steps; the
   gradient norm is taken at the last step of each call only). State and accumulator are
   donated. The batch axis is sharded over the mesh's "data" axis (data parallelism),
@@ -195,9 +196,10 @@ def make_train_block(model: Model, config: ml_collections.ConfigDict, shared_dat
     return jax.tree.map(lambda leaf: leaf[None], out)
 
   replicated = distributed.replicated(mesh)
+  by_example = distributed.sharded_along(mesh, batch_axis(shared_data))
   return jax.jit(
       run_runs,
-      in_shardings=(replicated,) * 4 + (distributed.sharded_along(mesh, batch_axis(shared_data)),),
+      in_shardings=(replicated,) * 4 + (by_example,),
       out_shardings=(replicated, replicated),
       donate_argnums=(0, 1),
   )
