@@ -37,7 +37,6 @@ import time
 from typing import Any, Callable
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
@@ -131,8 +130,8 @@ def _data_parallel_jit(fn: Callable, mesh: jax.sharding.Mesh, num_replicated: in
   output replicated (each process then reads the whole batch of results)."""
   replicated = distributed.replicated(mesh)
   by_example = distributed.sharded_along(mesh, 0)
-  return jax.jit(fn, in_shardings=(replicated,) * num_replicated + (by_example,) * num_sharded,
-                 out_shardings=replicated)
+  return jax.jit(fn, out_shardings=replicated,
+                 in_shardings=(replicated,) * num_replicated + (by_example,) * num_sharded)
 
 
 class Evaluator:
