@@ -10,7 +10,9 @@ import json
 import os
 from typing import Any
 
+import jax
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 
 CONFIG_FILE = "config.json"
@@ -84,6 +86,7 @@ class Checkpointer:
     self._manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+        item_handlers=ocp.StandardCheckpointHandler(),
     )
 
   def latest_step(self) -> int | None:
@@ -97,9 +100,14 @@ class Checkpointer:
     self._manager.save(step, args=ocp.args.StandardSave(state))
     self._manager.wait_until_finished()
 
-  def restore(self, step: int, like: Any) -> Any:
-    """Restores the checkpoint of `step` into the structure, shapes and dtypes of `like`."""
+  def restore(self, step: int, like: Any = None) -> Any:
+    """Restores the checkpoint of `step` into the structure, shapes and dtypes of `like`,
+    by default those saved, as numpy arrays (so every process reads the whole tree,
+    whichever devices wrote it)."""
     try:
+      if like is None:
+        like = jax.tree.map(lambda leaf: np.zeros(leaf.shape, leaf.dtype),
+                            self._manager.item_metadata(step).tree)
       return self._manager.restore(step, args=ocp.args.StandardRestore(like))
     except Exception as error:  # orbax raises many types for a mismatched tree.
       raise ValueError(
@@ -154,6 +162,6 @@ def load_params(workdir: str, step: int | None = None) -> tuple[ml_collections.C
   step = available[-1] if step is None else step
   if step not in available:
     raise ValueError(f"{workdir} has no checkpoint of step {step}; it has {available}.")
-  params = checkpointer.restore(step, None)["state"]["params"]
+  params = checkpointer.restore(step)["state"]["params"]
   checkpointer.close()
   return config, params, step
