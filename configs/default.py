@@ -26,6 +26,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.binarize = "dynamic"  # "none" | "dynamic" | "static".
   config.data.validation_size = 5000  # Train examples held out where a set has no validation split.
   config.data.download = False  # Let tfds download and prepare a missing catalog set.
+  # Equal parts of the training set that every batch draws from evenly; a run over P
+  # processes needs P to divide it (each reads only its own shards). The numbers depend on
+  # it, not on the number of processes or devices.
+  config.data.num_shards = 1
 
   config.model = ml_collections.ConfigDict()
   config.model.architecture = "mlp"  # "mlp" | "conv".

@@ -25,7 +25,7 @@ HAS_TENSORFLOW = importlib.util.find_spec("tensorflow") is not None
 
 def make_config(**overrides) -> ml_collections.ConfigDict:
   fields = dict(name="embedded_digits", data_dir=None, path=None, binarize="none",
-                validation_size=0, download=False)
+                validation_size=0, download=False, num_shards=1)
   fields.update(overrides)
   return ml_collections.ConfigDict(fields)
 
@@ -93,6 +93,57 @@ def test_dynamic_binarization():
   assert abs(draws - intensity) < 0.01
 
 
+# ------------------------------------------------------------------ reading parts of splits
+
+
+def assert_parts_make_the_split(config, split, cuts):
+  """load_split of consecutive row ranges (cut at `cuts`) concatenates to the split."""
+  data._load_split.cache_clear()
+  whole = data.load_split(config, split)
+  data._load_split.cache_clear()
+  bounds = [0, *cuts, len(whole)]
+  parts = [data.load_split(config, split, range(a, b)) for a, b in zip(bounds, bounds[1:])]
+  assert [len(p) for p in parts] == [b - a for a, b in zip(bounds, bounds[1:])]
+  np.testing.assert_array_equal(np.concatenate(parts), whole)
+
+
+@pytest.mark.parametrize("binarize", ["none", "static", "dynamic"])
+def test_rows_of_a_split_match_the_whole_split(binarize):
+  """A row's fixed binarisation does not depend on which rows are read with it: cuts
+  inside and on the 256-row blocks, and an empty part."""
+  config = make_config(binarize=binarize)
+  assert data.split_size(config, "train") == 1397
+  assert_parts_make_the_split(config, "train", [5, 5, 256, 700, 1000])
+  assert_parts_make_the_split(config, "test", [1, 199])
+
+
+def test_rows_of_a_held_out_validation_split(tmp_path):
+  path = tmp_path / "data.npz"
+  np.savez(path, train=numbered_images(12), test=numbered_images(3))
+  config = make_config(name="npz", path=str(path), validation_size=4)
+  assert data.split_size(config, "validation") == 4
+  assert image_ids(data.load_split(config, "validation", range(1, 3))) == [9, 10]
+  assert image_ids(data.load_split(config, "train", range(6, 8))) == [6, 7]
+
+
+@pytest.mark.parametrize("rows", [range(3, 2), range(0, 8, 2), range(0, 1398), range(-1, 4)])
+def test_rows_outside_the_split(rows):
+  with pytest.raises(ValueError, match=r"must be a contiguous range within range\(1397\)"):
+    data.load_split(make_config(), "train", rows)
+
+
+def test_lazy_split_reads_only_what_is_asked():
+  config = make_config(binarize="static")
+  lazy = data.LazySplit(config, "test")
+  assert len(lazy) == 200 and len(lazy[:30]) == 30 and len(lazy[190:300]) == 10
+  part = lazy[10:40][5:8]
+  assert part.rows == range(15, 18)
+  np.testing.assert_array_equal(np.asarray(part), data.load_split(config, "test")[15:18])
+  assert np.asarray(part, dtype=np.float64).dtype == np.float64
+  with pytest.raises(TypeError, match="only \\[start:stop\\]"):
+    lazy[3]  # pylint: disable=pointless-statement
+
+
 # ------------------------------------------------------------------ batching
 
 
@@ -120,6 +171,44 @@ def test_block_stacks_batches():
   block = batches.block(start_step=3, num_steps=5)
   assert block.shape == (5, 4, 4, 4, 1)
   np.testing.assert_array_equal(block, np.stack([batches.batch(s) for s in range(3, 8)]))
+
+
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_shard_readers_make_the_global_batch(dynamic):
+  """Readers of shards {0, 1}, {2} and {3} of 4 give, side by side, the batches of one
+  reader of all shards; every batch takes 2 examples from each shard."""
+  images = numbered_images(42)  # shards of 10 examples; the last 2 are left out
+  whole = data.TrainBatches(images, 8, seed=5, dynamic_binarization=dynamic, num_shards=4)
+  assert whole.steps_per_epoch == 5
+  readers = [data.TrainBatches(images[data.TrainBatches.shard_rows(42, 4, shards).start:
+                                      data.TrainBatches.shard_rows(42, 4, shards).stop],
+                               8, seed=5, dynamic_binarization=dynamic, num_shards=4,
+                               shards=shards)
+             for shards in (range(0, 2), range(2, 3), range(3, 4))]
+  for step in (0, 4, 5, 13):
+    np.testing.assert_array_equal(
+        np.concatenate([reader.batch(step) for reader in readers]), whole.batch(step))
+  plain = data.TrainBatches(images, 8, seed=5, dynamic_binarization=False, num_shards=4)
+  epoch = np.stack([plain.batch(step) for step in range(5)])  # (steps, 8, ...)
+  for shard in range(4):
+    ids = image_ids(epoch[:, 2 * shard:2 * shard + 2].reshape(-1, 4, 4, 1))
+    assert sorted(ids) == list(range(10 * shard, 10 * shard + 10))  # the shard, once
+
+
+def test_shard_rows():
+  assert data.TrainBatches.shard_rows(42, 4, range(1, 3)) == range(10, 30)
+  assert data.TrainBatches.shard_rows(42, 1, range(1)) == range(42)
+
+
+def test_batch_size_must_divide_by_the_shards():
+  with pytest.raises(ValueError, match=r"batch_size=6 does not divide by config\.data\."
+                                       r"num_shards=4.*multiple of num_shards"):
+    data.TrainBatches(numbered_images(40), 6, seed=0, dynamic_binarization=False,
+                      num_shards=4)
+  with pytest.raises(ValueError, match=r"batch_size=16 must be between 4 and num_shards "
+                                       r"times .* 4 shards of the training split hold 3"):
+    data.TrainBatches(numbered_images(15), 16, seed=0, dynamic_binarization=False,
+                      num_shards=4)
 
 
 def test_batch_size_larger_than_split():
@@ -211,6 +300,7 @@ def test_npz_errors(tmp_path, case):
     (dict(binarize="yes"), r"config\.data\.binarize='yes'.*none, dynamic, static"),
     (dict(validation_size=-1), r"config\.data\.validation_size=-1"),
     (dict(download="no"), r"config\.data\.download"),
+    (dict(num_shards=0), r"config\.data\.num_shards=0 must be an integer >= 1"),
     (dict(name="npz"), r"config\.data\.path is not set"),
     (dict(name="npz", path="/no/such.npz"), r"config\.data\.path=.*no such file"),
 ])
@@ -257,6 +347,21 @@ def test_tfds_reads_prepared_array_record(fake_tfds_dir):
   stored_ids = [int(stored[i]["image"][0, 0, 0]) for i in range(len(stored))]
   assert pixel_ids(splits["train"]) == stored_ids[:15]
   assert pixel_ids(splits["validation"]) == stored_ids[15:]
+
+
+def test_tfds_reads_only_the_rows_asked_for(fake_tfds_dir, monkeypatch):
+  config = make_config(name="mnist", data_dir=str(fake_tfds_dir), validation_size=5)
+  for split in data.SPLITS:
+    assert_parts_make_the_split(config, split, [2, 3])
+  data._load_split.cache_clear()
+  source_type = type(tfds.data_source("mnist", data_dir=str(fake_tfds_dir), split="train"))
+  requested = []
+  read = source_type.__getitems__
+  monkeypatch.setattr(source_type, "__getitems__",
+                      lambda source, keys: requested.append(list(keys)) or read(source, keys))
+  data.load_split(config, "validation", range(1, 4))  # train records 16, 17, 18
+  data.load_split(config, "train", range(0, 0))
+  assert requested == [[16, 17, 18]]
 
 
 def test_tfds_binary_set_with_own_validation(fake_tfds_dir):

@@ -1,7 +1,9 @@
 """Data parallelism: 2 devices, and 2 processes joined by jax.distributed, match 1 device.
 
-Every run is a subprocess of the README's commands, on the tiny config: forced CPU devices
-through XLA_FLAGS, and two local processes talking over 127.0.0.1 only. Training runs
+Every run is a subprocess of the README's commands, on the tiny config with its training
+set in 2 shards (as a 2-process run needs): forced CPU devices through XLA_FLAGS, and two
+local processes, each reading only its own shard and its half of the evaluation splits,
+talking over 127.0.0.1 only. Training runs
 evaluate as they go, so the metrics compared include the sharded evaluation; the
 evaluation app is compared on its own too.
 """
@@ -13,12 +15,14 @@ import socket
 import subprocess
 import sys
 
+import jax
 import pytest
 
-from vae import metric_writers
+from vae import distributed, metric_writers
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TRAIN = [sys.executable, "-m", "experiments.train", "--config=configs/tiny.py"]
+TRAIN = [sys.executable, "-m", "experiments.train", "--config=configs/tiny.py",
+         "--config.data.num_shards=2"]
 
 
 def run(args, workdir, env_extra=None, wait=True):
@@ -85,18 +89,59 @@ def test_two_processes_match_one(one_device, tmp_path):
   for process in processes:
     output, _ = process.communicate(timeout=300)
     assert process.returncode == 0, output[-3000:]
+    # Each process read one of the 2 shards of the 1,397 training digits.
+    assert "1397 train images (698 read here)" in output
   assert_same_metrics(metric_writers.read_metrics(tmp_path), one_device)
   assert sorted(os.listdir(tmp_path / "checkpoints")) == ["10", "20"]
 
 
-def evaluate(workdir, env_extra=None, args=()):
+def test_readme_shows_the_commands_these_tests_run():
+  readme = open(os.path.join(REPO, "README.md")).read()
+  train = "python -m " + " ".join(TRAIN[2:])
+  for process_id in range(2):
+    assert (f"{train} --workdir=runs/tiny_2proc --coordinator_address=HOST0:12345 "
+            f"--num_processes=2 --process_id={process_id}") in readme
+    assert ("python -m experiments.evaluate --workdir=runs/tiny_2proc --coordinator_address"
+            f"=HOST0:12345 --num_processes=2 --process_id={process_id}") in readme
+  assert (f"XLA_FLAGS=--xla_force_host_platform_device_count=2 {train} "
+          "--workdir=runs/tiny_2dev") in readme
+
+
+def test_shards_must_divide_by_the_processes(monkeypatch):
+  monkeypatch.setattr(jax, "process_count", lambda: 2)
+  monkeypatch.setattr(jax, "process_index", lambda: 1)
+  assert distributed.process_shards(4) == range(2, 4)
+  with pytest.raises(ValueError, match=r"config\.data\.num_shards=3 does not divide by the "
+                                       r"2 processes.*--config\.data\.num_shards=2"):
+    distributed.process_shards(3)
+
+
+@pytest.mark.parametrize("num, count, parts", [
+    (7, 3, [range(0, 3), range(3, 6), range(6, 7)]),
+    (1, 2, [range(0, 1), range(1, 1)]),
+    (4, 1, [range(0, 4)]),
+])
+def test_process_rows_cover_the_split(monkeypatch, num, count, parts):
+  monkeypatch.setattr(jax, "process_count", lambda: count)
+  for index, part in enumerate(parts):
+    monkeypatch.setattr(jax, "process_index", lambda index=index: index)
+    assert distributed.process_rows(num) == part
+
+
+EVALUATE = [sys.executable, "-m", "experiments.evaluate", "--num_importance_samples=50",
+            "--decompose_gap", "--num_examples=3", "--estimator=ais", "--ais_steps=10",
+            "--ais_chains=2"]
+
+
+def evaluate(workdir, env_extra=None, args=(), wait=True):
   env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_DISABLE_MOST_OPTIMIZATIONS="1",
              **(env_extra or {}))
-  return subprocess.run(
-      [sys.executable, "-m", "experiments.evaluate", f"--workdir={workdir}",
-       "--num_importance_samples=50", "--decompose_gap", "--num_examples=3",
-       "--estimator=ais", "--ais_steps=10", "--ais_chains=2", *args],
-      cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  process = subprocess.Popen(EVALUATE + [f"--workdir={workdir}", *args], cwd=REPO, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  if not wait:
+    return process
+  stdout, stderr = process.communicate(timeout=300)
+  return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
 def numbers(tree):
@@ -132,3 +177,28 @@ def test_evaluation_batch_must_divide_by_the_devices(one_device_workdir):
           "use 99 or 102 (config.eval.batch_size, or --batch_size of "
           "experiments.evaluate)") in done.stderr
   assert "Traceback" not in done.stderr
+
+
+def test_evaluation_on_two_processes_matches_one(one_device_workdir, tmp_path):
+  """experiments.evaluate in 2 processes, each reading half of the 200 test digits and
+  of the subset of 3 (2 and 1), matches one process."""
+  results = {}
+  for processes in (1, 2):
+    workdir = tmp_path / f"run{processes}"
+    shutil.copytree(one_device_workdir, workdir)
+    address = f"127.0.0.1:{free_port()}"
+    flags = ([] if processes == 1 else
+             [[f"--coordinator_address={address}", "--num_processes=2", f"--process_id={i}"]
+              for i in range(2)])
+    running = [evaluate(workdir, args=args, wait=False) for args in flags or [[]]]
+    stdouts = []
+    for process in running:
+      stdout, stderr = process.communicate(timeout=300)
+      assert process.returncode == 0, stderr[-3000:]
+      stdouts.append(stdout)
+    # Only process 0 prints the table.
+    assert ["bound gap log p(x) - ELBO" in out for out in stdouts] == [True, False][:processes]
+    results[processes] = numbers(json.loads((workdir / "eval_test.json").read_text()))
+  assert results[1].keys() == results[2].keys() and len(results[1]) > 30
+  for key, value in results[1].items():
+    assert results[2][key] == pytest.approx(value, rel=1e-4, abs=1e-4), key

@@ -35,7 +35,14 @@ train split, in the order the source stores them, as "validation".
 Binarisation (`config.data.binarize`): "static" samples every split once as
 Bernoulli(pixel intensity) with a fixed seed; "dynamic" samples every training batch
 afresh (see `TrainBatches`) and the evaluation splits once with a fixed seed, so every
-evaluation sees the same data. The fixed seeds do not depend on the run's seed.
+evaluation sees the same data. The fixed seeds do not depend on the run's seed, and the
+sample of an example depends only on its split and index in it, not on which rows are
+read together.
+
+Reading part of a split: `load_split(..., rows=range(a, b))` (and `LazySplit`) read only
+rows a..b-1 (TFDS data: only those records), so that with several processes each reads
+its own part: the training split as `config.data.num_shards` equal shards
+(`TrainBatches`), evaluation splits as contiguous row ranges.
 """
 
 from __future__ import annotations
@@ -87,6 +94,8 @@ _FIXED_BINARIZATION_SEEDS = {"train": 0, "validation": 1, "test": 2}
 # Stream tags that keep TrainBatches' permutation and binarisation draws independent.
 _PERMUTATION_STREAM = 0
 _BINARIZATION_STREAM = 1
+# Rows per block of the fixed binarisation; block b of a split uses default_rng((seed, b)).
+_BINARIZATION_BLOCK = 256
 # Seconds the network probe waits before declaring the download host unreachable.
 _PROBE_TIMEOUT = 5.0
 
@@ -140,93 +149,179 @@ def validate_data_config(data_config) -> None:
       _require_tensorflow_to_download(data_config.name)
 
 
-def load_split(data_config, split: str) -> np.ndarray:
-  """One split of the configured data, loaded once and cached.
+def split_size(data_config, split: str) -> int:
+  """Examples in one split of the configured data, reading as little as possible (for
+  TFDS sets only the metadata).
+
+  Raises:
+    as `load_split`.
+  """
+  _check_split(split)
+  _check_fields(data_config)
+  return _split_sizes(_source_key(data_config), data_config.validation_size)[split]
+
+
+def load_split(data_config, split: str, rows: range | None = None) -> np.ndarray:
+  """Rows of one split of the configured data (all of it by default), loaded once and
+  cached.
 
   Args:
     data_config: the `config.data` ConfigDict.
     split: "train", "validation" or "test".
+    rows: which examples, a contiguous range within range(split_size(...)); only these
+      are read (for TFDS data, only these records).
 
   Returns:
-    float32 array (N, H, W, C), values in [0, 1]; read-only, shared between calls.
-    Binarised with a fixed seed when `binarize` is "static", and for "validation" and
-    "test" when it is "dynamic" (the training batches of "dynamic" are binarised by
-    `TrainBatches`). "validation" has 0 examples when the source has no validation split
-    and `validation_size` is 0.
+    float32 array (len(rows), H, W, C), values in [0, 1]; read-only, shared between
+    calls. Binarised with a fixed seed when `binarize` is "static", and for "validation"
+    and "test" when it is "dynamic" (the training batches of "dynamic" are binarised by
+    `TrainBatches`); an example's sample does not depend on `rows`. "validation" has 0
+    examples when the source has no validation split and `validation_size` is 0.
 
   Raises:
-    ValueError: invalid config or split; unprepared TFDS data (and download False);
-      `validation_size` not smaller than the train split.
+    ValueError: invalid config, split or rows; unprepared TFDS data (and download
+      False); `validation_size` not smaller than the train split.
     ImportError: the data needs TensorFlow (tfrecord data, or a download) and it is not
       installed.
     ConnectionError: `download` is True and the download host does not answer.
   """
-  if split not in SPLITS:
-    raise ValueError(f"split={split!r} is not one of {SPLITS}.")
-  _check_fields(data_config)  # the source's own checks run when it is first read
+  size = split_size(data_config, split)  # the source's own checks run here
+  rows = range(size) if rows is None else rows
+  if rows.step != 1 or not 0 <= rows.start <= rows.stop <= size:
+    raise ValueError(f"rows={rows} must be a contiguous range within range({size}), the "
+                     f"{split!r} split of {data_config.name}.")
   return _load_split(_source_key(data_config), data_config.binarize,
-                     data_config.validation_size, split)
+                     data_config.validation_size, split, rows.start, rows.stop)
+
+
+class LazySplit:
+  """A split as a lazy array of images: `len` and slicing `[a:b]` read nothing,
+  `np.asarray(split)` reads exactly its rows (through `load_split`, so cached).
+
+  Lets code written for an array of a whole split (`len(images)`, `images[:n]`,
+  `np.asarray(images[a:b])`) read only the rows it uses, e.g. one process's part.
+  """
+
+  def __init__(self, data_config, split: str, rows: range | None = None):
+    self._data_config, self._split = data_config, split
+    self.rows = range(split_size(data_config, split)) if rows is None else rows
+
+  def __len__(self) -> int:
+    return len(self.rows)
+
+  def __getitem__(self, index: slice) -> LazySplit:
+    if not isinstance(index, slice) or index.step not in (None, 1):
+      raise TypeError(f"A LazySplit takes only [start:stop], got {index!r}; read it with "
+                      "np.asarray first.")
+    return LazySplit(self._data_config, self._split, self.rows[index])
+
+  def __array__(self, dtype=None, copy=None) -> np.ndarray:
+    images = load_split(self._data_config, self._split, self.rows)
+    return images.astype(dtype or images.dtype, copy=bool(copy))
 
 
 class TrainBatches:
   """Deterministic training batches: batch(step) depends only on (images, batch_size,
-  seed, step), so a resumed run sees exactly the batches it would have seen.
+  seed, num_shards, step), so a resumed run sees exactly the batches it would have seen,
+  whichever processes read them.
 
-  Epoch e = step // steps_per_epoch visits the examples in the order of a permutation
-  drawn from `np.random.default_rng((seed, 0, e))`, in `steps_per_epoch` batches; the
-  N % batch_size examples left over are skipped in that epoch (a different set each
-  epoch). Dynamic binarisation draws Bernoulli(pixel) with `default_rng((seed, 1, step))`.
+  The training split's N examples are cut into `num_shards` contiguous shards of
+  m = N // num_shards examples (the last N % num_shards examples are left out), and
+  every batch takes b = batch_size // num_shards examples from each shard, in shard
+  order. Epoch e = step // steps_per_epoch visits shard s in the order of a permutation
+  drawn from `np.random.default_rng((seed, 0, e, s))`, in steps_per_epoch = m // b
+  batches (the m % b examples left over are skipped in that epoch, a different set each
+  epoch). Dynamic binarisation draws Bernoulli(pixel) for shard s's part of step t's
+  batch from `default_rng((seed, 1, t, s))`.
+
+  A process that reads only some shards, `shards` (process p of P: shards
+  p * num_shards / P onwards, `vae.distributed.process_shards`), holds their rows
+  `shard_rows(N, num_shards, shards)` and gets their part of every batch: rows
+  shards.start * b to shards.stop * b of the global batch. The batches, so a run's
+  numbers, depend on num_shards and never on how many processes read them.
 
   Attributes:
-    steps_per_epoch: N // batch_size.
+    steps_per_epoch: m // b.
   """
 
   def __init__(self, images: np.ndarray, batch_size: int, seed: int,
-               dynamic_binarization: bool):
+               dynamic_binarization: bool, num_shards: int = 1,
+               shards: range | None = None):
     """Args:
-      images: float32 (N, H, W, C) in [0, 1], e.g. `load_split(config.data, "train")`.
-      batch_size: examples per batch, 1 <= batch_size <= N.
+      images: float32 (M, H, W, C) in [0, 1]: the whole training split (`load_split(
+        config.data, "train")`), or only the rows `shard_rows(N, num_shards, shards)`.
+      batch_size: examples per global batch; divides by num_shards, and
+        1 <= batch_size / num_shards <= m.
       seed: non-negative int, the run's seed.
       dynamic_binarization: re-sample every batch as Bernoulli(pixel intensity).
+      num_shards: the shards the split is cut into (`config.data.num_shards`).
+      shards: the shards `images` holds, a range within range(num_shards); default all.
     """
     if images.ndim != 4:
       raise ValueError(f"images must be shaped (N, H, W, C), got {images.shape}.")
-    if not 1 <= batch_size <= len(images):
-      raise ValueError(
-          f"config.train.batch_size={batch_size} must be between 1 and the size of the "
-          f"training split ({len(images)} examples); lower it or use more data.")
     if seed < 0:
       raise ValueError(f"seed={seed} must be a non-negative integer.")
+    self.shards = range(num_shards) if shards is None else shards
+    if not 0 <= self.shards.start < self.shards.stop <= num_shards:
+      raise ValueError(f"shards={self.shards} must be a non-empty range within "
+                       f"range({num_shards}).")
+    if batch_size % num_shards:
+      raise ValueError(
+          f"config.train.batch_size={batch_size} does not divide by config.data."
+          f"num_shards={num_shards}: every batch takes as many examples from each shard of "
+          "the training split. Use a multiple of num_shards.")
+    self.shard_size = len(images) // len(self.shards)
+    self.shard_batch_size = batch_size // num_shards
+    if not 1 <= self.shard_batch_size <= self.shard_size:
+      where = (f"the size of the training split ({self.shard_size} examples)"
+               if num_shards == 1 else
+               f"num_shards times the size of a shard (the {num_shards} shards of the "
+               f"training split hold {self.shard_size} examples each)")
+      raise ValueError(f"config.train.batch_size={batch_size} must be between "
+                       f"{num_shards} and {where}; lower it or use more data.")
     self.images = images
-    self.batch_size = batch_size
     self.seed = int(seed)
     self.dynamic_binarization = dynamic_binarization
-    self.steps_per_epoch = len(images) // batch_size
-    self._permutation = (None, None)  # (epoch, permutation) of the last epoch used
+    self.steps_per_epoch = self.shard_size // self.shard_batch_size
+    self._permutations = (None, {})  # (epoch, {shard: permutation}) of the last epoch
+
+  @staticmethod
+  def shard_rows(split_size: int, num_shards: int, shards: range) -> range:
+    """The training split's rows that hold `shards` (of `num_shards` equal shards)."""
+    shard_size = split_size // num_shards
+    return range(shards.start * shard_size, shards.stop * shard_size)
 
   def batch(self, step: int) -> np.ndarray:
-    """The batch of training step `step` (>= 0): float32 (batch_size, H, W, C)."""
+    """This reader's part of the batch of step `step` (>= 0): float32
+    (len(shards) * batch_size / num_shards, H, W, C); with all shards, the whole batch."""
     step = int(step)
     if step < 0:
       raise ValueError(f"step={step} must be >= 0.")
     epoch, position = divmod(step, self.steps_per_epoch)
-    start = position * self.batch_size
-    batch = self.images[self._epoch_permutation(epoch)[start:start + self.batch_size]]
-    if self.dynamic_binarization:
-      rng = np.random.default_rng((self.seed, _BINARIZATION_STREAM, step))
-      batch = _bernoulli(batch, rng)
-    return batch.astype(np.float32, copy=False)
+    start = position * self.shard_batch_size
+    parts = []
+    for i, shard in enumerate(self.shards):
+      order = self._epoch_permutation(epoch, shard)[start:start + self.shard_batch_size]
+      part = self.images[order + i * self.shard_size]
+      if self.dynamic_binarization:
+        rng = np.random.default_rng((self.seed, _BINARIZATION_STREAM, step, shard))
+        part = _bernoulli(part, rng)
+      parts.append(part)
+    return np.concatenate(parts).astype(np.float32, copy=False)
 
   def block(self, start_step: int, num_steps: int) -> np.ndarray:
     """Batches of steps start_step .. start_step + num_steps - 1, stacked:
-    float32 (num_steps, batch_size, H, W, C), for a `lax.scan` over several steps."""
+    float32 (num_steps, batch rows, H, W, C), for a `lax.scan` over several steps."""
     return np.stack([self.batch(start_step + i) for i in range(num_steps)])
 
-  def _epoch_permutation(self, epoch: int) -> np.ndarray:
-    if self._permutation[0] != epoch:
-      rng = np.random.default_rng((self.seed, _PERMUTATION_STREAM, epoch))
-      self._permutation = (epoch, rng.permutation(len(self.images)))
-    return self._permutation[1]
+  def _epoch_permutation(self, epoch: int, shard: int) -> np.ndarray:
+    if self._permutations[0] != epoch:
+      self._permutations = (epoch, {})
+    permutations = self._permutations[1]
+    if shard not in permutations:
+      rng = np.random.default_rng((self.seed, _PERMUTATION_STREAM, epoch, shard))
+      permutations[shard] = rng.permutation(self.shard_size)
+    return permutations[shard]
 
 
 def eval_batches(images: np.ndarray, batch_size: int
@@ -279,6 +374,9 @@ def _check_fields(data_config) -> None:
   size = data_config.validation_size
   if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 0:
     raise ValueError(f"config.data.validation_size={size!r} must be an integer >= 0.")
+  shards = data_config.num_shards
+  if isinstance(shards, bool) or not isinstance(shards, (int, np.integer)) or shards < 1:
+    raise ValueError(f"config.data.num_shards={shards!r} must be an integer >= 1.")
   if not isinstance(data_config.download, bool):
     raise ValueError(f"config.data.download={data_config.download!r} must be True or "
                      "False.")
@@ -289,6 +387,11 @@ def _check_fields(data_config) -> None:
                        "arrays 'train' and 'test' (and optionally 'validation').")
     if not os.path.isfile(os.path.expanduser(path)):
       raise ValueError(f"config.data.path={path!r}: no such file.")
+
+
+def _check_split(split: str) -> None:
+  if split not in SPLITS:
+    raise ValueError(f"split={split!r} is not one of {SPLITS}.")
 
 
 def _data_dir(data_config) -> str | None:
@@ -312,47 +415,86 @@ def _source_key(data_config) -> _SourceKey:
 # ------------------------------------------------------------------ loading and caching
 
 
-@functools.lru_cache(maxsize=6)
-def _load_split(key: _SourceKey, binarize: str, validation_size: int,
-                split: str) -> np.ndarray:
-  """`load_split` behind its checks: float32 (N, H, W, C), read-only."""
-  images = _holdout(_read_source(key), validation_size)[split]
+@functools.lru_cache(maxsize=8)
+def _load_split(key: _SourceKey, binarize: str, validation_size: int, split: str,
+                start: int, stop: int) -> np.ndarray:
+  """`load_split` behind its checks: rows start..stop-1, float32 (n, H, W, C), read-only."""
+  source_split, offset = _locate(key, validation_size, split)
+  images = _read_rows(key, source_split, offset + start, offset + stop)
   if binarize == "static" or (binarize == "dynamic" and split != "train"):
-    images = _bernoulli(images, np.random.default_rng(_FIXED_BINARIZATION_SEEDS[split]))
-    images.flags.writeable = False
+    images = _fixed_bernoulli(images, start, _FIXED_BINARIZATION_SEEDS[split])
+  images.flags.writeable = False
   return images
+
+
+def _split_sizes(key: _SourceKey, validation_size: int) -> dict[str, int]:
+  """Examples in each of SPLITS, with the held-out validation split where the source
+  has none."""
+  sizes = _source_sizes(key)
+  if "validation" in sizes:
+    return sizes
+  train = sizes["train"]
+  if validation_size >= train:
+    raise ValueError(
+        f"config.data.validation_size={validation_size} leaves no training data: the "
+        f"train split has {train} examples; use a smaller value.")
+  return {"train": train - validation_size, "validation": validation_size,
+          "test": sizes["test"]}
+
+
+def _locate(key: _SourceKey, validation_size: int, split: str) -> tuple[str, int]:
+  """(source split, index of the split's first row in it): a held-out "validation" is
+  the last `validation_size` rows of the source's "train"."""
+  if split == "validation" and "validation" not in _source_sizes(key):
+    return "train", _split_sizes(key, validation_size)["train"]
+  return split, 0
+
+
+def _source_sizes(key: _SourceKey) -> dict[str, int]:
+  """Examples in each of the source's own splits ("train", "test", maybe "validation")."""
+  if key.name in _TFDS_NAMES:
+    splits = _prepared_tfds_builder(key.name, key.data_dir, key.download).info.splits
+    return {split: splits[split].num_examples for split in SPLITS if split in splits}
+  return {split: len(images) for split, images in _read_source(key).items()}
+
+
+def _read_rows(key: _SourceKey, source_split: str, start: int, stop: int) -> np.ndarray:
+  """Rows start..stop-1 of one of the source's splits, float32 in [0, 1]."""
+  if key.name in _TFDS_NAMES:
+    return _read_tfds_rows(key.name, key.data_dir, key.download, source_split, start, stop)
+  return _read_source(key)[source_split][start:stop]
 
 
 @functools.lru_cache(maxsize=2)
 def _read_source(key: _SourceKey) -> dict[str, np.ndarray]:
-  """The source's own splits, float32 (N, H, W, C) in [0, 1], read-only: always "train"
-  and "test", "validation" when the source has one."""
+  """The splits of an embedded or npz source, float32 (N, H, W, C) in [0, 1],
+  read-only: always "train" and "test", "validation" when the source has one."""
   if key.name == "embedded_mnist":
     splits = _embedded_mnist()
   elif key.name == "embedded_digits":
     splits = _embedded_digits()
-  elif key.name == "npz":
-    splits = _read_npz(key.path, key.mtime_ns)[0]
   else:
-    splits = _read_tfds(key.name, key.data_dir, key.download)
+    splits = _read_npz(key.path, key.mtime_ns)[0]
   for images in splits.values():
     images.flags.writeable = False
   return splits
 
 
-def _holdout(splits: dict[str, np.ndarray], validation_size: int
-             ) -> dict[str, np.ndarray]:
-  """All three splits: the source's, or with the last `validation_size` training
-  examples held out as "validation" when the source has none (views, no copy)."""
-  if "validation" in splits:
-    return splits
-  train = splits["train"]
-  if validation_size >= len(train):
-    raise ValueError(
-        f"config.data.validation_size={validation_size} leaves no training data: the "
-        f"train split has {len(train)} examples; use a smaller value.")
-  cut = len(train) - validation_size
-  return {"train": train[:cut], "validation": train[cut:], "test": splits["test"]}
+def _fixed_bernoulli(images: np.ndarray, first_row: int, seed: int) -> np.ndarray:
+  """Bernoulli(pixel) samples of rows first_row, first_row + 1, ... of a split.
+
+  Rows are drawn in blocks of _BINARIZATION_BLOCK aligned to the split's start, block b
+  from `default_rng((seed, b))`, so a row's sample is the same whichever rows are read.
+  """
+  samples = np.empty(images.shape, np.float32)
+  stop = first_row + len(images)
+  for block in range(first_row // _BINARIZATION_BLOCK, -(-stop // _BINARIZATION_BLOCK)):
+    block_start = block * _BINARIZATION_BLOCK
+    lo, hi = max(block_start, first_row), min(block_start + _BINARIZATION_BLOCK, stop)
+    uniform = np.random.default_rng((seed, block)).random(
+        (hi - block_start,) + images.shape[1:], dtype=np.float32)[lo - block_start:]
+    samples[lo - first_row:hi - first_row] = uniform < images[lo - first_row:hi - first_row]
+  return samples
 
 
 def _bernoulli(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -476,39 +618,41 @@ def _tfds_builder(name: str, data_dir: str | None):
   return tfds.builder(name, data_dir=data_dir)
 
 
-def _read_tfds(name: str, data_dir: str | None, download: bool) -> dict[str, np.ndarray]:
-  """Reads every split of a prepared TFDS set (preparing it first when `download`).
-
-  Returns:
-    float32 (N, H, W, C) in [0, 1] for each of the set's splits among SPLITS.
-  """
+@functools.lru_cache(maxsize=4)
+def _prepared_tfds_builder(name: str, data_dir: str | None, download: bool):
+  """The builder of a TFDS set whose data is prepared (preparing it first when
+  `download`), and readable with what is installed."""
   builder = _tfds_builder(name, data_dir)
   if not builder.is_prepared():
     if not download:
       raise ValueError(_not_prepared_message(builder))
     _download_and_prepare(builder)
-  read = _split_reader(builder)
-  scale = 1.0 if _REGISTRY[name][1] == "binary" else 1.0 / 255.0  # binary: uint8 0/1
-  return {split: read(split).astype(np.float32) * np.float32(scale)
-          for split in SPLITS if split in builder.info.splits}
+  _check_readable(builder)
+  return builder
 
 
-def _split_reader(builder):
-  """A function split -> uint8 images (N, H, W, C) for the prepared data's format."""
+def _read_tfds_rows(name: str, data_dir: str | None, download: bool, split: str,
+                    start: int, stop: int) -> np.ndarray:
+  """Records start..stop-1 of a prepared TFDS split, float32 (n, H, W, C) in [0, 1].
+
+  Only those records are read: array_record (and parquet) data through random access
+  (`tfds.data_source`, no TensorFlow), tfrecord data through the sliced split
+  "split[start:stop]" of `tfds.load`'s reader (needs TensorFlow).
+  """
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
 
+  builder = _prepared_tfds_builder(name, data_dir, download)
+  image_shape, kind = _REGISTRY[name]
+  if start == stop:
+    return np.zeros((0,) + image_shape, np.float32)
   if _random_access_formats(builder):
-    def read(split):
-      source = builder.as_data_source(split)
-      records = source.__getitems__(range(len(source)))  # one batched read
-      return np.stack([record["image"] for record in records])
+    records = builder.as_data_source(split).__getitems__(range(start, stop))
+    images = np.stack([record["image"] for record in records])
   else:
-    _check_readable(builder)
-
-    def read(split):
-      dataset = builder.as_dataset(split=split, batch_size=-1)
-      return tfds.as_numpy(dataset)["image"]
-  return read
+    dataset = builder.as_dataset(split=f"{split}[{start}:{stop}]", batch_size=-1)
+    images = tfds.as_numpy(dataset)["image"]
+  scale = 1.0 if kind == "binary" else 1.0 / 255.0  # binary sets store uint8 0/1
+  return images.astype(np.float32) * np.float32(scale)
 
 
 def _random_access_formats(builder) -> set[str]:

@@ -3,9 +3,11 @@
 One process per host (or per accelerator group) runs the same command; `jax.distributed`
 joins them into one set of global devices, and one mesh with a "data" axis spans all of
 them. Batches are sharded over that axis (parameters and optimiser state replicated):
-every process holds the same host data and puts only its own rows of each global batch
-on its devices. Only process 0 writes metrics, images and summaries; checkpoints are
-written and restored by all together (orbax's multi-host protocol).
+process p of P feeds rows p/P to (p+1)/P of every global batch to its devices, and reads
+only the data those rows come from: its shards of the training split
+(`process_shards`) and its contiguous part of an evaluation split (`process_rows`).
+Only process 0 writes metrics, images and summaries; checkpoints are written and
+restored by all together (orbax's multi-host protocol).
 """
 
 from __future__ import annotations
@@ -63,6 +65,32 @@ def check_divisible(name: str, size: int, mesh: jax.sharding.Mesh, where: str = 
                      f"data-parallel mesh; use {fits}{where}.")
 
 
+def process_shards(num_shards: int) -> range:
+  """The shards of the training split (of `num_shards`) that this process reads.
+
+  Raises:
+    ValueError: num_shards does not divide by the number of processes.
+  """
+  count, index = jax.process_count(), jax.process_index()
+  if num_shards % count:
+    raise ValueError(
+        f"config.data.num_shards={num_shards} does not divide by the {count} processes: "
+        "each process reads whole shards of the training set. Set "
+        f"--config.data.num_shards={count} (or a multiple); the batches depend on "
+        "num_shards, not on the number of processes, so a one-process run with the same "
+        "num_shards gives the same numbers.")
+  per_process = num_shards // count
+  return range(index * per_process, (index + 1) * per_process)
+
+
+def process_rows(num_examples: int) -> range:
+  """This process's contiguous part of `num_examples` rows: process p of P holds rows
+  p * c to (p + 1) * c - 1 (clipped to num_examples), c = ceil(num_examples / P)."""
+  per_process = -(-num_examples // jax.process_count())
+  start = min(jax.process_index() * per_process, num_examples)
+  return range(start, min(start + per_process, num_examples))
+
+
 def replicated(mesh: jax.sharding.Mesh) -> jax.sharding.NamedSharding:
   """Every device holds the whole array (parameters, optimiser state, keys)."""
   return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
@@ -74,15 +102,20 @@ def sharded_along(mesh: jax.sharding.Mesh, axis: int) -> jax.sharding.NamedShard
       mesh, jax.sharding.PartitionSpec(*([None] * axis), DATA_AXIS))
 
 
+def put_process_rows(rows: np.ndarray, sharding: jax.sharding.NamedSharding,
+                     axis: int = 0) -> jax.Array:
+  """A global array from each process's contiguous part along `axis`: process p of P
+  gives rows p/P to (p+1)/P of the global array (all processes give equal shapes)."""
+  global_shape = list(rows.shape)
+  global_shape[axis] *= jax.process_count()
+  return jax.make_array_from_process_local_data(sharding, rows, tuple(global_shape))
+
+
 def put_global_batch(batch: np.ndarray, sharding: jax.sharding.NamedSharding,
                      axis: int = 0) -> jax.Array:
-  """A global array from a host batch that every process holds in full.
-
-  Each process transfers only its own contiguous rows along `axis` (process i of n: the
-  i-th n-th), so that with several hosts no process feeds devices it does not own.
-  """
-  size = batch.shape[axis]
-  local = size // jax.process_count()
-  rows = np.arange(jax.process_index() * local, (jax.process_index() + 1) * local)
-  return jax.make_array_from_process_local_data(
-      sharding, np.take(batch, rows, axis=axis), batch.shape)
+  """A global array from a host batch that every process holds in full; each process
+  transfers only its own rows (`put_process_rows`)."""
+  local = batch.shape[axis] // jax.process_count()
+  start = jax.process_index() * local
+  return put_process_rows(np.take(batch, np.arange(start, start + local), axis=axis),
+                          sharding, axis)

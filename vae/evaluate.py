@@ -20,8 +20,9 @@ set holds batch_size * chunk_size decoder evaluations at once whatever K is.
 
 Devices: every batch is split over the "data" axis of a mesh of all devices of all
 processes (`vae.distributed`), params replicated, so a batch size must divide by the
-device count. Each process puts only its rows of a batch on its devices; every process
-receives every result, and only process 0 shows progress or writes files.
+device count. Each process reads only its contiguous part of a split (given a
+`vae.data.LazySplit`) and fills its rows of every batch from it; every process receives
+every result, and only process 0 shows progress or writes files.
 """
 
 from __future__ import annotations
@@ -85,43 +86,54 @@ def _fold_in_each(key: jax.Array, indices: jax.Array) -> jax.Array:
   return jax.vmap(lambda i: jax.random.fold_in(key, i))(indices)
 
 
-def _map_batches(fn: Callable, arrays: tuple[np.ndarray, ...], batch_size: int,
+def _map_batches(fn: Callable, arrays: tuple[Any, ...], batch_size: int,
                  mesh: jax.sharding.Mesh, progress: Progress | None = None) -> Any:
   """Applies fn(indices (B,), *batches) to fixed-size batches of `arrays` (each (N, ...)).
 
-  Every argument is a global array split over the mesh's "data" axis; fn returns
-  replicated arrays. The last batch is padded with zeros (so fn compiles once) and its
-  padding dropped from the result. The next batch is dispatched before the previous one
-  is fetched, so the host never leaves the devices idle.
+  `arrays` are the whole split's (numpy arrays, or `vae.data.LazySplit`s that read only
+  what is asked for): each process reads only its part, `distributed.process_rows(N)`,
+  and fills rows p/P to (p+1)/P of every global batch from it, padded with zeros where
+  its part runs out (so fn compiles once); `indices` are the examples' indices in the
+  split. fn's arguments are split over the mesh's "data" axis and it returns replicated
+  arrays, so every process gets every result. The next batch is dispatched before the
+  previous one is fetched, so the host never leaves the devices idle.
 
   Returns:
-    fn's output pytree with leaves concatenated over the N examples, as numpy arrays.
+    fn's output pytree with leaves concatenated over the N examples in split order, as
+    numpy arrays.
   """
   num = len(arrays[0])
+  if num == 0:
+    raise ValueError("There are no examples to evaluate.")
+  rows = distributed.process_rows(num)
+  local = [np.asarray(array[rows.start:rows.stop]) for array in arrays]
+  processes = jax.process_count()
+  per_process, local_batch = -(-num // processes), batch_size // processes
   by_example = distributed.sharded_along(mesh, 0)
-  outputs, pending = [], None
+  outputs, positions, pending = [], [], None
 
   def fetch(item):
-    result, num_real, done = item
-    outputs.append(jax.tree.map(lambda leaf: np.asarray(leaf)[:num_real],
-                                jax.device_get(result)))
+    result, valid, done = item
+    outputs.append(jax.tree.map(lambda leaf: np.asarray(leaf)[valid], jax.device_get(result)))
     if progress is not None:
       progress.update(done)
 
-  for start in range(0, num, batch_size):
-    batches = [np.arange(start, start + batch_size)]
-    for array in arrays:
-      batch, mask = next(data.eval_batches(array[start:start + batch_size], batch_size))
-      batches.append(batch)
-    result = fn(*(distributed.put_global_batch(b, by_example) for b in batches))
+  for start in range(0, per_process, local_batch):
+    offsets = start + np.arange(local_batch)
+    batches = [rows.start + offsets]
+    batches += [next(data.eval_batches(array[start:start + local_batch], local_batch))[0]
+                for array in local]
+    result = fn(*(distributed.put_process_rows(b, by_example) for b in batches))
+    # Process q's rows of this batch are examples q * per_process + offsets.
+    batch_positions = (np.arange(processes)[:, None] * per_process + offsets).ravel()
+    valid = np.tile(offsets < per_process, processes) & (batch_positions < num)
+    positions.append(batch_positions[valid])
     if pending is not None:
       fetch(pending)
-    pending = (result, int(mask.sum()), min(start + batch_size, num))
-  if pending is not None:
-    fetch(pending)
-  if not outputs:
-    raise ValueError("There are no examples to evaluate.")
-  return jax.tree.map(lambda *leaves: np.concatenate(leaves), *outputs)
+    pending = (result, valid, min(processes * (start + local_batch), num))
+  fetch(pending)
+  order = np.argsort(np.concatenate(positions))
+  return jax.tree.map(lambda *leaves: np.concatenate(leaves)[order], *outputs)
 
 
 def _data_parallel_jit(fn: Callable, mesh: jax.sharding.Mesh, num_replicated: int,
@@ -154,9 +166,11 @@ class Evaluator:
 
     self._batch_metrics = _data_parallel_jit(batch_metrics, self.mesh, 2, 2)
 
-  def per_example(self, params: Any, key: jax.Array, images: np.ndarray,
+  def per_example(self, params: Any, key: jax.Array, images: np.ndarray | data.LazySplit,
                   ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Metrics of every example of `images` (N, H, W, C): ({name: (N,)}, means (N, D))."""
+    """Metrics of every example of `images` (N, H, W, C): ({name: (N,)}, means (N, D)).
+
+    `images` may be a `vae.data.LazySplit`: each process then reads only its part."""
     return self._per_example(params, key, images)
 
   def _per_example(self, params, key, images, progress=None):
@@ -165,7 +179,8 @@ class Evaluator:
         self.batch_size, self.mesh, progress)
     return {k: metrics[k] for k in PER_EXAMPLE_KEYS}, means
 
-  def evaluate(self, params: Any, key: jax.Array, images: np.ndarray) -> dict[str, float]:
+  def evaluate(self, params: Any, key: jax.Array, images: np.ndarray | data.LazySplit
+               ) -> dict[str, float]:
     """Means over the split (nats per example), standard errors, and active units."""
     per_example, means = self.per_example(params, key, images)
     return summarize(per_example, means)
@@ -330,7 +345,8 @@ def _subset_batch_size(options: EvalOptions, num: int, mesh: jax.sharding.Mesh) 
   return -(-min(options.subset_batch_size, num) // mesh.size) * mesh.size
 
 
-def _decompose(model: Model, params: Any, key: jax.Array, images: np.ndarray,
+def _decompose(model: Model, params: Any, key: jax.Array,
+               images: np.ndarray | data.LazySplit,
                log_px: np.ndarray, options: EvalOptions, mesh: jax.sharding.Mesh,
                progress: bool) -> dict[str, np.ndarray]:
   """Per-example GapDecomposition fields of `images` (n, H, W, C), as numpy arrays."""
@@ -355,7 +371,8 @@ def _decompose(model: Model, params: Any, key: jax.Array, images: np.ndarray,
   return result._asdict()
 
 
-def _ais(model: Model, params: Any, key: jax.Array, images: np.ndarray,
+def _ais(model: Model, params: Any, key: jax.Array,
+         images: np.ndarray | data.LazySplit,
          options: EvalOptions, mesh: jax.sharding.Mesh, progress: bool
          ) -> dict[str, np.ndarray]:
   """Per-example AISResult fields of `images` (n, H, W, C), as numpy arrays."""
@@ -376,15 +393,16 @@ def _ais(model: Model, params: Any, key: jax.Array, images: np.ndarray,
                       meter)._asdict()
 
 
-def evaluate_params(model: Model, params: Any, images: np.ndarray, seed: int,
-                    options: EvalOptions, progress: bool = True
+def evaluate_params(model: Model, params: Any, images: np.ndarray | data.LazySplit,
+                    seed: int, options: EvalOptions, progress: bool = True
                     ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
   """Evaluates params on `images` (N, H, W, C) as `options` says.
 
   Args:
     model: the model that `params` belong to.
     params: its params pytree.
-    images: the split, float32 in [0, 1].
+    images: the split, float32 in [0, 1], as an array or a `vae.data.LazySplit` (each
+      process then reads only its part of it, and of the subset).
     seed: the run's seed; the keys are fold_in(PRNGKey(seed), stream) per pass (the IWAE
       pass uses the training run's evaluation key), then fold_in(., example index).
     options: what to compute.
@@ -526,7 +544,7 @@ def evaluate_run(
   options.validate()
   config, params, checkpoint_step = checkpoints.load_params(workdir, step)
   model = build_model(config.model, data.dataset_info(config.data).image_shape)
-  images = data.load_split(config.data, split)
+  images = data.LazySplit(config.data, split)  # each process reads only its part
   if len(images) == 0:
     raise ValueError(f"The {split} split of this run's data has no examples.")
   logging.info("Evaluating %s (step %d) on %d %s examples.", workdir, checkpoint_step,

@@ -2,8 +2,10 @@
 
 `train_and_evaluate(config, workdir)` is the whole run. It resumes by itself from the
 latest checkpoint in `workdir`, and a resumed run ends with exactly the numbers of an
-uninterrupted one: batches are a function of (seed, step), the PRNG key of step t is
-fold_in(key, t), and the evaluation keys are fixed.
+uninterrupted one: batches are a function of (seed, data.num_shards, step), the PRNG key
+of step t is fold_in(key, t), and the evaluation keys are fixed. With several processes
+each reads only its shards of the training set and its part of the evaluation splits
+(`vae.distributed`).
 """
 
 from __future__ import annotations
@@ -317,7 +319,7 @@ class _Run:
   """What belongs to one run of a vectorised group: its config, workdir and writers."""
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: str, model: Model,
-               train_images: np.ndarray):
+               train_images: np.ndarray, shards: range):
     self.config, self.workdir = config, workdir
     os.makedirs(workdir, exist_ok=True)
     self.checkpointer = checkpoints.Checkpointer(workdir, config.train.keep_checkpoints)
@@ -328,7 +330,8 @@ class _Run:
     self.init_key, self.train_key, self.eval_key, image_key = (
         jax.random.fold_in(root_key, i) for i in range(4))
     self.batches = data.TrainBatches(train_images, config.train.batch_size, config.seed,
-                                     config.data.binarize == "dynamic")
+                                     config.data.binarize == "dynamic",
+                                     config.data.num_shards, shards)
     self.writer = metric_writers.MetricWriter(workdir, enabled=distributed.is_primary())
     self.images = ImageWriter(model, workdir, self.writer, image_key, config.eval.num_images)
     self.learning_rate = make_unit_schedule(config)
@@ -369,10 +372,13 @@ def train_vectorized(configs: list[ml_collections.ConfigDict], workdirs: list[st
   for field in ("train.batch_size", "eval.batch_size"):
     distributed.check_divisible(f"config.{field}", config_checks.get_field(config, field),
                                 mesh)
+  shards = distributed.process_shards(config.data.num_shards)
 
-  # ---- data and model (shared by every run of the group)
-  train_images = data.load_split(config.data, "train")
-  eval_images = {split: data.load_split(config.data, split) for split in config.eval.splits}
+  # ---- data and model (shared by every run of the group); each process reads its part
+  num_train = data.split_size(config.data, "train")
+  train_images = data.load_split(config.data, "train", data.TrainBatches.shard_rows(
+      num_train, config.data.num_shards, shards))
+  eval_images = {split: data.LazySplit(config.data, split) for split in config.eval.splits}
   for split, split_images in eval_images.items():
     if not len(split_images):
       raise ValueError(
@@ -380,11 +386,11 @@ def train_vectorized(configs: list[ml_collections.ConfigDict], workdirs: list[st
           f"(config.data.validation_size={config.data.validation_size}). Set "
           "validation_size > 0 or leave the split out of config.eval.splits.")
   model = build_model(config.model, info.image_shape)
-  runs = [_Run(c, w, model, train_images) for c, w in zip(configs, workdirs)]
-  logging.info("Model: %s, %d parameters; data: %s %s, %d train images; %d run(s).",
-               config.model.architecture,
+  runs = [_Run(c, w, model, train_images, shards) for c, w in zip(configs, workdirs)]
+  logging.info("Model: %s, %d parameters; data: %s %s, %d train images (%d read here); "
+               "%d run(s).", config.model.architecture,
                sum(p.size for p in jax.tree.leaves(model.init(runs[0].init_key))),
-               info.name, info.image_shape, len(train_images), len(runs))
+               info.name, info.image_shape, num_train, len(train_images), len(runs))
 
   # ---- state: fresh or restored, stacked over runs
   starts = {run.latest_step for run in runs}
@@ -415,7 +421,7 @@ def train_vectorized(configs: list[ml_collections.ConfigDict], workdirs: list[st
   unstack = jax.jit(lambda tree, i: jax.tree.map(lambda leaf: leaf[i], tree),
                     static_argnums=1, out_shardings=replicated)
   last_checkpoint = start_step if start_step > 0 else None
-  shown_images = next(iter(eval_images.values()))
+  shown_images = np.asarray(next(iter(eval_images.values()))[:config.eval.num_images])
 
   def run_evaluation(step, stacked_params) -> list[dict[str, dict[str, float]]]:
     """Each run's evaluation, its batches sharded over the mesh; only process 0 writes."""
@@ -473,7 +479,7 @@ def train_vectorized(configs: list[ml_collections.ConfigDict], workdirs: list[st
   batch_sharding = distributed.sharded_along(mesh, examples_axis)
 
   def host_blocks():
-    """Every global block of batches, as each process holds it in full."""
+    """This process's rows of every global block of batches."""
     for step in range(start_step, train_cfg.num_steps, block_size):
       if shared_data:
         yield runs[0].batches.block(step, block_size)
@@ -481,7 +487,7 @@ def train_vectorized(configs: list[ml_collections.ConfigDict], workdirs: list[st
         yield np.stack([run.batches.block(step, block_size) for run in runs])
 
   def to_global(block):
-    return distributed.put_global_batch(block, batch_sharding, examples_axis)
+    return distributed.put_process_rows(block, batch_sharding, examples_axis)
 
   results: list[dict[str, dict[str, float]]] = []
   step = start_step
