@@ -217,23 +217,6 @@ def test_batch_size_larger_than_split():
                       dynamic_binarization=False)
 
 
-def test_eval_batches_pad_and_mask():
-  images = numbered_images(10)
-  batches = list(data.eval_batches(images, batch_size=4))
-  assert len(batches) == 3
-  for batch, mask in batches:
-    assert batch.shape == (4, 4, 4, 1) and mask.shape == (4,) and mask.dtype == bool
-  last_batch, last_mask = batches[-1]
-  np.testing.assert_array_equal(last_mask, [True, True, False, False])
-  assert not last_batch[2:].any()
-  real = np.concatenate([batch[mask] for batch, mask in batches])
-  np.testing.assert_array_equal(real, images)
-  assert list(data.eval_batches(images[:0], batch_size=4)) == []
-
-
-# ------------------------------------------------------------------ npz files
-
-
 def test_npz_uint8_round_trip_with_holdout(tmp_path):
   rng = np.random.default_rng(0)
   train = rng.integers(0, 256, (12, 5, 6), dtype=np.uint8)
@@ -307,6 +290,12 @@ def test_npz_errors(tmp_path, case):
 def test_config_errors(overrides, message):
   with pytest.raises(ValueError, match=message):
     data.validate_data_config(make_config(**overrides))
+
+
+def test_config_saved_before_num_shards_reads_as_one_shard():
+  config = make_config()
+  del config["num_shards"]
+  assert data.split_size(config, "train") == 1397
 
 
 def test_npy_instead_of_npz(tmp_path):

@@ -16,9 +16,11 @@ import subprocess
 import sys
 
 import jax
+import numpy as np
 import pytest
 
 from vae import distributed, metric_writers
+from vae import evaluate as vae_evaluate
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = [sys.executable, "-m", "experiments.train", "--config=configs/tiny.py",
@@ -126,6 +128,52 @@ def test_process_rows_cover_the_split(monkeypatch, num, count, parts):
   for index, part in enumerate(parts):
     monkeypatch.setattr(jax, "process_index", lambda index=index: index)
     assert distributed.process_rows(num) == part
+
+
+def map_batches_in_processes(monkeypatch, num, processes, batch_size):
+  """Runs `_map_batches` as each of `processes` processes would, in turn, with the
+  global arrays made by hand from the processes' parts; fn returns its inputs.
+
+  Returns:
+    (each process's result, each process's number of calls).
+  """
+  arrays = (np.arange(num), np.arange(num, dtype=np.float32)[:, None] * 10)
+  mesh = distributed.data_mesh()
+  monkeypatch.setattr(jax, "process_count", lambda: processes)
+  monkeypatch.setattr(distributed, "put_process_rows", lambda rows, sharding: rows)
+
+  def in_process(index, fn):
+    monkeypatch.setattr(jax, "process_index", lambda: index)
+    return vae_evaluate._map_batches(fn, arrays, batch_size, mesh)
+
+  names = ("indices", "x", "y")
+  parts = {index: [] for index in range(processes)}  # every call's inputs, per process
+  for index in range(processes):  # first pass: record the parts, return placeholders
+    in_process(index, lambda *inputs, index=index: parts[index].append(inputs) or {
+        name: np.zeros((batch_size,) + array.shape[1:])
+        for name, array in zip(names, (arrays[0],) + arrays)})
+  calls = [len(parts[index]) for index in range(processes)]
+  global_batches = [{name: np.concatenate([parts[q][k][i] for q in range(processes)])
+                     for i, name in enumerate(names)} for k in range(min(calls))]
+  results = []
+  for index in range(processes):
+    batches = iter(global_batches)
+    results.append(in_process(index, lambda *_, batches=batches: next(batches)))
+  return results, calls
+
+
+@pytest.mark.parametrize("num, processes, batch_size", [
+    (7, 2, 4), (1, 2, 4), (3, 4, 4), (500, 3, 6), (10, 4, 8), (200, 2, 100)])
+def test_each_process_reads_its_part_and_gets_every_result(monkeypatch, num, processes,
+                                                           batch_size):
+  """Uneven and empty parts: every process makes the same number of calls (or they
+  would deadlock) and gets every example's result, in split order."""
+  results, calls = map_batches_in_processes(monkeypatch, num, processes, batch_size)
+  assert len(set(calls)) == 1
+  for result in results:
+    np.testing.assert_array_equal(result["indices"], np.arange(num))
+    np.testing.assert_array_equal(result["x"], np.arange(num))
+    np.testing.assert_array_equal(result["y"][:, 0], np.arange(num) * 10)
 
 
 EVALUATE = [sys.executable, "-m", "experiments.evaluate", "--num_importance_samples=50",

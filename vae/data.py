@@ -1,4 +1,5 @@
-"""Image data for the VAEs: whole splits as float32 arrays, deterministic batches.
+"""Image data for the VAEs: splits (or parts of them) as float32 arrays, deterministic
+batches.
 
 Every source yields images as float32 arrays shaped (N, H, W, C) with values in [0, 1],
 in three splits: "train", "validation" and "test". `config.data.name` picks the source:
@@ -91,10 +92,13 @@ DATASET_NAMES = tuple(_REGISTRY) + ("npz",)
 
 # Fixed seeds of the once-only binarisation of each split.
 _FIXED_BINARIZATION_SEEDS = {"train": 0, "validation": 1, "test": 2}
-# Stream tags that keep TrainBatches' permutation and binarisation draws independent.
+# Stream tags, second in every seed tuple, that keep the draws independent (numpy's
+# SeedSequence ignores trailing zeros, so a tag in the same place, not a tuple's length,
+# must tell the streams apart).
 _PERMUTATION_STREAM = 0
 _BINARIZATION_STREAM = 1
-# Rows per block of the fixed binarisation; block b of a split uses default_rng((seed, b)).
+_FIXED_BINARIZATION_STREAM = 2
+# Rows per block of the fixed binarisation.
 _BINARIZATION_BLOCK = 256
 # Seconds the network probe waits before declaring the download host unreachable.
 _PROBE_TIMEOUT = 5.0
@@ -162,8 +166,8 @@ def split_size(data_config, split: str) -> int:
 
 
 def load_split(data_config, split: str, rows: range | None = None) -> np.ndarray:
-  """Rows of one split of the configured data (all of it by default), loaded once and
-  cached.
+  """Rows of one split of the configured data (all of it by default), kept in a small
+  cache of recent reads.
 
   Args:
     data_config: the `config.data` ConfigDict.
@@ -195,8 +199,10 @@ def load_split(data_config, split: str, rows: range | None = None) -> np.ndarray
 
 
 class LazySplit:
-  """A split as a lazy array of images: `len` and slicing `[a:b]` read nothing,
-  `np.asarray(split)` reads exactly its rows (through `load_split`, so cached).
+  """A split as a lazy array of images: slicing `[a:b]` reads nothing, `np.asarray(split)`
+  reads its rows (through `load_split`: for TFDS data only those records; the embedded
+  and npz sources are loaded whole once and sliced). Creating one reads the split's
+  size (TFDS: metadata only).
 
   Lets code written for an array of a whole split (`len(images)`, `images[:n]`,
   `np.asarray(images[a:b])`) read only the rows it uses, e.g. one process's part.
@@ -262,8 +268,9 @@ class TrainBatches:
     if seed < 0:
       raise ValueError(f"seed={seed} must be a non-negative integer.")
     self.shards = range(num_shards) if shards is None else shards
-    if not 0 <= self.shards.start < self.shards.stop <= num_shards:
-      raise ValueError(f"shards={self.shards} must be a non-empty range within "
+    if (self.shards.step != 1
+        or not 0 <= self.shards.start < self.shards.stop <= num_shards):
+      raise ValueError(f"shards={self.shards} must be a non-empty contiguous range within "
                        f"range({num_shards}).")
     if batch_size % num_shards:
       raise ValueError(
@@ -286,9 +293,10 @@ class TrainBatches:
     self._permutations = (None, {})  # (epoch, {shard: permutation}) of the last epoch
 
   @staticmethod
-  def shard_rows(split_size: int, num_shards: int, shards: range) -> range:
-    """The training split's rows that hold `shards` (of `num_shards` equal shards)."""
-    shard_size = split_size // num_shards
+  def shard_rows(num_examples: int, num_shards: int, shards: range) -> range:
+    """The rows of a training split of `num_examples` that hold `shards` (of
+    `num_shards` equal shards)."""
+    shard_size = num_examples // num_shards
     return range(shards.start * shard_size, shards.stop * shard_size)
 
   def batch(self, step: int) -> np.ndarray:
@@ -324,30 +332,6 @@ class TrainBatches:
     return permutations[shard]
 
 
-def eval_batches(images: np.ndarray, batch_size: int
-                 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-  """Fixed-shape batches covering `images` once, in order, so a jitted evaluation
-  compiles once.
-
-  Args:
-    images: (N, H, W, C).
-    batch_size: examples per batch, >= 1.
-
-  Yields:
-    (batch, mask): batch (batch_size, H, W, C), the last one padded with zero images;
-    mask (batch_size,) bool, True for real examples. Nothing when N == 0.
-  """
-  if batch_size < 1:
-    raise ValueError(f"batch_size={batch_size} must be >= 1.")
-  for start in range(0, len(images), batch_size):
-    batch = images[start:start + batch_size]
-    num_real = len(batch)
-    if num_real < batch_size:
-      padding = np.zeros((batch_size - num_real,) + batch.shape[1:], batch.dtype)
-      batch = np.concatenate([batch, padding])
-    yield batch, np.arange(batch_size) < num_real
-
-
 # ------------------------------------------------------------------ config checks
 
 
@@ -374,7 +358,7 @@ def _check_fields(data_config) -> None:
   size = data_config.validation_size
   if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 0:
     raise ValueError(f"config.data.validation_size={size!r} must be an integer >= 0.")
-  shards = data_config.num_shards
+  shards = data_config.get("num_shards", 1)  # runs saved before the field: 1
   if isinstance(shards, bool) or not isinstance(shards, (int, np.integer)) or shards < 1:
     raise ValueError(f"config.data.num_shards={shards!r} must be an integer >= 1.")
   if not isinstance(data_config.download, bool):
@@ -484,14 +468,15 @@ def _fixed_bernoulli(images: np.ndarray, first_row: int, seed: int) -> np.ndarra
   """Bernoulli(pixel) samples of rows first_row, first_row + 1, ... of a split.
 
   Rows are drawn in blocks of _BINARIZATION_BLOCK aligned to the split's start, block b
-  from `default_rng((seed, b))`, so a row's sample is the same whichever rows are read.
+  from `default_rng((seed, 2, b))`, so a row's sample is the same whichever rows are
+  read.
   """
   samples = np.empty(images.shape, np.float32)
   stop = first_row + len(images)
   for block in range(first_row // _BINARIZATION_BLOCK, -(-stop // _BINARIZATION_BLOCK)):
     block_start = block * _BINARIZATION_BLOCK
     lo, hi = max(block_start, first_row), min(block_start + _BINARIZATION_BLOCK, stop)
-    uniform = np.random.default_rng((seed, block)).random(
+    uniform = np.random.default_rng((seed, _FIXED_BINARIZATION_STREAM, block)).random(
         (hi - block_start,) + images.shape[1:], dtype=np.float32)[lo - block_start:]
     samples[lo - first_row:hi - first_row] = uniform < images[lo - first_row:hi - first_row]
   return samples
@@ -636,8 +621,9 @@ def _read_tfds_rows(name: str, data_dir: str | None, download: bool, split: str,
   """Records start..stop-1 of a prepared TFDS split, float32 (n, H, W, C) in [0, 1].
 
   Only those records are read: array_record (and parquet) data through random access
-  (`tfds.data_source`, no TensorFlow), tfrecord data through the sliced split
-  "split[start:stop]" of `tfds.load`'s reader (needs TensorFlow).
+  (`tfds.data_source`, no TensorFlow); tfrecord data through the sliced split
+  "split[start:stop]" of `tfds.load`'s reader (needs TensorFlow; it skips the files
+  before the slice but reads through the records before `start` in its first file).
   """
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
 
@@ -649,7 +635,9 @@ def _read_tfds_rows(name: str, data_dir: str | None, download: bool, split: str,
     records = builder.as_data_source(split).__getitems__(range(start, stop))
     images = np.stack([record["image"] for record in records])
   else:
-    dataset = builder.as_dataset(split=f"{split}[{start}:{stop}]", batch_size=-1)
+    dataset = builder.as_dataset(  # files in order, so a slice is rows start..stop-1
+        split=f"{split}[{start}:{stop}]", batch_size=-1, shuffle_files=False,
+        read_config=tfds.ReadConfig(interleave_cycle_length=1))
     images = tfds.as_numpy(dataset)["image"]
   scale = 1.0 if kind == "binary" else 1.0 / 255.0  # binary sets store uint8 0/1
   return images.astype(np.float32) * np.float32(scale)

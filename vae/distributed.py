@@ -50,9 +50,11 @@ def is_primary() -> bool:
 
 
 def data_mesh() -> jax.sharding.Mesh:
-  """Every device of every process on one "data" axis."""
-  return jax.make_mesh((jax.device_count(),), (DATA_AXIS,),
-                       axis_types=(jax.sharding.AxisType.Auto,))
+  """Every device of every process on one "data" axis, grouped by process in process
+  order: process p's devices hold rows p/P to (p+1)/P of a batch (`put_process_rows`)."""
+  devices = sorted(jax.devices(), key=lambda device: (device.process_index, device.id))
+  return jax.sharding.Mesh(np.array(devices), (DATA_AXIS,),
+                           axis_types=(jax.sharding.AxisType.Auto,))
 
 
 def check_divisible(name: str, size: int, mesh: jax.sharding.Mesh, where: str = "") -> None:

@@ -111,6 +111,7 @@ def _map_batches(fn: Callable, arrays: tuple[Any, ...], batch_size: int,
   per_process, local_batch = -(-num // processes), batch_size // processes
   by_example = distributed.sharded_along(mesh, 0)
   outputs, positions, pending = [], [], None
+  done = 0
 
   def fetch(item):
     result, valid, done = item
@@ -118,22 +119,30 @@ def _map_batches(fn: Callable, arrays: tuple[Any, ...], batch_size: int,
     if progress is not None:
       progress.update(done)
 
+  # Every process makes the same number of calls, whatever the size of its part.
   for start in range(0, per_process, local_batch):
     offsets = start + np.arange(local_batch)
     batches = [rows.start + offsets]
-    batches += [next(data.eval_batches(array[start:start + local_batch], local_batch))[0]
+    batches += [_zero_padded(array[start:start + local_batch], local_batch)
                 for array in local]
     result = fn(*(distributed.put_process_rows(b, by_example) for b in batches))
     # Process q's rows of this batch are examples q * per_process + offsets.
     batch_positions = (np.arange(processes)[:, None] * per_process + offsets).ravel()
     valid = np.tile(offsets < per_process, processes) & (batch_positions < num)
     positions.append(batch_positions[valid])
+    done += int(valid.sum())
     if pending is not None:
       fetch(pending)
-    pending = (result, valid, min(processes * (start + local_batch), num))
+    pending = (result, valid, done)
   fetch(pending)
   order = np.argsort(np.concatenate(positions))
   return jax.tree.map(lambda *leaves: np.concatenate(leaves)[order], *outputs)
+
+
+def _zero_padded(rows: np.ndarray, size: int) -> np.ndarray:
+  """`rows` (n <= size, ...) followed by size - n rows of zeros."""
+  padding = np.zeros((size - len(rows),) + rows.shape[1:], rows.dtype)
+  return np.concatenate([rows, padding])
 
 
 def _data_parallel_jit(fn: Callable, mesh: jax.sharding.Mesh, num_replicated: int,
