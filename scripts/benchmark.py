@@ -422,7 +422,7 @@ def make_trainer(config: ml_collections.ConfigDict, block_batches: np.ndarray
   hp = jax.device_put(stack([train.hyperparams(config)]), replicated)
   train_keys = jax.device_put(jnp.stack([train_key]), replicated)
   block = train.make_train_block(model, config, True, mesh)
-  batches = distributed.put_global_batch(
+  batches = distributed.put_process_rows(  # one process: its rows are the whole batch
       block_batches, distributed.sharded_along(mesh, train.batch_axis(True)),
       train.batch_axis(True))
 

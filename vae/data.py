@@ -54,7 +54,6 @@ import importlib.util
 import os
 import urllib.error
 import urllib.request
-from typing import Iterator
 
 import numpy as np
 

@@ -112,12 +112,3 @@ def put_process_rows(rows: np.ndarray, sharding: jax.sharding.NamedSharding,
   global_shape[axis] *= jax.process_count()
   return jax.make_array_from_process_local_data(sharding, rows, tuple(global_shape))
 
-
-def put_global_batch(batch: np.ndarray, sharding: jax.sharding.NamedSharding,
-                     axis: int = 0) -> jax.Array:
-  """A global array from a host batch that every process holds in full; each process
-  transfers only its own rows (`put_process_rows`)."""
-  local = batch.shape[axis] // jax.process_count()
-  start = jax.process_index() * local
-  return put_process_rows(np.take(batch, np.arange(start, start + local), axis=axis),
-                          sharding, axis)

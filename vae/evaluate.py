@@ -114,10 +114,10 @@ def _map_batches(fn: Callable, arrays: tuple[Any, ...], batch_size: int,
   done = 0
 
   def fetch(item):
-    result, valid, done = item
+    result, valid, num_done = item
     outputs.append(jax.tree.map(lambda leaf: np.asarray(leaf)[valid], jax.device_get(result)))
     if progress is not None:
-      progress.update(done)
+      progress.update(num_done)
 
   # Every process makes the same number of calls, whatever the size of its part.
   for start in range(0, per_process, local_batch):

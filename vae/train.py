@@ -15,7 +15,7 @@ import math
 import os
 import signal
 import time
-from typing import Any, Iterator
+from typing import Any
 
 import flax
 import jax
