@@ -69,4 +69,23 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval.chunk_size = 100  # Importance samples evaluated at once.
   config.eval.num_elbo_samples = 10  # z samples for the reconstruction term of the ELBO.
   config.eval.num_images = 64  # Examples shown in reconstruction and sample grids.
+  # What experiments.evaluate adds (each a flag there, e.g. --decompose_gap --ais_steps=100):
+  config.eval.num_examples = 100  # The subset (first examples of the split) of these two:
+  config.eval.decompose_gap = False  # Split the gap into approximation and amortisation.
+  config.eval.estimator = "iwae"  # "iwae"; or "ais" to add AIS estimates of log p(x).
+  config.eval.subset_batch_size = 20  # Examples fitted (q*) or annealed (AIS) at once.
+  config.eval.gap = ml_collections.ConfigDict()  # The fit of q* per example (Adam).
+  config.eval.gap.num_samples = 100  # Samples per Adam step of the fit.
+  config.eval.gap.learning_rate = 1e-2
+  config.eval.gap.max_steps = 2000
+  config.eval.gap.check_every = 50  # Steps between checks of the fit's ELBO.
+  config.eval.gap.patience = 2  # Checks without improvement before the fit stops.
+  config.eval.gap.tolerance = 0.01  # Nats of improvement a check must bring.
+  config.eval.gap.num_elbo_samples = 1000  # Samples scoring ELBO[q_encoder] and ELBO[q*].
+  config.eval.ais = ml_collections.ConfigDict()  # Annealed importance sampling with HMC.
+  config.eval.ais.steps = 500  # Annealing steps.
+  config.eval.ais.chains = 16  # Chains per example.
+  config.eval.ais.leapfrog_steps = 5  # Leapfrog steps per HMC transition.
+  config.eval.ais.start = "prior"  # Base distribution: "prior" p(z) or "encoder" q(z|x).
+  config.eval.ais.schedule = "sigmoid"  # Annealing schedule: "sigmoid" or "linear".
   return config

@@ -58,13 +58,13 @@ def main(argv):
     params = model.init(jax.random.PRNGKey(config.seed))
   test = data.load_split(config.data, "test")
   images = np.concatenate([test] * -(-_NUM_IMAGES.value // len(test)))[:_NUM_IMAGES.value]
-  options = evaluate.EvalOptions(
+  eval_config = evaluate.eval_settings(config.eval, dict(
       num_importance_samples=_K.value, batch_size=_BATCH_SIZE.value,
-      chunk_size=_CHUNK_SIZE.value, num_elbo_samples=config.eval.num_elbo_samples)
+      chunk_size=_CHUNK_SIZE.value))
   logging.info("Evaluating %d images %s at K=%d, batch %d, chunk %d.", len(images),
                images.shape[1:], _K.value, _BATCH_SIZE.value, _CHUNK_SIZE.value)
   start = time.perf_counter()
-  summary, _ = evaluate.evaluate_params(model, params, images, config.seed, options)
+  summary, _ = evaluate.evaluate_params(model, params, images, config.seed, eval_config)
   wall = time.perf_counter() - start
   print(f"{len(images)} images {images.shape[1:]}, 784-400-20 relu MLP, Bernoulli, "
         f"K={_K.value}, batch {_BATCH_SIZE.value}, chunk {_CHUNK_SIZE.value}")

@@ -16,9 +16,8 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 
-import benchmark  # noqa: E402  pylint: disable=wrong-import-position
-
-from vae import train  # noqa: E402  pylint: disable=wrong-import-position
+from bench import flops, subjects, yardstick  # noqa: E402  pylint: disable=wrong-import-position
+from vae import update  # noqa: E402  pylint: disable=wrong-import-position
 from vae.models import build_model  # noqa: E402  pylint: disable=wrong-import-position
 
 RATE_KEYS = {"examples_per_s", "seconds_per_call", "first_call_s", "compile_s"}
@@ -57,10 +56,10 @@ def test_quick_run_writes_every_section(tmp_path):
     (lambda a, b: a @ b, [(5, 7), (7, 3)]),
     (lambda a, b: jnp.einsum("bij,bjk->bik", a, b), [(2, 5, 7), (2, 7, 3)]),
     (lambda x, w: jax.lax.conv_general_dilated(x, w, (2, 2), "SAME",
-                                               dimension_numbers=benchmark._NHWC),
+                                               dimension_numbers=flops.NHWC),
      [(2, 9, 9, 3), (3, 3, 3, 4)]),
     (lambda x, w: jax.lax.conv_transpose(x, w, (2, 2), "SAME",
-                                         dimension_numbers=benchmark._NHWC),
+                                         dimension_numbers=flops.NHWC),
      [(2, 5, 5, 3), (3, 3, 3, 4)]),
 ])
 def test_flops_match_xla_cost_analysis(fn, shapes):
@@ -68,12 +67,12 @@ def test_flops_match_xla_cost_analysis(fn, shapes):
   so XLA's count of its FLOPs must be ours (holes of dilated convolutions excluded)."""
   args = [jnp.ones(shape) for shape in shapes]
   grad_fn = jax.grad(lambda *a: jnp.sum(jnp.tanh(fn(*a))), argnums=(0, 1))
-  equations = benchmark.matmul_equations(jax.make_jaxpr(grad_fn)(*args))
+  equations = flops.matmul_equations(jax.make_jaxpr(grad_fn)(*args))
   assert len(equations) == 3  # forward, and the gradients of both operands
-  roofline, flops = benchmark.make_roofline(equations, jax.random.PRNGKey(0))
-  assert flops == benchmark.total_flops(equations)
+  roofline, roofline_flops = flops.make_roofline(equations, jax.random.PRNGKey(0))
+  assert roofline_flops == flops.total_flops(equations)
   expected = jax.jit(roofline.func).lower(*roofline.args).cost_analysis()["flops"]
-  assert flops == expected
+  assert roofline_flops == expected
   jax.block_until_ready(roofline())
 
 
@@ -81,26 +80,26 @@ def test_scan_bodies_count_once_per_iteration():
   def scanned(a, b):
     return jax.lax.scan(lambda c, _: (c @ b, None), a, None, length=4)[0]
   a, b = jnp.ones((3, 3)), jnp.ones((3, 3))
-  equations = benchmark.matmul_equations(jax.make_jaxpr(scanned)(a, b))
-  assert benchmark.total_flops(equations) == 4 * 2 * 27
+  equations = flops.matmul_equations(jax.make_jaxpr(scanned)(a, b))
+  assert flops.total_flops(equations) == 4 * 2 * 27
 
 
-@pytest.mark.parametrize("name", list(benchmark.MODELS))
+@pytest.mark.parametrize("name", list(subjects.MODELS))
 def test_yardstick_has_the_models_matmuls(name):
   """The hand-written step does the same matmuls and convolutions as the trainer's."""
-  config = benchmark.MODELS[name][1]()
-  model = build_model(config.model, benchmark.IMAGE_SHAPE)
+  config = subjects.MODELS[name][1]()
+  model = build_model(config.model, subjects.IMAGE_SHAPE)
   key = jax.random.PRNGKey(0)
-  x = jnp.asarray(np.random.default_rng(0).random((2,) + benchmark.IMAGE_SHAPE) < 0.5,
+  x = jnp.asarray(np.random.default_rng(0).random((2,) + subjects.IMAGE_SHAPE) < 0.5,
                   jnp.float32)
   params = jax.eval_shape(model.init, key)
-  trainer = benchmark.step_matmuls(train.make_loss_fn(model, config.loss), params, key, x,
-                                   jnp.float32(1.0))
-  _, loss_fn, loss_args = benchmark.make_yardstick(config.model, np.asarray(x), key)
-  yardstick = benchmark.step_matmuls(loss_fn, *loss_args)
-  assert benchmark.total_flops(yardstick) == benchmark.total_flops(trainer) > 0
+  trainer = flops.step_matmuls(update.make_loss_fn(model, config.loss), params, key, x,
+                               jnp.float32(1.0))
+  _, loss_fn, loss_args = yardstick.make_yardstick(config.model, np.asarray(x), key)
+  hand_written = flops.step_matmuls(loss_fn, *loss_args)
+  assert flops.total_flops(hand_written) == flops.total_flops(trainer) > 0
   shapes = lambda eqns: sorted(e.outvars[0].aval.shape for e, _ in eqns)  # noqa: E731
-  assert len(shapes(yardstick)) == len(shapes(trainer))
+  assert len(shapes(hand_written)) == len(shapes(trainer))
 
 
 def test_sweep_benchmark_cli_runs(tmp_path):

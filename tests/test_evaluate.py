@@ -39,9 +39,9 @@ def run(tmp_path_factory):
 
 
 def test_evaluate_run_writes_every_key_and_the_numbers_fit_together(run):
-  results = evaluate.evaluate_run(run, "test", 100, decompose_gap=True, num_examples=5,
-                                  estimator="ais", ais_steps=20, ais_chains=4,
-                                  progress=False)
+  results = evaluate.evaluate_run(run, "test", overrides={
+      "num_importance_samples": 100, "decompose_gap": True, "num_examples": 5,
+      "estimator": "ais", "ais.steps": 20, "ais.chains": 4}, progress=False)
   with open(os.path.join(run, "eval_test.json")) as f:
     assert json.load(f) == results
   assert set(results) == set(MAIN_KEYS)
@@ -79,8 +79,10 @@ def test_chunks_and_batches_change_memory_not_numbers(run):
   config, params, _ = checkpoints.load_params(run)
   model = build_model(config.model, data.dataset_info(config.data).image_shape)
   images = data.load_split(config.data, "test")[:23]
-  whole = evaluate.EvalOptions(num_importance_samples=64, chunk_size=64, batch_size=23)
-  chunked = evaluate.EvalOptions(num_importance_samples=64, chunk_size=5, batch_size=7)
+  whole = evaluate.eval_settings(config.eval, dict(num_importance_samples=64, chunk_size=64,
+                                                   batch_size=23))
+  chunked = evaluate.eval_settings(config.eval, dict(num_importance_samples=64, chunk_size=5,
+                                                     batch_size=7))
   results = [evaluate.evaluate_params(model, params, images, 0, options, progress=False)
              for options in (whole, chunked)]
   (summary_a, per_example_a), (summary_b, per_example_b) = results
@@ -90,9 +92,7 @@ def test_chunks_and_batches_change_memory_not_numbers(run):
 
 
 def test_the_run_eval_settings_reproduce_its_logged_test_metrics(run):
-  config = checkpoints.load_config(run)
-  results = evaluate.evaluate_run(run, "test", config.eval.num_importance_samples,
-                                  write=False, progress=False)
+  results = evaluate.evaluate_run(run, "test", write=False, progress=False)
   logged = [r for r in metric_writers.read_metrics(run) if r["split"] == "test"][-1]
   assert logged["step"] == results["step"]
   for key in ("elbo", "log_px", "bound_gap", "reconstruction", "kl", "active_units"):
@@ -102,10 +102,12 @@ def test_the_run_eval_settings_reproduce_its_logged_test_metrics(run):
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(split="dev"), r"split='dev' is not one of"),
-    (dict(num_importance_samples=0), "num_importance_samples=0 is invalid"),
-    (dict(estimator="exact"), "estimator='exact' is invalid"),
-    (dict(num_examples=0), "num_examples=0 is invalid"),
-    (dict(chunk_size=-1), "chunk_size=-1 is invalid"),
+    (dict(overrides=dict(num_importance_samples=0)),
+     "config.eval.num_importance_samples=0 is invalid"),
+    (dict(overrides=dict(estimator="exact")), "config.eval.estimator='exact' is invalid"),
+    (dict(overrides=dict(num_examples=0)), "config.eval.num_examples=0 is invalid"),
+    (dict(overrides=dict(chunk_size=-1)), "config.eval.chunk_size=-1 is invalid"),
+    (dict(overrides={"ais.stepz": 3}), r"config.eval.ais.stepz is not a field.*'ais.steps'"),
     (dict(step=7), r"no checkpoint of step 7; it has \[10, 20\]"),
 ])
 def test_bad_arguments_stop_with_a_plain_message(run, kwargs, message):
@@ -137,7 +139,7 @@ def test_cli_prints_the_table(run):
 
 @pytest.mark.parametrize("args, message", [
     (["--split=dev"], "error: split='dev' is not one of"),
-    (["--num_importance_samples=0"], "error: num_importance_samples=0 is invalid"),
+    (["--num_importance_samples=0"], "error: config.eval.num_importance_samples=0 is invalid"),
 ])
 def test_app_stops_with_one_plain_message_on_bad_input(run, args, message):
   from absl import flags  # pylint: disable=import-outside-toplevel

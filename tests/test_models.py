@@ -94,8 +94,8 @@ def test_params_vmap_over_two_seeds():
 
 
 @pytest.mark.parametrize("field, value, message", [
-    ("architecture", "resnet", r"architecture='resnet' is unknown.*\['conv', 'mlp'\]"),
-    ("likelihood", "poisson", r"likelihood='poisson' is unknown.*\['bernoulli', 'gaussian'\]"),
+    ("architecture", "resnet", r"architecture='resnet' is invalid.*\['conv', 'mlp'\]"),
+    ("likelihood", "poisson", r"likelihood='poisson' is invalid.*\['bernoulli', 'gaussian'\]"),
 ])
 def test_unknown_names_list_the_valid_ones(field, value, message):
   with pytest.raises(ValueError, match=message):

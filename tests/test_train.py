@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from vae import checkpoints, data, metric_writers, train
+from vae import checkpoints, data, errors, metric_writers, runs, train, update
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EVAL_KEYS = ("reconstruction", "kl", "elbo", "log_px", "bound_gap", "active_units")
@@ -31,7 +32,7 @@ def test_run_writes_every_metric_file_and_image(finished_run):
   train_records = [r for r in records if r["split"] == "train"]
   assert [r["step"] for r in train_records] == [10, 20]
   for record in train_records:
-    for key in train.TRAIN_KEYS + ("steps_per_sec",):
+    for key in update.TRAIN_KEYS + ("steps_per_sec",):
       assert math.isfinite(record[key]), (key, record)
   for split in ("validation", "test"):
     evals = [r for r in records if r["split"] == split]
@@ -60,7 +61,7 @@ def comparable(records):
 
 def test_interrupted_run_resumes_to_the_same_numbers(finished_run, tmp_path, monkeypatch):
   reference, _ = finished_run
-  original = train.prefetch_to_device
+  original = runs.prefetch_to_device
 
   def interrupt_after_two_blocks(blocks, *args):
     for i, block in enumerate(original(blocks, *args)):
@@ -68,12 +69,12 @@ def test_interrupted_run_resumes_to_the_same_numbers(finished_run, tmp_path, mon
         signal.raise_signal(signal.SIGINT)
       yield block
 
-  monkeypatch.setattr(train, "prefetch_to_device", interrupt_after_two_blocks)
+  monkeypatch.setattr(runs, "prefetch_to_device", interrupt_after_two_blocks)
   workdir = str(tmp_path)
   with pytest.raises(KeyboardInterrupt, match="checkpoint of step 15"):
     train.train_and_evaluate(tiny.get_config(), workdir)
   assert checkpoints.Checkpointer(workdir, 3).latest_step() == 15
-  monkeypatch.setattr(train, "prefetch_to_device", original)
+  monkeypatch.setattr(runs, "prefetch_to_device", original)
   train.train_and_evaluate(tiny.get_config(), workdir)
   assert comparable(metric_writers.read_metrics(workdir)) == comparable(
       metric_writers.read_metrics(reference))
@@ -99,7 +100,7 @@ def test_incompatible_checkpoint_stops_before_training(finished_run):
 def test_huge_learning_rate_stops_with_the_step(tmp_path):
   config = tiny.get_config()
   config.optimizer.learning_rate = 1e9
-  with pytest.raises(train.NonFiniteLossError,
+  with pytest.raises(errors.NonFiniteLossError,
                      match=r"non-finite at step \d+\. Last good checkpoint: none.*learning_rate"):
     train.train_and_evaluate(config, str(tmp_path))
 
@@ -113,7 +114,7 @@ def test_nan_loss_keeps_the_last_good_checkpoint_loadable(tmp_path, monkeypatch)
 
   monkeypatch.setattr(data.TrainBatches, "block", poisoned)
   workdir = str(tmp_path)
-  with pytest.raises(train.NonFiniteLossError,
+  with pytest.raises(errors.NonFiniteLossError,
                      match=r"non-finite at step 10\. Last good checkpoint: step 10"):
     train.train_and_evaluate(tiny.get_config(), workdir)
   checkpointer = checkpoints.Checkpointer(workdir, 3)
@@ -183,3 +184,43 @@ def test_empty_evaluation_split_stops_before_training(tmp_path):
   with pytest.raises(ValueError, match=r"'validation'.*empty.*validation_size=0"):
     train.train_and_evaluate(config, str(tmp_path / "run"))
   assert not os.path.exists(tmp_path / "run" / "checkpoints" / "10")
+
+
+def assert_one_plain_message(stderr, message):
+  """The message, and no traceback or asyncio noise after it (stderr of the app)."""
+  assert re.search(message, stderr), stderr[-3000:]
+  assert "Traceback" not in stderr and "Event loop is closed" not in stderr, stderr[-3000:]
+
+
+def test_cli_nan_stop_is_one_plain_message(tmp_path):
+  done = run_cli("--config.optimizer.learning_rate=1e9", workdir=tmp_path)
+  assert done.returncode != 0
+  assert_one_plain_message(done.stderr, r"error: .*the loss became non-finite at step \d+")
+
+
+def test_cli_failed_restore_is_one_plain_message(tmp_path):
+  assert run_cli("--config.train.num_steps=10", workdir=tmp_path).returncode == 0
+  for path in (tmp_path / "checkpoints" / "10").rglob("*"):
+    if path.is_file() and path.parent.name == "d":  # the arrays' data files
+      path.write_bytes(path.read_bytes()[:10])
+  done = run_cli(workdir=tmp_path)
+  assert done.returncode != 0
+  assert_one_plain_message(done.stderr, r"error: The checkpoint at step 10 in .*checkpoints")
+
+
+def test_cli_ctrl_c_saves_and_is_one_plain_message(tmp_path):
+  process = subprocess.Popen(
+      [sys.executable, "-m", "experiments.train", "--config=configs/tiny.py",
+       f"--workdir={tmp_path}", "--config.train.num_steps=100000",
+       "--config.train.eval_every=100000", "--config.train.checkpoint_every=100000"],
+      cwd=REPO, stderr=subprocess.PIPE, text=True)
+  lines = []
+  for line in process.stderr:  # Ctrl-C once training runs
+    lines.append(line)
+    if "step 20/100000" in line:
+      process.send_signal(signal.SIGINT)
+      break
+  stderr = "".join(lines) + process.communicate(timeout=300)[1]
+  assert process.returncode != 0
+  assert_one_plain_message(stderr, r"Interrupted: saved a checkpoint of step \d+ in ")
+  assert checkpoints.latest_step(str(tmp_path)) >= 20

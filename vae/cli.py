@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import logging as std_logging
+import sys
 from typing import Any, Callable
 
 from absl import flags, logging
 
-from vae import distributed
+from vae import distributed, errors
 
 _CHATTY_PACKAGES = ("/orbax/", "/tensorflow_datasets/", "/etils/")
-
-# Errors that mean "the input is wrong" (config, data, checkpoint, flags) or "the run
-# diverged": shown as one line, their traceback only at --verbosity=1.
-USER_ERRORS = (ValueError, ImportError, ConnectionError, RuntimeError)
 
 
 def _is_ours_or_important(record: std_logging.LogRecord) -> bool:
@@ -27,12 +24,32 @@ def quiet_dependency_logs() -> None:
   logging.get_absl_handler().addFilter(_is_ours_or_important)
 
 
+def _drop_closed_loop_errors(default_hook: Callable[[Any], None]) -> Callable[[Any], None]:
+  """An unraisable-exception hook that drops asyncio's "Event loop is closed".
+
+  When an orbax restore fails (a damaged or mismatched checkpoint), tensorstore reads
+  still in flight finish afterwards on orbax's closed event loop, and each prints that
+  error: dozens of tracebacks that say nothing about the cause. Everything else goes to
+  `default_hook`.
+  """
+
+  def hook(unraisable) -> None:
+    if not (unraisable.exc_type is RuntimeError
+            and str(unraisable.exc_value) == "Event loop is closed"):
+      default_hook(unraisable)
+
+  return hook
+
+
 def run(fn: Callable[..., Any], *args, **kwargs) -> Any:
-  """Calls fn with quiet logs; a user error or Ctrl-C exits with one plain message."""
+  """Calls fn with quiet logs; a user error (`vae.errors.USER_ERRORS`) or Ctrl-C exits
+  with one plain message, its traceback only at --verbosity=1. Any other error, JAX's
+  and XLA's among them, keeps its traceback."""
   quiet_dependency_logs()
+  sys.unraisablehook = _drop_closed_loop_errors(sys.unraisablehook)
   try:
     return fn(*args, **kwargs)
-  except USER_ERRORS as error:
+  except errors.USER_ERRORS as error:
     logging.debug("Stopped by:", exc_info=True)
     raise SystemExit(f"error: {error}") from None
   except KeyboardInterrupt as interrupt:

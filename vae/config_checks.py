@@ -1,118 +1,93 @@
 """Checks a whole run config before any data is read or any program is traced.
 
 Each failed check raises one `ValueError` that names the field, the value, what it must
-be and how to fix it, so a bad `--config.x=y` flag stops at once with a plain message.
+be and how to fix it (`vae.field_checks`), so a bad `--config.x=y` flag stops at once
+with a plain message. The data's fields are checked by `vae.data` and the model's by
+`vae.models` (each also checks its own when called directly); `check_config` runs
+every check.
 """
 
 from __future__ import annotations
 
-import math
-
 import ml_collections
 
-from vae import data, models
+from vae import ais, data, models
+from vae.field_checks import fail, finite_at_least, get_field, int_at_least, one_of
 
 OBJECTIVES = ("elbo", "iwae")
 SCHEDULES = ("constant", "cosine")
-
-
-def _fail(field: str, value, must: str, fix: str = "") -> None:
-  message = f"config.{field}={value!r} is invalid: it must be {must}."
-  raise ValueError(message + (f" {fix}" if fix else ""))
-
-
-def _int_at_least(config, field: str, minimum: int = 1) -> None:
-  value = get_field(config, field)
-  if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-    _fail(field, value, f"an integer >= {minimum}")
-
-
-def get_field(config: ml_collections.ConfigDict, field: str):
-  """config['a']['b'] for field 'a.b'."""
-  node = config
-  for part in field.split("."):
-    node = node[part]
-  return node
-
-
-def _one_of(config, field: str, valid) -> None:
-  value = get_field(config, field)
-  if value not in valid:
-    _fail(field, value, f"one of {sorted(valid)}")
+ESTIMATORS = ("iwae", "ais")
 
 
 def check_model(config: ml_collections.ConfigDict, info: data.DatasetInfo) -> None:
-  """Architecture, likelihood and sizes, and whether they fit the data described by info."""
-  _one_of(config, "model.architecture", models.ARCHITECTURES)
-  _one_of(config, "model.likelihood", models.LIKELIHOOD_HEADS)
-  _one_of(config, "model.activation", models.ACTIVATIONS)
-  _int_at_least(config, "model.latent_dim")
-  for field in ("model.hidden_sizes", "model.conv_features"):
-    sizes = get_field(config, field)
-    if not all(isinstance(s, int) and s >= 1 for s in sizes):
-      _fail(field, sizes, "a sequence of integers >= 1")
-  if config.model.architecture == "conv" and not config.model.conv_features:
-    _fail("model.conv_features", config.model.conv_features, "non-empty for 'conv'")
-  _int_at_least(config, "model.conv_hidden_size")
+  """The model's fields (`vae.models.check_model_config`), and whether its likelihood fits
+  the data described by info."""
+  models.check_model_config(config.model, info.image_shape)
   likelihood = config.model.likelihood
   if likelihood == "bernoulli" and info.kind == "color":
-    _fail("model.likelihood", likelihood,
-          f"a likelihood for {info.name}'s continuous colour values",
-          "Use 'gaussian', or set config.data.binarize='dynamic' to model binary pixels.")
+    fail("model.likelihood", likelihood,
+         f"a likelihood for {info.name}'s continuous colour values",
+         "Use 'gaussian', or set config.data.binarize='dynamic' to model binary pixels.")
   if likelihood == "gaussian" and info.kind == "binary":
-    _fail("model.likelihood", likelihood,
-          f"a likelihood for binary pixels ({info.name} with binarize="
-          f"{config.data.binarize!r}); a Gaussian density on 0/1 values is unbounded",
-          "Use 'bernoulli', or set config.data.binarize='none'.")
-  models.check_architecture_fits(config.model, info.image_shape)
+    fail("model.likelihood", likelihood,
+         f"a likelihood for binary pixels ({info.name} with binarize="
+         f"{config.data.binarize!r}); a Gaussian density on 0/1 values is unbounded",
+         "Use 'bernoulli', or set config.data.binarize='none'.")
 
 
 def check_loss_and_optimizer(config: ml_collections.ConfigDict) -> None:
-  _one_of(config, "loss.objective", OBJECTIVES)
+  one_of(config, "loss.objective", OBJECTIVES)
+  finite_at_least(config, "loss.beta", 0.0)
   beta = config.loss.beta
-  if not isinstance(beta, (int, float)) or not math.isfinite(beta) or beta < 0:
-    _fail("loss.beta", beta, "a finite number >= 0")
   if config.loss.objective == "iwae" and beta != 1:
-    _fail("loss.beta", beta, "1 with the 'iwae' objective, which has no KL weight",
-          "Use config.loss.objective='elbo' for a beta-VAE.")
-  _int_at_least(config, "loss.kl_warmup_steps", minimum=0)
-  _int_at_least(config, "loss.num_samples")
-  lr = config.optimizer.learning_rate
-  if not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
-    _fail("optimizer.learning_rate", lr, "a finite number > 0", "Try 1e-3.")
-  _one_of(config, "optimizer.schedule", SCHEDULES)
-  _int_at_least(config, "optimizer.warmup_steps", minimum=0)
+    fail("loss.beta", beta, "1 with the 'iwae' objective, which has no KL weight",
+         "Use config.loss.objective='elbo' for a beta-VAE.")
+  int_at_least(config, "loss.kl_warmup_steps", minimum=0)
+  int_at_least(config, "loss.num_samples")
+  finite_at_least(config, "optimizer.learning_rate", 0.0, strict=True, fix="Try 1e-3.")
+  one_of(config, "optimizer.schedule", SCHEDULES)
+  int_at_least(config, "optimizer.warmup_steps", minimum=0)
   if config.optimizer.warmup_steps >= config.train.num_steps:
-    _fail("optimizer.warmup_steps", config.optimizer.warmup_steps,
-          f"smaller than config.train.num_steps ({config.train.num_steps})")
-  clip = config.optimizer.grad_clip_norm
-  if clip is not None and (not math.isfinite(clip) or clip <= 0):
-    _fail("optimizer.grad_clip_norm", clip, "None (no clipping) or a finite number > 0")
+    fail("optimizer.warmup_steps", config.optimizer.warmup_steps,
+         f"smaller than config.train.num_steps ({config.train.num_steps})")
+  if config.optimizer.grad_clip_norm is not None:
+    finite_at_least(config, "optimizer.grad_clip_norm", 0.0, strict=True,
+                    fix="Or None, for no clipping.")
 
 
 def check_schedule(config: ml_collections.ConfigDict) -> None:
   """Step counts; events must fall on dispatch boundaries so the step compiles once."""
-  _int_at_least(config, "seed", minimum=0)
+  int_at_least(config, "seed", minimum=0)
   for field in ("train.num_steps", "train.batch_size", "train.steps_per_dispatch",
                 "train.log_every", "train.eval_every", "train.checkpoint_every",
                 "train.keep_checkpoints"):
-    _int_at_least(config, field)
+    int_at_least(config, field)
   block = config.train.steps_per_dispatch
   for field in ("train.num_steps", "train.log_every", "train.eval_every",
                 "train.checkpoint_every"):
     value = get_field(config, field)
     if value % block:
-      _fail(field, value, f"a multiple of config.train.steps_per_dispatch ({block})",
-            f"Use {max(block, value // block * block)} or change steps_per_dispatch.")
+      fail(field, value, f"a multiple of config.train.steps_per_dispatch ({block})",
+           f"Use {max(block, value // block * block)} or change steps_per_dispatch.")
 
 
 def check_eval(config: ml_collections.ConfigDict) -> None:
-  for field in ("eval.batch_size", "eval.num_importance_samples", "eval.chunk_size",
-                "eval.num_elbo_samples", "eval.num_images"):
-    _int_at_least(config, field)
+  """The evaluation settings: those of training's evaluations and of experiments.evaluate."""
+  for field in ("batch_size", "num_importance_samples", "chunk_size", "num_elbo_samples",
+                "num_images", "num_examples", "subset_batch_size", "gap.num_samples",
+                "gap.max_steps", "gap.check_every", "gap.patience", "gap.num_elbo_samples",
+                "ais.steps", "ais.chains", "ais.leapfrog_steps"):
+    int_at_least(config, f"eval.{field}")
   for split in config.eval.splits:
     if split not in data.SPLITS:
-      _fail("eval.splits", tuple(config.eval.splits), f"a tuple of names from {data.SPLITS}")
+      fail("eval.splits", tuple(config.eval.splits), f"a tuple of names from {data.SPLITS}")
+  if not isinstance(config.eval.decompose_gap, bool):
+    fail("eval.decompose_gap", config.eval.decompose_gap, "True or False")
+  one_of(config, "eval.estimator", ESTIMATORS)
+  finite_at_least(config, "eval.gap.learning_rate", 0.0, strict=True)
+  finite_at_least(config, "eval.gap.tolerance", 0.0)
+  one_of(config, "eval.ais.start", ais.STARTS)
+  one_of(config, "eval.ais.schedule", ais.SCHEDULES)
 
 
 def check_config(config: ml_collections.ConfigDict) -> data.DatasetInfo:

@@ -27,10 +27,8 @@ every result, and only process 0 shows progress or writes files.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
-import math
 import os
 import resource
 import sys
@@ -42,14 +40,12 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from vae import ais, checkpoints, data, distributed, inference_gap, losses
+from vae import (ais, checkpoints, config_checks, data, distributed, field_checks,
+                 inference_gap, keys, losses)
 from vae.models import Model, build_model
+from vae.progress import ProgressLine
 
 PER_EXAMPLE_KEYS = ("reconstruction", "kl", "elbo", "log_px", "bound_gap")
-ESTIMATORS = ("iwae", "ais")
-
-# vae.train evaluates with fold_in(PRNGKey(seed), 2); the other streams are disjoint from it.
-_IWAE_STREAM, _GAP_STREAM, _AIS_STREAM = 2, 10, 11
 
 
 # ------------------------------------------------------------------ per-example metrics
@@ -74,8 +70,8 @@ def make_example_metrics(model: Model, eval_config: ml_collections.ConfigDict) -
                                num_samples=eval_config.num_importance_samples,
                                likelihood=model.likelihood,
                                chunk_size=eval_config.chunk_size)
-    metrics = dict(reconstruction=terms.reconstruction, kl=terms.kl, elbo=terms.bound,
-                   log_px=log_px, bound_gap=log_px - terms.bound)
+    metrics = dict(reconstruction=terms.reconstruction, kl=terms.kl, elbo=terms.elbo,
+                   log_px=log_px, bound_gap=log_px - terms.elbo)
     return metrics, encode(x)[0]
 
   return example_metrics
@@ -87,7 +83,7 @@ def _fold_in_each(key: jax.Array, indices: jax.Array) -> jax.Array:
 
 
 def _map_batches(fn: Callable, arrays: tuple[Any, ...], batch_size: int,
-                 mesh: jax.sharding.Mesh, progress: Progress | None = None) -> Any:
+                 mesh: jax.sharding.Mesh, progress: ProgressLine | None = None) -> Any:
   """Applies fn(indices (B,), *batches) to fixed-size batches of `arrays` (each (N, ...)).
 
   `arrays` are the whole split's (numpy arrays, or `vae.data.LazySplit`s that read only
@@ -223,120 +219,7 @@ def summarize(per_example: dict[str, np.ndarray], means: np.ndarray,
   return summary
 
 
-# ------------------------------------------------------------------ progress
-
-
-def _format_duration(seconds: float) -> str:
-  seconds = int(max(0, seconds))
-  return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
-class Progress:
-  """Examples done, speed and ETA of one pass.
-
-  On a terminal, one line rewritten in place (`\\r`) on stderr; elsewhere (logs, pipes),
-  an absl log line at most every `log_every` seconds and at the end. From the second
-  batch on, the speed and ETA count from the first finished batch, so compilation does
-  not distort them.
-  """
-
-  def __init__(self, label: str, total: int, log_every: float = 30.0):
-    self.label, self.total, self._log_every = label, total, log_every
-    self._tty = sys.stderr.isatty()
-    self._start = time.perf_counter()
-    self._first: tuple[float, int] | None = None
-    self._last_log = -math.inf
-    self._width = 0
-
-  def update(self, done: int) -> None:
-    now = time.perf_counter()
-    if self._first is None:
-      self._first = (now, done)
-    first_time, first_done = self._first
-    if done > first_done:
-      rate = (done - first_done) / (now - first_time)
-    else:  # After one batch, the rate includes compilation: the ETA is an upper bound.
-      rate = done / max(now - self._start, 1e-9)
-    eta = _format_duration((self.total - done) / rate) if rate > 0 else "--"
-    speed = f"{rate:.1f} examples/s"
-    line = (f"{self.label}: {done}/{self.total} examples ({100 * done // self.total}%) | "
-            f"{speed} | elapsed {_format_duration(now - self._start)} | ETA {eta}")
-    finished = done >= self.total
-    if self._tty:  # Padded to cover a longer previous line.
-      sys.stderr.write("\r" + line.ljust(self._width) + ("\n" if finished else ""))
-      sys.stderr.flush()
-      self._width = len(line)
-    elif finished or now - self._last_log >= self._log_every:
-      logging.info("%s", line)
-      self._last_log = now
-
-
 # ------------------------------------------------------------------ evaluating a run
-
-
-@dataclasses.dataclass(frozen=True)
-class EvalOptions:
-  """What `evaluate_params` computes; all sample counts are per example.
-
-  Attributes:
-    num_importance_samples: K of the IWAE estimate of log p(x) on the whole split.
-    chunk_size: importance samples evaluated at once per example (memory, not result).
-    batch_size: examples vmapped at once (memory, not result).
-    num_elbo_samples: samples of the reconstruction term of the ELBO.
-    num_examples: size of the subset (the first examples of the split) on which the gap
-      decomposition and AIS run; at most the split's size.
-    subset_batch_size: examples fitted (q*) or annealed (AIS) at once. Small batches give
-      finer progress, and a vmapped q* fit runs until the slowest example of its batch
-      stops.
-    decompose_gap: fit q* per example and split the gap (`vae.inference_gap`).
-    estimator: "iwae", or "ais" to add AIS on the subset (also the log p(x) that the
-      decomposition then uses).
-    gap_*: settings of `vae.inference_gap.optimal_gaussian`, and gap_num_elbo_samples
-      the samples scoring ELBO[q_enc] and ELBO[q*].
-    ais_*: settings of `vae.ais.ais`.
-  """
-
-  num_importance_samples: int = 5000
-  chunk_size: int = 100
-  batch_size: int = 100
-  num_elbo_samples: int = 10
-  num_examples: int = 100
-  subset_batch_size: int = 20
-  decompose_gap: bool = False
-  estimator: str = "iwae"
-  gap_num_samples: int = 100
-  gap_learning_rate: float = 1e-2
-  gap_max_steps: int = 2000
-  gap_check_every: int = 50
-  gap_patience: int = 2
-  gap_tolerance: float = 0.01
-  gap_num_elbo_samples: int = 1000
-  ais_steps: int = 500
-  ais_chains: int = 16
-  ais_leapfrog_steps: int = 5
-  ais_start: str = "prior"
-  ais_schedule: str = "sigmoid"
-
-  def validate(self) -> None:
-    """Raises ValueError naming the first bad value."""
-    for name in ("num_importance_samples", "chunk_size", "batch_size", "num_elbo_samples",
-                 "num_examples", "subset_batch_size", "gap_num_samples", "gap_max_steps",
-                 "gap_check_every", "gap_patience", "gap_num_elbo_samples", "ais_steps",
-                 "ais_chains", "ais_leapfrog_steps"):
-      value = getattr(self, name)
-      if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name}={value!r} is invalid: it must be an integer >= 1.")
-    for name in ("gap_learning_rate", "gap_tolerance"):
-      value = getattr(self, name)
-      if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name}={value!r} is invalid: it must be a finite number >= 0.")
-    if self.gap_learning_rate == 0:
-      raise ValueError("gap_learning_rate=0 is invalid: it must be > 0.")
-    for name, valid in (("estimator", ESTIMATORS), ("ais_start", ais.STARTS),
-                        ("ais_schedule", ais.SCHEDULES)):
-      if getattr(self, name) not in valid:
-        raise ValueError(f"{name}={getattr(self, name)!r} is invalid: it must be one of "
-                         f"{valid}.")
 
 
 def _peak_rss_mib() -> float:
@@ -349,72 +232,96 @@ def _mean_and_stderr(name: str, values: np.ndarray) -> dict[str, float]:
   return {name: float(np.mean(values)), f"{name}_stderr": _stderr(values)}
 
 
-def _subset_batch_size(options: EvalOptions, num: int, mesh: jax.sharding.Mesh) -> int:
+def _subset_batch_size(eval_config: ml_collections.ConfigDict, num: int,
+                       mesh: jax.sharding.Mesh) -> int:
   """subset_batch_size, or fewer for a smaller subset, rounded up to fill the mesh."""
-  return -(-min(options.subset_batch_size, num) // mesh.size) * mesh.size
+  return -(-min(eval_config.subset_batch_size, num) // mesh.size) * mesh.size
 
 
 def _decompose(model: Model, params: Any, key: jax.Array,
-               images: np.ndarray | data.LazySplit,
-               log_px: np.ndarray, options: EvalOptions, mesh: jax.sharding.Mesh,
+               images: np.ndarray | data.LazySplit, log_px: np.ndarray,
+               eval_config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh,
                progress: bool) -> dict[str, np.ndarray]:
   """Per-example GapDecomposition fields of `images` (n, H, W, C), as numpy arrays."""
-  fit_options = dict(num_samples=options.gap_num_samples,
-                     learning_rate=options.gap_learning_rate,
-                     max_steps=options.gap_max_steps, check_every=options.gap_check_every,
-                     patience=options.gap_patience, tolerance=options.gap_tolerance)
+  gap = eval_config.gap
+  fit_options = dict(num_samples=gap.num_samples, learning_rate=gap.learning_rate,
+                     max_steps=gap.max_steps, check_every=gap.check_every,
+                     patience=gap.patience, tolerance=gap.tolerance)
 
   def batch_fn(params, indices, x, batch_log_px):
     encode = functools.partial(model.encode, params)
     decode = functools.partial(model.decode, params)
     return jax.vmap(lambda k, xi, lp: inference_gap.decompose_gap(
         k, xi, encode, decode, lp, likelihood=model.likelihood,
-        num_elbo_samples=options.gap_num_elbo_samples, **fit_options))(
+        num_elbo_samples=gap.num_elbo_samples, **fit_options))(
             _fold_in_each(key, indices), x, batch_log_px)
 
   batch_fn = _data_parallel_jit(batch_fn, mesh, 1, 3)
-  meter = Progress("gap decomposition (q* per example)", len(images)) if progress else None
+  meter = ProgressLine("gap decomposition (q* per example):", len(images)) if progress else None
   result = _map_batches(functools.partial(batch_fn, params),
                         (images, log_px.astype(np.float32)),
-                        _subset_batch_size(options, len(images), mesh), mesh, meter)
+                        _subset_batch_size(eval_config, len(images), mesh), mesh, meter)
   return result._asdict()
 
 
-def _ais(model: Model, params: Any, key: jax.Array,
-         images: np.ndarray | data.LazySplit,
-         options: EvalOptions, mesh: jax.sharding.Mesh, progress: bool
+def _ais(model: Model, params: Any, key: jax.Array, images: np.ndarray | data.LazySplit,
+         eval_config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, progress: bool
          ) -> dict[str, np.ndarray]:
   """Per-example AISResult fields of `images` (n, H, W, C), as numpy arrays."""
+  settings = eval_config.ais
 
   def batch_fn(params, indices, x):
     encode = functools.partial(model.encode, params)
     decode = functools.partial(model.decode, params)
     return jax.vmap(lambda k, xi: ais.ais(
-        k, xi, encode, decode, num_steps=options.ais_steps, num_chains=options.ais_chains,
-        num_leapfrog_steps=options.ais_leapfrog_steps, likelihood=model.likelihood,
-        start=options.ais_start, schedule=options.ais_schedule))(
-            _fold_in_each(key, indices), x)
+        k, xi, encode, decode, num_steps=settings.steps, num_chains=settings.chains,
+        num_leapfrog_steps=settings.leapfrog_steps, likelihood=model.likelihood,
+        start=settings.start, schedule=settings.schedule))(_fold_in_each(key, indices), x)
 
   batch_fn = _data_parallel_jit(batch_fn, mesh, 1, 2)
-  meter = Progress("AIS", len(images)) if progress else None
+  meter = ProgressLine("AIS:", len(images)) if progress else None
   return _map_batches(functools.partial(batch_fn, params), (images,),
-                      _subset_batch_size(options, len(images), mesh), mesh,
+                      _subset_batch_size(eval_config, len(images), mesh), mesh,
                       meter)._asdict()
 
 
+def _ais_section(result: dict[str, np.ndarray], iwae_log_px: np.ndarray,
+                 settings: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The "ais" part of the summary: AIS beside IWAE on the same examples."""
+  return dict(num_examples=len(iwae_log_px), **_mean_and_stderr("log_px", result["log_px"]),
+              **_mean_and_stderr("iwae_log_px", iwae_log_px),
+              **_mean_and_stderr("ais_minus_iwae", result["log_px"] - iwae_log_px),
+              acceptance_rate=float(np.mean(result["acceptance_rate"])), **settings)
+
+
+def _gap_section(result: dict[str, np.ndarray], eval_config: ml_collections.ConfigDict
+                 ) -> dict[str, Any]:
+  """The "gap_decomposition" part of the summary."""
+  section = dict(num_examples=len(result["log_px"]), log_px_estimator=eval_config.estimator)
+  for name in ("log_px", "elbo_encoder", "elbo_optimal", "total_gap", "approximation_gap",
+               "amortization_gap"):
+    section.update(_mean_and_stderr(name, result[name]))
+  section["mean_steps"] = float(np.mean(result["num_steps"]))
+  section["fraction_at_max_steps"] = float(np.mean(
+      result["num_steps"] >= eval_config.gap.max_steps))
+  return section | dict(eval_config.gap)
+
+
 def evaluate_params(model: Model, params: Any, images: np.ndarray | data.LazySplit,
-                    seed: int, options: EvalOptions, progress: bool = True
+                    seed: int, eval_config: ml_collections.ConfigDict, progress: bool = True
                     ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-  """Evaluates params on `images` (N, H, W, C) as `options` says.
+  """Evaluates params on `images` (N, H, W, C) as `eval_config` (a `config.eval`) says.
 
   Args:
     model: the model that `params` belong to.
     params: its params pytree.
     images: the split, float32 in [0, 1], as an array or a `vae.data.LazySplit` (each
       process then reads only its part of it, and of the subset).
-    seed: the run's seed; the keys are fold_in(PRNGKey(seed), stream) per pass (the IWAE
-      pass uses the training run's evaluation key), then fold_in(., example index).
-    options: what to compute.
+    seed: the run's seed; each pass draws from its stream of `vae.keys` (the IWAE pass
+      from the training run's evaluation stream), then fold_in(., example index).
+    eval_config: what to compute: K, batch and chunk sizes, and whether to add the gap
+      decomposition (`decompose_gap`, settings `gap`) and AIS (`estimator="ais"`,
+      settings `ais`) on the first `num_examples` examples.
     progress: show progress and ETA of each pass (in process 0 only).
 
   Returns:
@@ -423,64 +330,38 @@ def evaluate_params(model: Model, params: Any, images: np.ndarray | data.LazySpl
     the metrics (N,), `posterior_mean` (N, D), and the `gap_*` and `ais_*` arrays of the
     subset, (n,) or (n, D).
   """
-  options.validate()
   if len(images) == 0:
     raise ValueError("The split has no examples to evaluate.")
   start_time = time.perf_counter()
   progress = progress and distributed.is_primary()
-  root = jax.random.PRNGKey(seed)
-  eval_config = ml_collections.ConfigDict(dict(
-      batch_size=options.batch_size, num_elbo_samples=options.num_elbo_samples,
-      num_importance_samples=options.num_importance_samples,
-      chunk_size=options.chunk_size))
   evaluator = Evaluator(model, eval_config)
-  mesh = evaluator.mesh
-  meter = (Progress(f"IWAE log p(x), K={options.num_importance_samples}", len(images))
-           if progress else None)
+  meter = (ProgressLine(f"IWAE log p(x), K={eval_config.num_importance_samples}:",
+                        len(images)) if progress else None)
   metrics, means = evaluator._per_example(  # pylint: disable=protected-access
-      params, jax.random.fold_in(root, _IWAE_STREAM), images, meter)
+      params, keys.stream(seed, keys.EVAL), images, meter)
   summary: dict[str, Any] = dict(
       num_examples=len(images), latent_dim=int(means.shape[1]), seed=seed,
-      **{k: getattr(options, k) for k in ("num_importance_samples", "chunk_size",
-                                          "batch_size", "num_elbo_samples",
-                                          "decompose_gap", "estimator")})
+      **{k: eval_config[k] for k in ("num_importance_samples", "chunk_size", "batch_size",
+                                     "num_elbo_samples", "decompose_gap", "estimator")})
   for name in ("elbo", "reconstruction", "kl", "log_px", "bound_gap"):
     summary.update(_mean_and_stderr(name, metrics[name]))
   summary["active_units"] = active_units(means)
   per_example = dict(metrics, posterior_mean=means)
 
-  subset = min(options.num_examples, len(images))
-  summary["ais"] = None
-  if options.estimator == "ais":
-    result = _ais(model, params, jax.random.fold_in(root, _AIS_STREAM), images[:subset],
-                  options, mesh, progress)
-    iwae = metrics["log_px"][:subset]
-    summary["ais"] = dict(
-        num_examples=subset, **_mean_and_stderr("log_px", result["log_px"]),
-        **_mean_and_stderr("iwae_log_px", iwae),
-        **_mean_and_stderr("ais_minus_iwae", result["log_px"] - iwae),
-        acceptance_rate=float(np.mean(result["acceptance_rate"])),
-        **{k[len("ais_"):]: v for k, v in dataclasses.asdict(options).items()
-           if k.startswith("ais_")})
+  subset = min(eval_config.num_examples, len(images))
+  summary["ais"] = summary["gap_decomposition"] = None
+  log_px = metrics["log_px"][:subset]
+  if eval_config.estimator == "ais":
+    result = _ais(model, params, keys.stream(seed, keys.AIS), images[:subset], eval_config,
+                  evaluator.mesh, progress)
+    summary["ais"] = _ais_section(result, log_px, eval_config.ais)
     per_example.update(ais_log_px=result["log_px"],
                        ais_acceptance_rate=result["acceptance_rate"])
-
-  summary["gap_decomposition"] = None
-  if options.decompose_gap:
-    log_px = (per_example["ais_log_px"] if options.estimator == "ais"
-              else metrics["log_px"][:subset])
-    result = _decompose(model, params, jax.random.fold_in(root, _GAP_STREAM),
-                        images[:subset], log_px, options, mesh, progress)
-    section = dict(num_examples=subset, log_px_estimator=options.estimator)
-    for name in ("log_px", "elbo_encoder", "elbo_optimal", "total_gap",
-                 "approximation_gap", "amortization_gap"):
-      section.update(_mean_and_stderr(name, result[name]))
-    section["mean_steps"] = float(np.mean(result["num_steps"]))
-    section["fraction_at_max_steps"] = float(np.mean(
-        result["num_steps"] >= options.gap_max_steps))
-    section.update({k[len("gap_"):]: v for k, v in dataclasses.asdict(options).items()
-                    if k.startswith("gap_")})
-    summary["gap_decomposition"] = section
+    log_px = result["log_px"]
+  if eval_config.decompose_gap:
+    result = _decompose(model, params, keys.stream(seed, keys.GAP_DECOMPOSITION),
+                        images[:subset], log_px, eval_config, evaluator.mesh, progress)
+    summary["gap_decomposition"] = _gap_section(result, eval_config)
     per_example.update({f"gap_{k}": v for k, v in result.items()})
 
   summary["seconds"] = time.perf_counter() - start_time
@@ -488,44 +369,51 @@ def evaluate_params(model: Model, params: Any, images: np.ndarray | data.LazySpl
   return summary, per_example
 
 
-def evaluate_run(
-    workdir: str,
-    split: str = "test",
-    num_importance_samples: int = 5000,
-    *,
-    decompose_gap: bool = False,
-    num_examples: int = 100,
-    estimator: str = "iwae",
-    step: int | None = None,
-    batch_size: int | None = None,
-    chunk_size: int | None = None,
-    num_elbo_samples: int | None = None,
-    ais_steps: int = 500,
-    ais_chains: int = 16,
-    ais_leapfrog_steps: int = 5,
-    ais_start: str = "prior",
-    write: bool = True,
-    progress: bool = True,
-) -> dict[str, Any]:
+def eval_settings(saved: ml_collections.ConfigDict, overrides: dict[str, Any] | None = None,
+                  defaults: ml_collections.ConfigDict | None = None
+                  ) -> ml_collections.ConfigDict:
+  """A run's `config.eval` with `overrides` ({field: value}, e.g. {"ais.steps": 20})
+  applied, and the fields it lacks (a run saved before they existed) from `defaults`.
+
+  Raises:
+    ValueError: an override names no field of config.eval (the nearest are suggested).
+  """
+  settings = ml_collections.ConfigDict(saved.to_dict())
+  for key, value in (defaults or {}).items():
+    if key not in settings:
+      settings[key] = value
+  for field, value in (overrides or {}).items():
+    *parents, leaf = field.split(".")
+    node = settings
+    for part in parents:
+      node = node.get(part) if isinstance(node, ml_collections.ConfigDict) else None
+    if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
+      raise ValueError(f"config.eval.{field} is not a field of config.eval"
+                       f"{field_checks.did_you_mean(field, settings)}.")
+    node[leaf] = float(value) if isinstance(node[leaf], float) else value
+  return settings
+
+
+def evaluate_run(workdir: str, split: str = "test", *, step: int | None = None,
+                 overrides: dict[str, Any] | None = None,
+                 defaults: ml_collections.ConfigDict | None = None, write: bool = True,
+                 progress: bool = True) -> dict[str, Any]:
   """Evaluates the latest (or `step`'s) checkpoint of a run on one split.
 
   Reads `workdir/config.json` and the checkpoint, rebuilds the model and the split, and
   computes, in nats per example, means and standard errors over the split of: the ELBO,
   its reconstruction and KL terms, log p(x) by IWAE with K = num_importance_samples, the
-  bound gap log p(x) - ELBO, and the active units. With `decompose_gap`, the
+  bound gap log p(x) - ELBO, and the active units; with `decompose_gap`, the
   approximation and amortisation gaps on the first `num_examples` examples; with
   `estimator="ais"`, AIS estimates of log p(x) on those examples beside IWAE's.
 
   Args:
     workdir: the run's folder.
     split: "train", "validation" or "test".
-    num_importance_samples: K of IWAE.
-    decompose_gap: also split the gap (Cremer et al. 2018), see `vae.inference_gap`.
-    num_examples: examples (the first of the split) for the decomposition and AIS.
-    estimator: "iwae" or "ais" (AIS added on the subset, see `vae.ais`).
     step: the checkpoint to evaluate; None for the latest.
-    batch_size, chunk_size, num_elbo_samples: None takes the run's config.eval values.
-    ais_steps, ais_chains, ais_leapfrog_steps, ais_start: AIS settings.
+    overrides: {field of config.eval: value} replacing the run's own settings, e.g.
+      {"num_importance_samples": 5000, "decompose_gap": True, "ais.steps": 100}.
+    defaults: a `config.eval` whose fields fill those the run's config lacks.
     write: write `workdir/eval_<split>.json` (the returned dict) and the per-example
       arrays to `workdir/eval_<split>.npz` (process 0 only).
     progress: show progress and ETA.
@@ -541,24 +429,17 @@ def evaluate_run(
   if not os.path.isdir(workdir):
     raise ValueError(f"workdir={workdir!r} does not exist. Check --workdir.")
   config = checkpoints.load_config(workdir)
-  options = EvalOptions(
-      num_importance_samples=num_importance_samples,
-      chunk_size=config.eval.chunk_size if chunk_size is None else chunk_size,
-      batch_size=config.eval.batch_size if batch_size is None else batch_size,
-      num_elbo_samples=(config.eval.num_elbo_samples if num_elbo_samples is None
-                        else num_elbo_samples),
-      num_examples=num_examples, decompose_gap=decompose_gap, estimator=estimator,
-      ais_steps=ais_steps, ais_chains=ais_chains, ais_leapfrog_steps=ais_leapfrog_steps,
-      ais_start=ais_start)
-  options.validate()
-  config, params, checkpoint_step = checkpoints.load_params(workdir, step)
+  with config.unlocked():
+    config.eval = eval_settings(config.eval, overrides, defaults)
+  config_checks.check_eval(config)
+  _, params, checkpoint_step = checkpoints.load_params(workdir, step)
   model = build_model(config.model, data.dataset_info(config.data).image_shape)
   images = data.LazySplit(config.data, split)  # each process reads only its part
   if len(images) == 0:
     raise ValueError(f"The {split} split of this run's data has no examples.")
   logging.info("Evaluating %s (step %d) on %d %s examples.", workdir, checkpoint_step,
                len(images), split)
-  summary, per_example = evaluate_params(model, params, images, config.seed, options,
+  summary, per_example = evaluate_params(model, params, images, config.seed, config.eval,
                                          progress)
   results = dict(workdir=os.path.abspath(workdir), step=checkpoint_step, split=split,
                  **summary)

@@ -1,12 +1,16 @@
-"""Image grids as uint8 arrays, and PNG files of them."""
+"""Image grids as uint8 arrays, PNG files of them, and the pictures a run shows."""
 
 from __future__ import annotations
 
 import math
 import os
+from typing import Any
 
+import jax
 import numpy as np
 from PIL import Image
+
+from vae import metric_writers
 
 
 def image_grid(images: np.ndarray, num_columns: int | None = None, pad: int = 1) -> np.ndarray:
@@ -42,3 +46,46 @@ def save_png(path: str, grid: np.ndarray, min_size: int = 256) -> None:
   picture = np.repeat(np.repeat(grid, scale, axis=0), scale, axis=1)
   os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
   Image.fromarray(picture[..., 0] if picture.shape[-1] == 1 else picture).save(path)
+
+
+class ImageWriter:
+  """A run's pictures: reconstructions beside inputs, prior samples and latent
+  traversals, as PNG files in `workdir/images` and TensorBoard images.
+
+  `model` is a `vae.models.Model` (encode, mean_image, latent_dim).
+  """
+
+  def __init__(self, model: Any, workdir: str, writer: metric_writers.MetricWriter,
+               key: jax.Array, num_images: int):
+    self._dir = os.path.join(workdir, "images")
+    self._writer = writer
+    self._z = jax.random.normal(key, (num_images, model.latent_dim))
+    self._num_images = num_images
+    self._encode_mean = jax.jit(lambda params, x: model.encode(params, x)[0])
+    self._mean_image = jax.jit(model.mean_image)
+
+  def _save(self, step: int, name: str, grid: np.ndarray) -> None:
+    if not self._writer.enabled:
+      return
+    save_png(os.path.join(self._dir, f"{name}_step{step}.png"), grid)
+    self._writer.write_image(step, name, grid)
+
+  def write(self, step: int, params: Any, inputs: np.ndarray) -> None:
+    """inputs: (N, H, W, C) evaluation images; the first num_images are shown."""
+    inputs = inputs[:self._num_images]
+    reconstructions = self._mean_image(params, self._encode_mean(params, inputs))
+    columns = 2 * math.ceil(math.sqrt(len(inputs)))
+    self._save(step, "reconstructions",
+               image_grid(interleave(inputs, np.asarray(reconstructions)), columns))
+    self._save(step, "samples", image_grid(np.asarray(self._mean_image(params, self._z))))
+
+  def write_traversal(self, step: int, params: Any, inputs: np.ndarray,
+                      num_dims: int = 10, num_values: int = 9) -> None:
+    """Rows: the latent dims whose posterior means vary most; columns: z_d in [-3, 3]."""
+    means = np.asarray(self._encode_mean(params, inputs))
+    dims = np.argsort(-np.var(means, axis=0))[:num_dims]
+    values = np.linspace(-3.0, 3.0, num_values)
+    z = np.zeros((len(dims), num_values, means.shape[1]), np.float32)
+    z[np.arange(len(dims)), :, dims] = values
+    pictures = np.asarray(self._mean_image(params, z.reshape(-1, means.shape[1])))
+    self._save(step, "traversal", image_grid(pictures, num_values))

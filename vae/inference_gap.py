@@ -106,7 +106,7 @@ def optimal_gaussian(
     mean, logvar = params
     return losses.elbo(sample_key, x, lambda _: (mean, logvar), decode,
                        num_samples=num_samples, likelihood=likelihood,
-                       analytic_kl=analytic_kl).bound
+                       analytic_kl=analytic_kl).elbo
 
   loss_and_grad = jax.value_and_grad(lambda params, k: -elbo_of(k, params, True))
 
@@ -200,7 +200,7 @@ def decompose_gap(
   def elbo_of(q_mean, q_logvar):
     return losses.elbo(score_key, x, lambda _: (q_mean, q_logvar), decode,
                        num_samples=num_elbo_samples, likelihood=likelihood,
-                       analytic_kl=False).bound
+                       analytic_kl=False).elbo
 
   elbo_encoder = elbo_of(mean, logvar)
   elbo_optimal = elbo_of(best.mean, best.logvar)

@@ -2,10 +2,12 @@
 
 Every function here works on ONE example and returns a scalar in nats; none keeps state
 and none imports Flax, so they can be lifted into any JAX project and composed with
-`jax.jit`, `jax.vmap` and `jax.grad`. Batched forms (`*_batch`) are thin `jax.vmap`s.
+`jax.jit`, `jax.vmap` and `jax.grad`. The model-level kernels have batched forms
+(`elbo_batch`, `iwae_bound_batch`, `bound_gap_batch`: one key per example); the others
+are batched with a plain `jax.vmap`.
 
 Sign conventions: log-densities and bounds are log-probabilities (higher is better, at
-most 0 for discrete data); KL terms are >= 0. A training loss is `-elbo`.
+most 0 for discrete data); KL terms are >= 0. A training loss is `-objective`.
 
 The identity the whole module rests on (Kingma & Welling 2014; the project's seeds):
 
@@ -257,17 +259,17 @@ class ELBOTerms(NamedTuple):
   """Per-example ELBO terms, all in nats.
 
   Attributes:
-    elbo: reconstruction - beta * kl, the (beta-weighted) objective to maximise.
+    objective: reconstruction - beta * kl, the (beta-weighted) objective to maximise.
+    elbo: reconstruction - kl, the ELBO: a lower bound on log p(x) whatever beta is, so
+      a run with beta != 1 can still be compared with log p(x).
     reconstruction: E_q[log p(x|z)], Monte Carlo over `num_samples` samples.
     kl: KL(q(z|x) || p(z)) >= 0, closed form or Monte Carlo (the "rate").
-    bound: reconstruction - kl, the beta = 1 ELBO: a lower bound on log p(x) whatever
-      beta is, so a run with beta != 1 can still be compared with log p(x).
   """
 
+  objective: Array
   elbo: Array
   reconstruction: Array
   kl: Array
-  bound: Array
 
 
 def elbo(
@@ -316,10 +318,10 @@ def elbo(
     log_prior = jax.vmap(lambda z_k: gaussian_log_prob(z_k, 0.0, 0.0))(z)
     kl = jnp.mean(log_q - log_prior)
   return ELBOTerms(
-      elbo=reconstruction - beta * kl,
+      objective=reconstruction - beta * kl,
+      elbo=reconstruction - kl,
       reconstruction=reconstruction,
       kl=kl,
-      bound=reconstruction - kl,
   )
 
 
@@ -462,11 +464,6 @@ def _batched(per_example):
   return batched
 
 
-gaussian_kl_batch = jax.vmap(gaussian_kl)
-gaussian_kl_pair_batch = jax.vmap(gaussian_kl_pair)
-gaussian_log_prob_batch = jax.vmap(gaussian_log_prob)
-bernoulli_log_likelihood_batch = jax.vmap(bernoulli_log_likelihood)
-gaussian_log_likelihood_batch = jax.vmap(gaussian_log_likelihood)
 elbo_batch = _batched(elbo)
 iwae_bound_batch = _batched(iwae_bound)
 bound_gap_batch = _batched(bound_gap)

@@ -25,6 +25,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from vae import field_checks
+
 Array = jax.Array
 ImageShape = tuple[int, int, int]
 
@@ -181,9 +183,20 @@ ARCHITECTURES: dict[str, Callable[..., tuple[nn.Module, nn.Module]]] = {
 """name -> fn(model_config, image_shape, num_params) -> (encoder, decoder) modules."""
 
 
-def check_architecture_fits(cfg: ml_collections.ConfigDict, image_shape: ImageShape) -> None:
-  """Raises ValueError where the architecture cannot produce images of this shape."""
+def check_model_config(cfg: ml_collections.ConfigDict, image_shape: ImageShape) -> None:
+  """Raises ValueError naming the first invalid field of `config.model`, or where the
+  architecture cannot produce images of this shape (H, W, C)."""
+  config = ml_collections.ConfigDict({"model": cfg})
+  field_checks.one_of(config, "model.architecture", ARCHITECTURES)
+  field_checks.one_of(config, "model.likelihood", LIKELIHOOD_HEADS)
+  field_checks.one_of(config, "model.activation", ACTIVATIONS)
+  field_checks.int_at_least(config, "model.latent_dim")
+  field_checks.sizes(config, "model.hidden_sizes")
+  field_checks.sizes(config, "model.conv_features")
+  field_checks.int_at_least(config, "model.conv_hidden_size")
   if cfg.architecture == "conv":
+    if not cfg.conv_features:
+      field_checks.fail("model.conv_features", cfg.conv_features, "non-empty for 'conv'")
     scale = 2 ** len(cfg.conv_features)
     if image_shape[0] % scale or image_shape[1] % scale:
       raise ValueError(
@@ -245,18 +258,12 @@ class Model:
 
 
 def build_model(cfg: ml_collections.ConfigDict, image_shape: ImageShape) -> Model:
-  """Builds the model that `config.model` names for images of `image_shape` (H, W, C)."""
-  if cfg.architecture not in ARCHITECTURES:
-    raise ValueError(
-        f"config.model.architecture={cfg.architecture!r} is unknown; valid names are "
-        f"{sorted(ARCHITECTURES)}."
-    )
-  if cfg.likelihood not in LIKELIHOOD_HEADS:
-    raise ValueError(
-        f"config.model.likelihood={cfg.likelihood!r} is unknown; valid names are "
-        f"{sorted(LIKELIHOOD_HEADS)}."
-    )
-  check_architecture_fits(cfg, image_shape)
+  """Builds the model that `config.model` names for images of `image_shape` (H, W, C).
+
+  Raises:
+    ValueError: an invalid field (`check_model_config`).
+  """
+  check_model_config(cfg, image_shape)
   num_params = LIKELIHOOD_HEADS[cfg.likelihood].num_params
   encoder, decoder = ARCHITECTURES[cfg.architecture](cfg, tuple(image_shape), num_params)
   return Model(VAE(encoder, decoder), cfg.likelihood, tuple(image_shape), cfg.latent_dim)

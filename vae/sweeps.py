@@ -11,7 +11,7 @@ A sweep file is a config file with one more function:
 
 Each point runs in its own sub-workdir named after its overrides, e.g.
 `runs/beta/loss.beta=0.5_seed=1`, and writes exactly what a single run writes. Points that
-differ only in values that keep every array shape (`vae.train.VECTORIZED_FIELDS`) can be
+differ only in values that keep every array shape (`vae.update.VECTORIZED_FIELDS`) can be
 trained together in one vmapped program (`mode="vectorized"`).
 """
 
@@ -32,7 +32,7 @@ from typing import Any, Sequence
 import ml_collections
 from absl import logging
 
-from vae import checkpoints, config_checks, sweep_summary, train
+from vae import checkpoints, config_checks, errors, sweep_summary, train, update
 
 Point = dict[str, Any]
 MODES = ("sequential", "vectorized", "parallel")
@@ -131,7 +131,7 @@ def _vectorized_groups(named: list[tuple[str, ml_collections.ConfigDict]], workd
   """Groups points that may train together and would resume from the same step."""
   groups: dict[str, list] = {}
   for name, config in named:
-    key_config = apply_point(config, {field: None for field in train.VECTORIZED_FIELDS})
+    key_config = apply_point(config, {field: None for field in update.VECTORIZED_FIELDS})
     start = checkpoints.latest_step(os.path.join(workdir, name))
     groups.setdefault(f"{key_config.to_json()}|{start}", []).append((name, config))
   return list(groups.values())
@@ -219,7 +219,7 @@ def _run_command(command: str, point_workdir: str) -> None:
   with open(log_path, "w") as log:
     done = subprocess.run(shlex.split(command), stdout=log, stderr=subprocess.STDOUT)
   if done.returncode:
-    raise RuntimeError(f"{command} failed (exit {done.returncode}); see {log_path}.")
+    raise errors.PointFailedError(f"{command} failed (exit {done.returncode}); see {log_path}.")
 
 
 def _load_times(workdir: str) -> dict[str, float]:

@@ -1,0 +1,73 @@
+"""What the benchmark times: the models, and the library's trainer as a timed call."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import ml_collections
+import numpy as np
+
+from configs import default, mnist_conv, mnist_mlp
+from vae import distributed, keys, update
+from vae.models import build_model
+
+IMAGE_SHAPE = (28, 28, 1)
+
+def _mlp_400_20() -> ml_collections.ConfigDict:
+  config = default.get_config()
+  config.model.hidden_sizes = (400,)
+  config.model.latent_dim = 20
+  config.model.activation = "relu"
+  config.model.likelihood = "bernoulli"
+  return config
+
+
+MODELS: dict[str, tuple[str, Callable[[], ml_collections.ConfigDict]]] = {
+    "default": ("configs/default.py: MLP 784-512-256-16 relu", default.get_config),
+    "burda_mlp": ("configs/mnist_mlp.py: MLP 784-200-200-50 tanh", mnist_mlp.get_config),
+    "mlp_400_20": ("MLP 784-400-20 relu (the tutorials' VAE)", _mlp_400_20),
+    "mnist_conv": ("configs/mnist_conv.py: 2 stride-2 convs, 32 latents",
+                   mnist_conv.get_config),
+}
+"""name -> (description, config factory); every model is Bernoulli on 28x28x1 images."""
+
+MLP_MODELS = ("default", "burda_mlp", "mlp_400_20")
+
+
+
+# ------------------------------------------------------------------ the trainer's block
+
+
+def make_trainer(config: ml_collections.ConfigDict, block_batches: np.ndarray
+                 ) -> tuple[Callable[[], Any], Any, Any]:
+  """The library's jitted block for one run, built through `vae.update`'s public functions
+  as `vae.runs.RunGroup` builds it.
+
+  Args:
+    config: the run's config (only the model, loss and optimiser are used).
+    block_batches: (T, B, 28, 28, 1) images: T steps per call, batch sharded over the
+      mesh's "data" axis (all devices of this process).
+
+  Returns:
+    (call, model, params): call() runs one block of T steps and returns the
+    accumulator; the model and the fresh params (unstacked) for FLOP counting.
+  """
+  mesh = distributed.data_mesh()
+  model = build_model(config.model, IMAGE_SHAPE)
+  state = update.init_state(model, config, keys.stream(config.seed, keys.INIT))
+  replicated = distributed.replicated(mesh)
+  carry = [jax.device_put(update.stack_runs([state]), replicated),
+           jax.device_put(update.stack_runs([update.empty_accumulator()]), replicated)]
+  hp = jax.device_put(update.stack_runs([update.hyperparams(config)]), replicated)
+  train_keys = jax.device_put(np.stack([keys.stream(config.seed, keys.TRAIN)]), replicated)
+  block = update.make_train_block(model, config, True, mesh)
+  examples_axis = update.batch_axis(True)
+  batches = distributed.put_process_rows(  # one process: its rows are the whole batch
+      block_batches, distributed.sharded_along(mesh, examples_axis), examples_axis)
+
+  def call():
+    carry[0], carry[1] = block(carry[0], carry[1], hp, train_keys, batches)
+    return carry[1]
+
+  return call, model, state.params

@@ -1,0 +1,19 @@
+"""The project's own errors for what a user can fix: the apps print them as one line.
+
+Bad input (a config value, a file, a checkpoint that does not fit) raises ValueError with
+a message naming the setting and the fix; a missing optional package, ImportError; an
+unreachable download host, ConnectionError. Errors from JAX or XLA (device memory, a
+failed compilation) are none of these and keep their traceback.
+"""
+
+
+class NonFiniteLossError(RuntimeError):
+  """The loss became NaN or infinite; the message names the step and the last checkpoint."""
+
+
+class PointFailedError(RuntimeError):
+  """A sweep point's training process failed; the message names its log."""
+
+
+USER_ERRORS = (ValueError, ImportError, ConnectionError, NonFiniteLossError,
+               PointFailedError)

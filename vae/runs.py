@@ -1,0 +1,306 @@
+"""A group of runs trained together: checks, data, state, checkpoints, metrics, images.
+
+`RunGroup(configs, workdirs)` holds one run, or several that differ only in
+`vae.update.VECTORIZED_FIELDS` and train in one vmapped program. Its constructor does
+every check before any training (each config, that the runs can train together, that
+the batches divide over the devices, that no evaluation split is empty, that each
+workdir can be resumed and that all resume from one step), reads this process's part of
+the data, and initialises or restores every run's state. Then the loop (`vae.train`)
+calls its steps and cadences. It is a context manager: leaving it by any exit (the end,
+a NaN stop, Ctrl-C, an exception) closes every checkpointer, writer and the prefetch
+thread, so an error prints its message and nothing after it.
+
+Each run's host objects (`Run`: config, workdir, checkpointer, writers, batches) live in
+`runs`, in the order of the leading runs axis of the group's device state `state` and
+`acc`; `per_run(tree)` pairs each run with its slice of such a tree.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any, Iterator
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from vae import (checkpoints, config_checks, data, distributed, errors, field_checks,
+                 images, keys, metric_writers, update)
+from vae.evaluate import Evaluator
+from vae.models import build_model
+from vae.prefetch import prefetch_to_device
+
+_EVAL_LOG_KEYS = ("elbo", "log_px", "bound_gap", "reconstruction", "kl", "active_units")
+
+
+def check_vectorizable(configs: list[ml_collections.ConfigDict]) -> None:
+  """Raises ValueError unless the configs differ only in VECTORIZED_FIELDS."""
+  first = checkpoints.config_to_dict(configs[0])
+  for config in configs[1:]:
+    differing = checkpoints.differing_fields(first, checkpoints.config_to_dict(config))
+    others = [f for f in differing if f not in update.VECTORIZED_FIELDS]
+    if others:
+      raise ValueError(
+          f"Runs differing in {others} change array shapes or the program, so they cannot "
+          f"be trained together; only {list(update.VECTORIZED_FIELDS)} may differ. Run "
+          "them one after another (sweep --mode=sequential).")
+
+
+class Run:
+  """One run of a group: its config, workdir, keys, batches, checkpointer and writers.
+
+  Everything it opens is closed by `resources` (the group's exit stack).
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str, model: Any,
+               train_images: np.ndarray, shards: range, resources: contextlib.ExitStack):
+    self.config, self.workdir = config, workdir
+    os.makedirs(workdir, exist_ok=True)
+    self.checkpointer = resources.enter_context(contextlib.closing(
+        checkpoints.Checkpointer(workdir, config.train.keep_checkpoints)))
+    self.latest_step = self.checkpointer.latest_step()
+    if self.latest_step is not None:
+      checkpoints.check_resumable(config, workdir)
+    self.init_key, self.train_key, self.eval_key, image_key = (
+        keys.stream(config.seed, s) for s in (keys.INIT, keys.TRAIN, keys.EVAL, keys.IMAGES))
+    self.batches = data.TrainBatches(train_images, config.train.batch_size, config.seed,
+                                     config.data.binarize == "dynamic",
+                                     config.data.num_shards, shards)
+    self.writer = resources.enter_context(contextlib.closing(
+        metric_writers.MetricWriter(workdir, enabled=distributed.is_primary())))
+    self.images = images.ImageWriter(model, workdir, self.writer, image_key,
+                                     config.eval.num_images)
+
+  def init_or_restore(self, model: Any, start_step: int) -> tuple[Any, Any]:
+    """(state, accumulator) on the host: fresh, or from the checkpoint of start_step."""
+    state = update.init_state(model, self.config, self.init_key)
+    acc = update.empty_accumulator()
+    if self.latest_step is None:
+      self.writer.truncate_after(-1)
+      return state, acc
+    like = jax.device_get({"state": state, "metrics": acc})  # every process reads it all
+    restored = self.checkpointer.restore(start_step, like)
+    logging.info("%s: resumed from the checkpoint of step %d.", self.workdir, start_step)
+    self.writer.truncate_after(start_step)
+    return restored["state"], restored["metrics"]
+
+
+class RunGroup(contextlib.AbstractContextManager):
+  """Runs trained together in one program; see the module docstring.
+
+  Attributes:
+    config: the first run's config (the others differ only in VECTORIZED_FIELDS).
+    runs: the runs' host objects, in the order of the runs axis.
+    start_step: the step every run starts (or resumes) from.
+    state, acc: the stacked `update.TrainState` and metric accumulators, replicated
+      over the mesh.
+  """
+
+  def __init__(self, configs: list[ml_collections.ConfigDict], workdirs: list[str]):
+    self._resources = contextlib.ExitStack()
+    try:
+      self._check_and_read(configs)
+      self.runs = [Run(c, w, self.model, self._train_images, self._shards, self._resources)
+                   for c, w in zip(configs, workdirs)]
+      self.start_step = self._common_start_step()
+      self._place_state()
+    except BaseException:
+      self.close()
+      raise
+    self.last_checkpoint = self.start_step if self.start_step > 0 else None
+    self.evaluator = Evaluator(self.model, self.config.eval, self.mesh)
+    self._unstack = jax.jit(lambda tree, i: jax.tree.map(lambda leaf: leaf[i], tree),
+                            static_argnums=1, out_shardings=distributed.replicated(self.mesh))
+    num_params = sum(leaf.size for leaf in jax.tree.leaves(self.state.params)) // len(self.runs)
+    logging.info("Model: %s, %d parameters; data: %s %s, %d train images (%d read here); "
+                 "%d run(s).", self.config.model.architecture, num_params, self._info.name,
+                 self._info.image_shape, self._num_train, len(self._train_images),
+                 len(self.runs))
+
+  # ---------------------------------------------------------------- setup
+
+  def _check_and_read(self, configs: list[ml_collections.ConfigDict]) -> None:
+    """Every check that needs no workdir, then this process's part of the data."""
+    infos = [config_checks.check_config(config) for config in configs]
+    check_vectorizable(configs)
+    self.config, self._info = configs[0], infos[0]
+    self.mesh = distributed.data_mesh()
+    for field in ("train.batch_size", "eval.batch_size"):
+      distributed.check_divisible(f"config.{field}",
+                                  field_checks.get_field(self.config, field), self.mesh)
+    data_config = self.config.data
+    self._shards = distributed.process_shards(data_config.num_shards)
+    self._num_train = data.split_size(data_config, "train")
+    self._train_images = data.load_split(data_config, "train", data.TrainBatches.shard_rows(
+        self._num_train, data_config.num_shards, self._shards))
+    self.eval_images = {split: data.LazySplit(data_config, split)
+                        for split in self.config.eval.splits}
+    for split, split_images in self.eval_images.items():
+      if not len(split_images):
+        raise ValueError(
+            f"config.eval.splits includes {split!r}, but that split of {self._info.name} is "
+            f"empty (config.data.validation_size={data_config.validation_size}). Set "
+            "validation_size > 0 or leave the split out of config.eval.splits.")
+    self.shown_images = np.asarray(
+        next(iter(self.eval_images.values()))[:self.config.eval.num_images])
+    self.model = build_model(self.config.model, self._info.image_shape)
+
+  def _common_start_step(self) -> int:
+    starts = {run.latest_step for run in self.runs}
+    if len(starts) > 1:
+      raise ValueError(
+          f"The runs' latest checkpoints are at different steps {sorted(starts, key=str)} "
+          f"({', '.join(self.workdirs)}); resume them one by one.")
+    return starts.pop() or 0
+
+  def _place_state(self) -> None:
+    """Initialises or restores every run, stacks them and replicates them on the mesh."""
+    states, accs = zip(*(run.init_or_restore(self.model, self.start_step)
+                         for run in self.runs))
+    if distributed.is_primary():
+      for run in self.runs:
+        checkpoints.save_config(run.config, run.workdir)
+    replicated = distributed.replicated(self.mesh)
+    self.state = jax.device_put(update.stack_runs(list(states)), replicated)
+    self.acc = jax.device_put(update.stack_runs(list(accs)), replicated)
+    self._hp = jax.device_put(update.stack_runs([update.hyperparams(run.config)
+                                                 for run in self.runs]), replicated)
+    self._train_keys = jax.device_put(np.stack([run.train_key for run in self.runs]),
+                                      replicated)
+
+  @property
+  def workdirs(self) -> list[str]:
+    return [run.workdir for run in self.runs]
+
+  def per_run(self, tree: Any) -> Iterator[tuple[Run, Any]]:
+    """(run, its slice of `tree`) for each run, `tree` having a leading runs axis."""
+    for i, run in enumerate(self.runs):
+      yield run, self._unstack(tree, i)
+
+  # ---------------------------------------------------------------- training
+
+  def blocks(self) -> Iterator[tuple[int, jax.Array]]:
+    """(step after the block, the block's global batches on the mesh) from start_step
+    to the end, prepared on a background thread (closed with the group)."""
+    shared_data = len({run.config.seed for run in self.runs}) == 1
+    self._train_block = update.make_train_block(self.model, self.config, shared_data,
+                                                self.mesh)
+    block_size, num_steps = self.config.train.steps_per_dispatch, self.config.train.num_steps
+    examples_axis = update.batch_axis(shared_data)
+    sharding = distributed.sharded_along(self.mesh, examples_axis)
+
+    def host_blocks():  # this process's rows of every global block of batches
+      for step in range(self.start_step, num_steps, block_size):
+        if shared_data:
+          yield self.runs[0].batches.block(step, block_size)
+        else:
+          yield np.stack([run.batches.block(step, block_size) for run in self.runs])
+
+    blocks = prefetch_to_device(
+        host_blocks(), lambda block: distributed.put_process_rows(block, sharding,
+                                                                  examples_axis))
+    self._resources.callback(blocks.close)
+    steps = range(self.start_step + block_size, num_steps + 1, block_size)
+    return zip(steps, blocks)
+
+  def train(self, batches: jax.Array) -> None:
+    """One block of steps_per_dispatch updates of every run."""
+    self.state, self.acc = self._train_block(self.state, self.acc, self._hp,
+                                             self._train_keys, batches)
+
+  def _host_accumulators(self) -> list[dict[str, np.ndarray]]:
+    acc = jax.device_get(_local(self.acc))
+    return [jax.tree.map(lambda leaf: leaf[i], acc) for i in range(len(self.runs))]
+
+  def check_finite(self) -> None:
+    """Raises NonFiniteLossError if a run's loss was NaN or infinite since the last log."""
+    for run, acc in zip(self.runs, self._host_accumulators()):
+      bad = int(acc["first_nonfinite_step"])
+      if bad == update.NO_BAD_STEP:
+        continue
+      where = (f"step {self.last_checkpoint} in {run.checkpointer.directory} (still "
+               "loadable)" if self.last_checkpoint is not None
+               else "none (no checkpoint was written yet)")
+      raise errors.NonFiniteLossError(
+          f"{run.workdir}: the loss became non-finite at step {bad}. Last good checkpoint: "
+          f"{where}. Lower config.optimizer.learning_rate (now "
+          f"{run.config.optimizer.learning_rate}) or set config.optimizer.grad_clip_norm, "
+          "then rerun in a new --workdir (or this one, to resume from that checkpoint).")
+
+  def log_train(self, step: int, seconds: float) -> dict[str, float]:
+    """Writes each run's train means since the last log (`seconds` of training) and
+    starts new sums; returns the first run's metrics."""
+    self.check_finite()
+    rates = jax.device_get(_local(update.learning_rate(self.state)))
+    logged = []
+    for i, (run, acc) in enumerate(zip(self.runs, self._host_accumulators())):
+      metrics = update.mean_metrics(acc, self.config.train.steps_per_dispatch)
+      metrics["steps_per_sec"] = int(acc["count"]) / seconds
+      metrics["learning_rate"] = float(rates[i])
+      run.writer.write_scalars(step, "train", metrics)
+      logged.append(metrics)
+    self.acc = jax.device_put(update.stack_runs([update.empty_accumulator()] * len(self.runs)),
+                              distributed.replicated(self.mesh))
+    return logged[0]
+
+  def save(self, step: int) -> None:
+    """A checkpoint of every run (state and pending metric sums) at `step`."""
+    self.check_finite()
+    for run, tree in self.per_run({"state": self.state, "metrics": self.acc}):
+      run.checkpointer.save(step, tree)
+    self.last_checkpoint = step
+
+  # ---------------------------------------------------------------- evaluation
+
+  def evaluate(self, step: int) -> list[dict[str, dict[str, float]]]:
+    """Each run's evaluation of every split of config.eval.splits (written to its
+    metrics), and its reconstructions and samples; returns {split: metrics} per run."""
+    self.check_finite()
+    all_results = []
+    for run, params in self.per_run(self.state.params):
+      results = {}
+      for split, split_images in self.eval_images.items():
+        results[split] = self.evaluator.evaluate(params, run.eval_key, split_images)
+        run.writer.write_scalars(step, split, results[split])
+        logging.info("eval %-10s step %d%s: %s", split, step,
+                     f" [{run.workdir}]" if len(self.runs) > 1 else "",
+                     metric_writers.format_metrics(results[split], _EVAL_LOG_KEYS))
+      run.images.write(step, _local(params), self.shown_images)
+      run.writer.flush()
+      all_results.append(results)
+    return all_results
+
+  def write_traversals(self, step: int) -> None:
+    for run, params in self.per_run(self.state.params):
+      run.images.write_traversal(step, _local(params), self.shown_images)
+
+  def finished_results(self) -> list[dict[str, dict[str, float]]]:
+    """The final evaluation of runs already trained to the end: as logged, or anew
+    where metrics.jsonl lacks it."""
+    logged = [_logged_results(run.workdir, self.start_step, self.config.eval.splits)
+              for run in self.runs]
+    if all(results is not None for results in logged):
+      return logged
+    return self.evaluate(self.start_step)
+
+  def close(self) -> None:
+    self._resources.close()
+
+  def __exit__(self, *exc_info) -> None:
+    self.close()
+
+
+def _local(tree: Any) -> Any:
+  """This process's copy of a replicated (possibly multi-process) pytree of arrays."""
+  return jax.tree.map(lambda leaf: leaf.addressable_data(0), tree)
+
+
+def _logged_results(workdir: str, step: int, splits) -> dict[str, dict[str, float]] | None:
+  """The evaluation of `step` as metrics.jsonl holds it, or None if a split is missing."""
+  records = {r["split"]: r for r in metric_writers.read_metrics(workdir) if r["step"] == step}
+  if not all(split in records for split in splits):
+    return None
+  return {split: {k: v for k, v in records[split].items() if k not in ("step", "split")}
+          for split in splits}
