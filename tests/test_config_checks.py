@@ -37,7 +37,6 @@ def config_with(**overrides):
     (dict(optimizer__learning_rate=math.inf), r"optimizer.learning_rate=inf"),
     (dict(optimizer__learning_rate=0.0), r"optimizer.learning_rate=0.0"),
     (dict(optimizer__schedule="linear"), r"optimizer.schedule='linear'.*'constant', 'cosine'"),
-    (dict(optimizer__warmup_steps=20), r"optimizer.warmup_steps=20.*smaller than"),
     (dict(optimizer__grad_clip_norm=-1.0), r"optimizer.grad_clip_norm=-1.0"),
     (dict(train__log_every=7), r"train.log_every=7.*multiple of config.train.steps_per_dispatch"),
     (dict(train__num_steps=22), r"train.num_steps=22.*Use 20"),

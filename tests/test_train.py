@@ -199,13 +199,17 @@ def test_cli_nan_stop_is_one_plain_message(tmp_path):
 
 
 def test_cli_failed_restore_is_one_plain_message(tmp_path):
+  """Training sets a damaged checkpoint aside (tests/test_faults.py); evaluating it fails."""
   assert run_cli("--config.train.num_steps=10", workdir=tmp_path).returncode == 0
   for path in (tmp_path / "checkpoints" / "10").rglob("*"):
     if path.is_file() and path.parent.name == "d":  # the arrays' data files
       path.write_bytes(path.read_bytes()[:10])
-  done = run_cli(workdir=tmp_path)
+  done = subprocess.run([sys.executable, "-m", "experiments.evaluate", f"--workdir={tmp_path}",
+                         "--num_importance_samples=10"],
+                        cwd=REPO, capture_output=True, text=True, timeout=300)
   assert done.returncode != 0
-  assert_one_plain_message(done.stderr, r"error: The checkpoint at step 10 in .*checkpoints")
+  assert_one_plain_message(done.stderr,
+                           r"error: The checkpoint of step 10 in .*checkpoints is damaged")
 
 
 def test_cli_ctrl_c_saves_and_is_one_plain_message(tmp_path):

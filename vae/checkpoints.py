@@ -1,13 +1,20 @@
 """Orbax checkpoints of the train state, and the check that a workdir fits the config.
 
 Orbax writes each checkpoint to a temporary folder and renames it when complete, so an
-interrupted save never damages an earlier checkpoint.
+interrupted save never damages an earlier checkpoint. A checkpoint damaged afterwards (a
+file truncated by a crash or a full disk) raises DamagedCheckpointError on restore, and
+`set_aside` moves it out of the way for inspection; a checkpoint whose arrays are not
+those of the model raises the "does not fit" ValueError; a save that runs out of disk
+space raises `vae.errors.DiskFullError` and leaves nothing half-written.
 """
 
 from __future__ import annotations
 
+import errno
+import glob
 import json
 import os
+import shutil
 from typing import Any
 
 import jax
@@ -15,7 +22,14 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
+from vae import errors
+
 CONFIG_FILE = "config.json"
+DAMAGED_DIR = "damaged_checkpoints"
+
+
+class DamagedCheckpointError(ValueError):
+  """A checkpoint's files cannot be read back (truncated, missing, corrupted)."""
 
 # Fields a resumed run may change: how long it runs and how it reports, not what it learns.
 RESUMABLE_CHANGES = ("train.num_steps", "train.log_every", "train.eval_every",
@@ -96,28 +110,87 @@ class Checkpointer:
     return sorted(self._manager.all_steps())
 
   def save(self, step: int, state: Any) -> None:
-    """Saves and waits until the checkpoint is complete on disk."""
-    self._manager.save(step, args=ocp.args.StandardSave(state))
-    self._manager.wait_until_finished()
+    """Saves and waits until the checkpoint is complete on disk.
+
+    Raises:
+      vae.errors.DiskFullError: the disk filled up; the partial checkpoint is removed
+        and the earlier ones are untouched.
+    """
+    try:
+      self._manager.save(step, args=ocp.args.StandardSave(state))
+      self._manager.wait_until_finished()
+    except Exception as error:  # orbax raises ValueError (tensorstore) or OSError for it
+      if not _is_out_of_space(error):
+        raise
+      for partial in glob.glob(os.path.join(self.directory, f"{step}.orbax-checkpoint-tmp*")):
+        shutil.rmtree(partial, ignore_errors=True)
+      earlier = [s for s in self.all_steps() if s < step]
+      raise errors.DiskFullError(
+          f"No space left on the disk of {self.directory} to save the checkpoint of step "
+          f"{step}. Free space there (or use a --workdir on another disk) and rerun the "
+          "command to resume from "
+          f"{f'step {earlier[-1]}' if earlier else 'the start'}.") from None
 
   def restore(self, step: int, like: Any = None) -> Any:
     """Restores the checkpoint of `step` into the structure, shapes and dtypes of `like`,
     by default those saved, as numpy arrays (so every process reads the whole tree,
-    whichever devices wrote it)."""
+    whichever devices wrote it).
+
+    Raises:
+      DamagedCheckpointError: its files cannot be read.
+      ValueError: its arrays are not those of `like` (another model).
+    """
     try:
-      if like is None:
-        like = jax.tree.map(lambda leaf: np.zeros(leaf.shape, leaf.dtype),
-                            self._manager.item_metadata(step).tree)
-      return self._manager.restore(step, args=ocp.args.StandardRestore(like))
-    except Exception as error:  # orbax raises many types for a mismatched tree.
+      saved = jax.tree.map(lambda leaf: np.zeros(leaf.shape, leaf.dtype),
+                           self._manager.item_metadata(step).tree)
+    except Exception as error:  # orbax raises many types for unreadable metadata
+      raise self._damaged(step, error) from error
+    if like is not None and _array_specs(saved) != _array_specs(like):
       raise ValueError(
           f"The checkpoint at step {step} in {self.directory} does not fit the model this "
-          f"config builds ({type(error).__name__}: {str(error)[:300]}). Use a new "
-          "--workdir, or the config saved with the checkpoint."
-      ) from error
+          "config builds (its arrays have other shapes). Use a new --workdir, or the config "
+          "saved with the checkpoint.")
+    try:
+      return self._manager.restore(step, args=ocp.args.StandardRestore(
+          saved if like is None else like))
+    except Exception as error:  # the arrays fit, so their files are at fault
+      raise self._damaged(step, error) from error
+
+  def _damaged(self, step: int, error: Exception) -> DamagedCheckpointError:
+    return DamagedCheckpointError(
+        f"The checkpoint of step {step} in {self.directory} is damaged "
+        f"({type(error).__name__}: {str(error)[:200]}).")
+
+  def set_aside(self, step: int) -> str:
+    """Moves the checkpoint of `step` to workdir/damaged_checkpoints/<step> (process 0;
+    the others wait for it), out of orbax's sight; returns where it went."""
+    destination = os.path.join(os.path.dirname(self.directory), DAMAGED_DIR, str(step))
+    if jax.process_index() == 0:
+      os.makedirs(os.path.dirname(destination), exist_ok=True)
+      if os.path.exists(destination):
+        shutil.rmtree(destination)
+      shutil.move(os.path.join(self.directory, str(step)), destination)
+    if jax.process_count() > 1:
+      ocp.multihost.sync_global_processes(f"set_aside_{step}")
+    self._manager.reload()
+    return destination
 
   def close(self) -> None:
     self._manager.close()
+
+
+def _array_specs(tree: Any) -> list[tuple[tuple[int, ...], str]]:
+  """The sorted (shape, dtype) of every array leaf: what a checkpoint must match."""
+  return sorted((tuple(np.shape(leaf)), str(np.asarray(leaf).dtype))
+                for leaf in jax.tree.leaves(tree))
+
+
+def _is_out_of_space(error: BaseException) -> bool:
+  """Whether a save failed for lack of disk space (tensorstore says RESOURCE_EXHAUSTED
+  or "No space left on device"; Python, ENOSPC)."""
+  text = str(error)
+  return (getattr(error, "errno", None) == errno.ENOSPC or "RESOURCE_EXHAUSTED" in text
+          or "No space left on device" in text)
 
 
 def check_resumable(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -162,6 +235,8 @@ def load_params(workdir: str, step: int | None = None) -> tuple[ml_collections.C
   step = available[-1] if step is None else step
   if step not in available:
     raise ValueError(f"{workdir} has no checkpoint of step {step}; it has {available}.")
-  params = checkpointer.restore(step)["state"]["params"]
-  checkpointer.close()
+  try:
+    params = checkpointer.restore(step)["state"]["params"]
+  finally:
+    checkpointer.close()
   return config, params, step

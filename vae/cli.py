@@ -6,21 +6,25 @@ import logging as std_logging
 import sys
 from typing import Any, Callable
 
-from absl import flags, logging
+import ml_collections
+from absl import app, flags, logging
 
-from vae import distributed, errors
+from vae import config_files, distributed, errors
 
 _CHATTY_PACKAGES = ("/orbax/", "/tensorflow_datasets/", "/etils/")
 
 
 def _is_ours_or_important(record: std_logging.LogRecord) -> bool:
+  if "/orbax/" in record.pathname and record.exc_info:
+    return False  # orbax raises the same error to us, which reports it in one line
   if record.levelno >= std_logging.WARNING and "/tensorflow_datasets/" not in record.pathname:
     return True
   return not any(package in record.pathname for package in _CHATTY_PACKAGES)
 
 
 def quiet_dependency_logs() -> None:
-  """Drops orbax's, tfds's and etils's routine messages from the absl log handler."""
+  """Drops orbax's, tfds's and etils's routine messages from the absl log handler, and
+  orbax's tracebacks of errors it raises to us."""
   logging.get_absl_handler().addFilter(_is_ours_or_important)
 
 
@@ -54,6 +58,29 @@ def run(fn: Callable[..., Any], *args, **kwargs) -> Any:
     raise SystemExit(f"error: {error}") from None
   except KeyboardInterrupt as interrupt:
     raise SystemExit(str(interrupt) or "Interrupted.") from None
+
+
+def flags_parser(*config_flag_names: str) -> Callable[[list[str]], list[str]]:
+  """absl's flag parsing, for `app.run(main, flags_parser=cli.flags_parser("config"))`.
+
+  A file of the named config flags that is missing, does not run or has no
+  get_config(), and an override of a field its config does not have, stop with one
+  plain line naming the file or the field (and the nearest fields) instead of a
+  traceback. A bad flag value stops as absl says it.
+  """
+
+  def parse(argv: list[str]) -> list[str]:
+    try:
+      remaining = app.parse_flags_with_usage(argv)
+      for name in config_flag_names:  # a missing file shows only when its value is read
+        if not isinstance(flags.FLAGS[name].value, (ml_collections.ConfigDict, type(None))):
+          raise ValueError(f"--{name} holds no config")
+      return remaining
+    except Exception as error:  # raised while a config flag read its file or overrides
+      message = config_files.describe_error(error, argv, list(config_flag_names))
+      raise SystemExit(f"error: {message}") from None
+
+  return parse
 
 
 def define_distributed_flags() -> Callable[[], None]:

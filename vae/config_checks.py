@@ -47,9 +47,6 @@ def check_loss_and_optimizer(config: ml_collections.ConfigDict) -> None:
   finite_at_least(config, "optimizer.learning_rate", 0.0, strict=True, fix="Try 1e-3.")
   one_of(config, "optimizer.schedule", SCHEDULES)
   int_at_least(config, "optimizer.warmup_steps", minimum=0)
-  if config.optimizer.warmup_steps >= config.train.num_steps:
-    fail("optimizer.warmup_steps", config.optimizer.warmup_steps,
-         f"smaller than config.train.num_steps ({config.train.num_steps})")
   if config.optimizer.grad_clip_norm is not None:
     finite_at_least(config, "optimizer.grad_clip_norm", 0.0, strict=True,
                     fix="Or None, for no clipping.")
@@ -91,7 +88,8 @@ def check_eval(config: ml_collections.ConfigDict) -> None:
 
 
 def check_config(config: ml_collections.ConfigDict) -> data.DatasetInfo:
-  """Runs every check; returns the data's description for building the model.
+  """Runs every check, those that need no data first; returns the data's description for
+  building the model.
 
   Raises:
     ValueError: naming the first invalid field and the fix.
@@ -99,7 +97,18 @@ def check_config(config: ml_collections.ConfigDict) -> data.DatasetInfo:
   check_schedule(config)
   check_loss_and_optimizer(config)
   check_eval(config)
-  data.validate_data_config(config.data)
-  info = data.dataset_info(config.data)
+  info = data.dataset_info(config.data)  # the data's fields and shape: no data is read
   check_model(config, info)
+  data.validate_data_config(config.data)  # last: the data is there and readable
   return info
+
+
+def warnings(config: ml_collections.ConfigDict) -> list[str]:
+  """Settings that are valid but likely not what was meant, one line each."""
+  found = []
+  warmup, num_steps = config.optimizer.warmup_steps, config.train.num_steps
+  if warmup >= num_steps:
+    found.append(f"config.optimizer.warmup_steps={warmup} >= config.train.num_steps="
+                 f"{num_steps}: the whole run is warm-up, and the learning rate ends at "
+                 f"{num_steps / warmup:.0%} of config.optimizer.learning_rate.")
+  return found

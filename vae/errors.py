@@ -15,5 +15,9 @@ class PointFailedError(RuntimeError):
   """A sweep point's training process failed; the message names its log."""
 
 
+class DiskFullError(OSError):
+  """A checkpoint could not be written for lack of disk space; nothing was half-written."""
+
+
 USER_ERRORS = (ValueError, ImportError, ConnectionError, NonFiniteLossError,
-               PointFailedError)
+               PointFailedError, DiskFullError)

@@ -389,7 +389,7 @@ def eval_settings(saved: ml_collections.ConfigDict, overrides: dict[str, Any] | 
       node = node.get(part) if isinstance(node, ml_collections.ConfigDict) else None
     if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
       raise ValueError(f"config.eval.{field} is not a field of config.eval"
-                       f"{field_checks.did_you_mean(field, settings)}.")
+                       f"{field_checks.did_you_mean(field, settings) or '.'}")
     node[leaf] = float(value) if isinstance(node[leaf], float) else value
   return settings
 

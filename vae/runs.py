@@ -3,9 +3,11 @@
 `RunGroup(configs, workdirs)` holds one run, or several that differ only in
 `vae.update.VECTORIZED_FIELDS` and train in one vmapped program. Its constructor does
 every check before any training (each config, that the runs can train together, that
-the batches divide over the devices, that no evaluation split is empty, that each
+the batches divide over the devices, that each workdir can be created and is not in use
+by another trainer (`vae.workdirs`), that no evaluation split is empty, that each
 workdir can be resumed and that all resume from one step), reads this process's part of
-the data, and initialises or restores every run's state. Then the loop (`vae.train`)
+the data, and initialises or restores every run's state from its newest intact
+checkpoint (a damaged one is set aside with a warning). Then the loop (`vae.train`)
 calls its steps and cadences. It is a context manager: leaving it by any exit (the end,
 a NaN stop, Ctrl-C, an exception) closes every checkpointer, writer and the prefetch
 thread, so an error prints its message and nothing after it.
@@ -18,7 +20,6 @@ Each run's host objects (`Run`: config, workdir, checkpointer, writers, batches)
 from __future__ import annotations
 
 import contextlib
-import os
 from typing import Any, Iterator
 
 import jax
@@ -28,6 +29,7 @@ from absl import logging
 
 from vae import (checkpoints, config_checks, data, distributed, errors, field_checks,
                  images, keys, metric_writers, update)
+from vae import workdirs as workdirs_lib
 from vae.evaluate import Evaluator
 from vae.models import build_model
 from vae.prefetch import prefetch_to_device
@@ -57,11 +59,9 @@ class Run:
   def __init__(self, config: ml_collections.ConfigDict, workdir: str, model: Any,
                train_images: np.ndarray, shards: range, resources: contextlib.ExitStack):
     self.config, self.workdir = config, workdir
-    os.makedirs(workdir, exist_ok=True)
     self.checkpointer = resources.enter_context(contextlib.closing(
         checkpoints.Checkpointer(workdir, config.train.keep_checkpoints)))
-    self.latest_step = self.checkpointer.latest_step()
-    if self.latest_step is not None:
+    if self.checkpointer.latest_step() is not None:
       checkpoints.check_resumable(config, workdir)
     self.init_key, self.train_key, self.eval_key, image_key = (
         keys.stream(config.seed, s) for s in (keys.INIT, keys.TRAIN, keys.EVAL, keys.IMAGES))
@@ -73,18 +73,40 @@ class Run:
     self.images = images.ImageWriter(model, workdir, self.writer, image_key,
                                      config.eval.num_images)
 
-  def init_or_restore(self, model: Any, start_step: int) -> tuple[Any, Any]:
-    """(state, accumulator) on the host: fresh, or from the checkpoint of start_step."""
+  def init_or_restore(self, model: Any) -> tuple[int, Any, Any]:
+    """(step, state, accumulator) on the host: from the newest intact checkpoint, or
+    fresh at step 0. A damaged checkpoint is set aside with one warning line."""
     state = update.init_state(model, self.config, self.init_key)
-    acc = update.empty_accumulator()
-    if self.latest_step is None:
-      self.writer.truncate_after(-1)
-      return state, acc
-    like = jax.device_get({"state": state, "metrics": acc})  # every process reads it all
-    restored = self.checkpointer.restore(start_step, like)
-    logging.info("%s: resumed from the checkpoint of step %d.", self.workdir, start_step)
-    self.writer.truncate_after(start_step)
-    return restored["state"], restored["metrics"]
+    like = jax.device_get({"state": state, "metrics": update.empty_accumulator()})
+    for step in reversed(self.checkpointer.all_steps()):
+      try:
+        restored = self.checkpointer.restore(step, like)  # every process reads it all
+      except checkpoints.DamagedCheckpointError as error:
+        logging.warning("%s Moved it to %s; resuming from the checkpoint before it.", error,
+                        self.checkpointer.set_aside(step))
+        continue
+      logging.info("%s: resumed from the checkpoint of step %d.", self.workdir, step)
+      self._warn_if_schedule_changed(step)
+      self.writer.truncate_after(step)
+      return step, restored["state"], restored["metrics"]
+    self.writer.truncate_after(-1)
+    return 0, like["state"], like["metrics"]
+
+  def _warn_if_schedule_changed(self, step: int) -> None:
+    """One warning line when a resume changes the learning rate of the planned steps:
+    the cosine schedule decays to 0 at train.num_steps, so changing it moves the rate."""
+    saved = checkpoints.load_config(self.workdir)
+    if (saved.train.num_steps == self.config.train.num_steps
+        or self.config.optimizer.schedule != "cosine"):
+      return
+    before, after = (float(update.unit_schedule(c)(step)) * c.optimizer.learning_rate
+                     for c in (saved, self.config))
+    logging.warning(
+        "%s: config.train.num_steps changed from %d to %d, and the cosine schedule decays "
+        "to 0 at num_steps: the learning rate at step %d jumps from %.3g to %.3g, so the "
+        "result differs from a run planned with %d steps (README: extending a run).",
+        self.workdir, saved.train.num_steps, self.config.train.num_steps, step, before,
+        after, self.config.train.num_steps)
 
 
 class RunGroup(contextlib.AbstractContextManager):
@@ -101,10 +123,10 @@ class RunGroup(contextlib.AbstractContextManager):
   def __init__(self, configs: list[ml_collections.ConfigDict], workdirs: list[str]):
     self._resources = contextlib.ExitStack()
     try:
-      self._check_and_read(configs)
+      self._check(configs, workdirs)
+      self._read_data()
       self.runs = [Run(c, w, self.model, self._train_images, self._shards, self._resources)
                    for c, w in zip(configs, workdirs)]
-      self.start_step = self._common_start_step()
       self._place_state()
     except BaseException:
       self.close()
@@ -121,15 +143,24 @@ class RunGroup(contextlib.AbstractContextManager):
 
   # ---------------------------------------------------------------- setup
 
-  def _check_and_read(self, configs: list[ml_collections.ConfigDict]) -> None:
-    """Every check that needs no workdir, then this process's part of the data."""
+  def _check(self, configs: list[ml_collections.ConfigDict], workdirs: list[str]) -> None:
+    """Every check that reads no data; then each workdir is created and locked."""
     infos = [config_checks.check_config(config) for config in configs]
     check_vectorizable(configs)
+    for message in config_checks.warnings(configs[0]):
+      logging.warning("%s", message)
     self.config, self._info = configs[0], infos[0]
     self.mesh = distributed.data_mesh()
     for field in ("train.batch_size", "eval.batch_size"):
       distributed.check_divisible(f"config.{field}",
                                   field_checks.get_field(self.config, field), self.mesh)
+    for workdir in workdirs:
+      workdirs_lib.make_workdir(workdir)
+      if distributed.is_primary():  # the other processes of the job share it
+        self._resources.enter_context(contextlib.closing(workdirs_lib.WorkdirLock(workdir)))
+
+  def _read_data(self) -> None:
+    """This process's part of the data, and the model it fits."""
     data_config = self.config.data
     self._shards = distributed.process_shards(data_config.num_shards)
     self._num_train = data.split_size(data_config, "train")
@@ -147,18 +178,14 @@ class RunGroup(contextlib.AbstractContextManager):
         next(iter(self.eval_images.values()))[:self.config.eval.num_images])
     self.model = build_model(self.config.model, self._info.image_shape)
 
-  def _common_start_step(self) -> int:
-    starts = {run.latest_step for run in self.runs}
-    if len(starts) > 1:
-      raise ValueError(
-          f"The runs' latest checkpoints are at different steps {sorted(starts, key=str)} "
-          f"({', '.join(self.workdirs)}); resume them one by one.")
-    return starts.pop() or 0
-
   def _place_state(self) -> None:
     """Initialises or restores every run, stacks them and replicates them on the mesh."""
-    states, accs = zip(*(run.init_or_restore(self.model, self.start_step)
-                         for run in self.runs))
+    steps, states, accs = zip(*(run.init_or_restore(self.model) for run in self.runs))
+    if len(set(steps)) > 1:
+      raise ValueError(
+          f"The runs' latest checkpoints are at different steps {sorted(set(steps))} "
+          f"({', '.join(self.workdirs)}); resume them one by one.")
+    self.start_step = steps[0]
     if distributed.is_primary():
       for run in self.runs:
         checkpoints.save_config(run.config, run.workdir)

@@ -18,7 +18,6 @@ trained together in one vmapped program (`mode="vectorized"`).
 from __future__ import annotations
 
 import copy
-import importlib.util
 import itertools
 import json
 import os
@@ -32,7 +31,7 @@ from typing import Any, Sequence
 import ml_collections
 from absl import logging
 
-from vae import checkpoints, config_checks, errors, sweep_summary, train, update
+from vae import checkpoints, config_checks, config_files, errors, sweep_summary, train, update
 
 Point = dict[str, Any]
 MODES = ("sequential", "vectorized", "parallel")
@@ -66,13 +65,13 @@ def zip_points(*axes: list[Point]) -> list[Point]:
 
 
 def load_points(sweep_file: str) -> list[Point]:
-  """The points of a sweep file: its get_sweep()."""
-  spec = importlib.util.spec_from_file_location("sweep_file", sweep_file)
-  if spec is None or not os.path.exists(sweep_file):
-    raise ValueError(f"Sweep file {sweep_file} does not exist.")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  if not hasattr(module, "get_sweep"):
+  """The points of a sweep file: its get_sweep().
+
+  Raises:
+    ValueError: the file is missing, does not run, or has no get_sweep().
+  """
+  module = config_files.load_module(sweep_file)
+  if not callable(getattr(module, "get_sweep", None)):
     raise ValueError(f"{sweep_file} has no get_sweep(); a sweep file defines get_config() "
                      "and get_sweep() (see configs/sweeps/beta.py).")
   return list(module.get_sweep())

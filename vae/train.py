@@ -36,7 +36,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
   Raises:
     ValueError: a bad config value or an incompatible checkpoint (before any training).
     vae.errors.NonFiniteLossError: the loss became NaN or infinite.
-    KeyboardInterrupt: Ctrl-C, after saving a checkpoint.
+    KeyboardInterrupt: Ctrl-C or SIGTERM, after saving a checkpoint.
   """
   return train_vectorized([config], [workdir])[0]
 
@@ -62,7 +62,8 @@ def is_due(step: int, every: int, num_steps: int) -> bool:
 
 
 def _loop(group: RunGroup) -> list[dict[str, dict[str, float]]]:
-  """Blocks of steps, then each cadence: log, checkpoint (also on Ctrl-C), evaluate."""
+  """Blocks of steps, then each cadence: log, checkpoint (also on Ctrl-C or SIGTERM),
+  evaluate."""
   cfg = group.config.train
   progress = Progress("step", cfg.num_steps, "steps", start=group.start_step)
   timer = IntervalTimer()  # training time between two logs, pauses left out
@@ -88,21 +89,26 @@ def _loop(group: RunGroup) -> list[dict[str, dict[str, float]]]:
 
 
 class _StopRequest:
-  """Turns the first Ctrl-C into a flag the loop checks between dispatches."""
+  """Turns the first Ctrl-C (SIGINT) or SIGTERM (how schedulers preempt a job) into a
+  flag the loop checks between dispatches; a second one of the same acts at once."""
+
+  _SIGNALS = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
 
   def __init__(self):
     self.requested = False
-    self._previous = None
+    self._previous = {}
 
   def __enter__(self):
-    self._previous = signal.signal(signal.SIGINT, self._handle)
+    self._previous = {signum: signal.signal(signum, self._handle) for signum in self._SIGNALS}
     return self
 
   def _handle(self, signum, frame):
-    del signum, frame
+    del frame
     self.requested = True
-    logging.warning("Ctrl-C: saving a checkpoint after this dispatch (again to abort).")
-    signal.signal(signal.SIGINT, self._previous)
+    logging.warning("%s: saving a checkpoint after this dispatch (again to stop at once).",
+                    self._SIGNALS[signum])
+    signal.signal(signum, self._previous[signum])
 
   def __exit__(self, *exc):
-    signal.signal(signal.SIGINT, self._previous)
+    for signum, previous in self._previous.items():
+      signal.signal(signum, previous)

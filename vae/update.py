@@ -50,9 +50,10 @@ def hyperparams(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
 
 def unit_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
   """step -> the learning rate's multiplier in [0, 1]: linear warm-up from 0, then
-  constant or cosine decay to 0 at train.num_steps."""
+  constant or cosine decay to 0 at train.num_steps (a warm-up as long as the run or
+  longer fills it)."""
   opt = config.optimizer
-  if opt.schedule == "cosine":
+  if opt.schedule == "cosine" and opt.warmup_steps < config.train.num_steps:
     return optax.warmup_cosine_decay_schedule(0.0, 1.0, opt.warmup_steps,
                                               config.train.num_steps)
   return optax.warmup_constant_schedule(0.0, 1.0, opt.warmup_steps)

@@ -1,0 +1,65 @@
+"""A run's folder: created with a plain error, and held by one trainer at a time.
+
+`WorkdirLock` keeps a second trainer out of a workdir that one is training in (the same
+command launched twice, a requeued job while the old one still runs), which would
+otherwise delete the first one's checkpoints. It is an advisory `flock` on
+`workdir/.lock`, which the kernel releases when its process ends however it ends, so a
+lock left by a killed process (kill -9, a crashed node on a local disk) is simply
+taken over. The file names the holder for the message of whoever is kept out. Several
+processes of one job share the workdir: only process 0 takes the lock. On network file
+systems `flock` works across hosts where the file system supports it (NFSv4, Lustre with
+`flock`); elsewhere it guards against the same host only.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+
+LOCK_FILE = ".lock"
+
+
+def make_workdir(workdir: str) -> None:
+  """Creates `workdir` (and its parents) unless it exists.
+
+  Raises:
+    ValueError: it is a file, or cannot be created, naming the cause.
+  """
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise ValueError(f"--workdir={workdir} is a file, not a folder. Use another --workdir.")
+  try:
+    os.makedirs(workdir, exist_ok=True)
+  except OSError as error:
+    raise ValueError(f"--workdir={workdir} cannot be created ({error.strerror or error}). "
+                     "Use a folder in a place you can write to.") from None
+
+
+class WorkdirLock:
+  """Holds `workdir/.lock` until `close()`.
+
+  Raises (on creation):
+    ValueError: another process holds it, naming that process and its host.
+  """
+
+  def __init__(self, workdir: str):
+    self.path = os.path.join(workdir, LOCK_FILE)
+    self._file = open(self.path, "a+", encoding="utf-8")  # pylint: disable=consider-using-with
+    try:
+      fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+      self._file.seek(0)
+      holder = self._file.read().strip() or "another process"
+      self._file.close()
+      raise ValueError(
+          f"{workdir} is in use by {holder}, which trains in it (lock file {self.path}). "
+          "Wait for that run to end or stop it, or use another --workdir.") from None
+    self._file.seek(0)
+    self._file.truncate()
+    self._file.write(f"process {os.getpid()} on {socket.gethostname()}\n")
+    self._file.flush()
+
+  def close(self) -> None:
+    if not self._file.closed:
+      fcntl.flock(self._file, fcntl.LOCK_UN)
+      self._file.close()
