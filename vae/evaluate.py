@@ -3,10 +3,11 @@
 Two levels:
   * `Evaluator` scores params on a whole split (ELBO, IWAE log p(x) and the bound gap per
     example); the training loop calls it at every evaluation.
-  * `evaluate_run` evaluates a run's checkpoint as `experiments/evaluate.py` asks: a tight
-    IWAE estimate of log p(x) (K = 5000 by default) on a whole split, optionally the split
-    of the gap into its approximation and amortisation parts (`vae.inference_gap`) and an
-    AIS estimate of log p(x) (`vae.ais`) on a subset, and writes `eval_<split>.json`.
+  * `evaluate_run` evaluates a run's checkpoint as its `config.eval` says, with any
+    overrides (`experiments/evaluate.py` asks for K = 5000 by default): IWAE log p(x) on
+    a whole split, optionally the split of the gap into its approximation and
+    amortisation parts (`vae.inference_gap`) and an AIS estimate of log p(x) (`vae.ais`)
+    on a subset, and writes `eval_<split>.json`.
 
 Every example gets its own PRNG keys, folded from the evaluation key and its index in the
 split, so the numbers do not depend on the batch size, the chunk size, the padding of the

@@ -20,6 +20,7 @@ Each run's host objects (`Run`: config, workdir, checkpointer, writers, batches)
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Any, Iterator
 
 import jax
@@ -95,9 +96,11 @@ class Run:
   def _warn_if_schedule_changed(self, step: int) -> None:
     """One warning line when a resume changes the learning rate of the planned steps:
     the cosine schedule decays to 0 at train.num_steps, so changing it moves the rate."""
+    if (self.config.optimizer.schedule != "cosine"
+        or not os.path.exists(os.path.join(self.workdir, checkpoints.CONFIG_FILE))):
+      return
     saved = checkpoints.load_config(self.workdir)
-    if (saved.train.num_steps == self.config.train.num_steps
-        or self.config.optimizer.schedule != "cosine"):
+    if saved.train.num_steps == self.config.train.num_steps:
       return
     before, after = (float(update.unit_schedule(c)(step)) * c.optimizer.learning_rate
                      for c in (saved, self.config))
