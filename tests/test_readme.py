@@ -20,6 +20,21 @@ def test_reuse_example_runs_and_prints_a_finite_bound():
   assert log_px >= elbo - 1.0
 
 
+def test_posterior_and_prior_example_runs_after_the_first():
+  section = re.search(r"## Reusing the loss(.*?)\n## ", open(README).read(), re.S).group(1)
+  first, second = re.findall(r"```python\n(.*?)```", section, re.S)
+  assert len(second.strip().splitlines()) <= 15
+  namespace, out = {}, io.StringIO()
+  with contextlib.redirect_stdout(out):
+    exec(compile(first, "README.md", "exec"), namespace)
+    out.truncate(0)
+    out.seek(0)
+    exec(compile(second, "README.md", "exec"), namespace)
+  elbo, log_px, gap = (float(v) for v in out.getvalue().split())
+  assert elbo < 0 and log_px < 0 and gap >= 0
+  assert log_px >= elbo - 1.0
+
+
 def test_readme_opens_with_the_two_commands():
   first_block = re.search(r"```bash\n(.*?)```", open(README).read(), re.S).group(1)
   assert first_block.strip().splitlines() == [

@@ -1,4 +1,5 @@
-"""Pure kernels for variational autoencoders: KL, likelihoods, ELBO, IWAE, bound gap.
+"""Pure kernels for variational autoencoders: KL, likelihoods, ELBO, IWAE, bound gap, for
+one stochastic layer or a hierarchy of them.
 
 Every function here works on ONE example and returns a scalar in nats; none keeps state
 and none imports Flax, so they can be lifted into any JAX project and composed with
@@ -23,10 +24,12 @@ satisfies ELBO = IWAE_1 <= IWAE_K <= IWAE_{K+1} <= log p(x) and tends to log p(x
 grows, so IWAE_K(x) - ELBO(x) estimates the gap KL(q(z|x) || p(z|x)) from below.
 
 The models these kernels take are two plain callables on one example:
-  `encode(x) -> (mean, logvar)`, each of shape (D,), the diagonal Gaussian q(z|x);
+  `encode(x) -> (mean, logvar)`, each of shape (D,), the diagonal Gaussian q(z|x), or
+    -> any posterior of `vae.posteriors` (sample, log_prob, stop_gradient);
   `decode(z) -> params` for z of shape (D,): Bernoulli logits shaped like x, or a
-  `(mean, logvar)` pair broadcastable to x for the Gaussian likelihood.
-The prior is p(z) = N(0, I).
+  `(mean, logvar)` pair broadcastable to x for the Gaussian likelihood;
+and a prior, `prior=None` for p(z) = N(0, I) or any `z -> log p(z)` (`vae.priors`). A
+model of several stochastic layers is a `Hierarchy` of such callables.
 
 References:
   Kingma & Welling, "Auto-Encoding Variational Bayes", ICLR 2014.
@@ -36,19 +39,20 @@ References:
 
 from __future__ import annotations
 
-import math
-from typing import Callable, NamedTuple, Union
+from typing import Any, Callable, NamedTuple, Union
 
 import jax
 import jax.numpy as jnp
 from jax.custom_derivatives import SymbolicZero
 
+from vae import posteriors, priors
+
 Array = jax.Array
-Encoder = Callable[[Array], tuple[Array, Array]]
+Posterior = Any  # a family of vae.posteriors: sample, log_prob, stop_gradient
+Prior = Any  # a prior of vae.priors, or any callable z -> log p(z)
+Encoder = Callable[[Array], Union[tuple[Array, Array], Posterior]]
 Decoder = Callable[[Array], object]
 LogLikelihood = Callable[[Array, object], Array]
-
-_LOG_2PI = math.log(2.0 * math.pi)
 
 
 # ------------------------------------------------------------------ KL divergences
@@ -115,8 +119,7 @@ def gaussian_log_prob(z: Array, mean: Array, logvar: Array) -> Array:
   Returns:
     Scalar -0.5 * sum(log(2 pi) + logvar + (z - mean)^2 / exp(logvar)).
   """
-  z, mean, logvar = _flat_event(z, mean, logvar)
-  return -0.5 * jnp.sum(_LOG_2PI + logvar + jnp.square(z - mean) * jnp.exp(-logvar))
+  return posteriors.diagonal_gaussian_log_prob(*_flat_event(z, mean, logvar))
 
 
 def bernoulli_log_likelihood(x: Array, logits: Array) -> Array:
@@ -217,39 +220,27 @@ def get_log_likelihood(likelihood: Union[str, LogLikelihood]) -> LogLikelihood:
   return LIKELIHOODS[likelihood]
 
 
-# ------------------------------------------------------------------ sampling
+# ------------------------------------------------------------------ posteriors and priors
 
 
-def _posterior_samples(key: Array, mean: Array, logvar: Array, indices: Array) -> Array:
-  """Reparameterised z_k = mean + exp(logvar / 2) * eps_k for the sample numbers `indices`.
-
-  eps_k depends only on (key, k), so any chunking of the indices draws the same samples.
-
-  Returns:
-    (len(indices), D) samples.
-  """
-  eps = jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(key, k), mean.shape))(
-      indices
-  )
-  return mean + jnp.exp(0.5 * logvar) * eps.astype(mean.dtype)
+def as_posterior(encoded: Union[tuple[Array, Array], Posterior]) -> Posterior:
+  """An encoder's output as a posterior: a (mean, logvar) pair is a DiagonalGaussian."""
+  if hasattr(encoded, "sample"):
+    return encoded
+  return posteriors.DiagonalGaussian(*encoded)
 
 
-def _log_weights(
-    x: Array,
-    z: Array,
-    mean: Array,
-    logvar: Array,
-    decode: Decoder,
-    log_likelihood: LogLikelihood,
-) -> Array:
-  """log w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x) for samples z of shape (K, D)."""
+def _log_prior_fn(prior: Prior | None) -> Callable[[Array], Array]:
+  """`z -> log p(z)`: N(0, I) for None, a prior's log_prob, or the callable itself."""
+  if prior is None:
+    return priors.StandardNormal().log_prob
+  return getattr(prior, "log_prob", prior)
 
-  def one(z_k):
-    log_prior = gaussian_log_prob(z_k, jnp.zeros_like(z_k), jnp.zeros_like(z_k))
-    log_q = gaussian_log_prob(z_k, mean, logvar)
-    return log_likelihood(x, decode(z_k)) + log_prior - log_q
 
-  return jax.vmap(one)(z)
+def _draw(posterior: Posterior, key: Array, index: Array) -> tuple[Array, Array]:
+  """Sample `index` of q and its log-density; it depends only on (key, index), so any
+  chunking of the samples draws the same ones."""
+  return posterior.sample(jax.random.fold_in(key, index))
 
 
 # ------------------------------------------------------------------ ELBO
@@ -282,41 +273,46 @@ def elbo(
     num_samples: int = 1,
     likelihood: Union[str, LogLikelihood] = "bernoulli",
     analytic_kl: bool = True,
+    prior: Prior | None = None,
 ) -> ELBOTerms:
   """The evidence lower bound of one example, with reparameterised samples.
 
-  ELBO_beta(x) = E_q(z|x)[log p(x|z)] - beta * KL(q(z|x) || p(z)),  p(z) = N(0, I).
+  ELBO_beta(x) = E_q(z|x)[log p(x|z)] - beta * KL(q(z|x) || p(z)).
 
   Args:
     key: PRNG key for the samples.
     x: one example, any shape (e.g. (H, W, C)).
-    encode: `x -> (mean, logvar)`, each (D,).
+    encode: `x -> (mean, logvar)`, each (D,), or `x -> ` a posterior of
+      `vae.posteriors` (anything with sample, log_prob and stop_gradient).
     decode: `z -> likelihood parameters` for z of shape (D,).
     beta: weight of the KL term (beta-VAE); 1 gives the true ELBO. May be traced.
     num_samples: Monte Carlo samples of z averaged in the reconstruction term.
     likelihood: "bernoulli" (decode returns logits), "gaussian" (decode returns
       (mean, logvar)), or a callable `fn(x, decoder_output) -> log p(x|z)`.
-    analytic_kl: closed-form Gaussian KL (lower variance) if True, else the Monte Carlo
-      estimate mean_k[log q(z_k|x) - log p(z_k)] from the same samples.
+    analytic_kl: the closed-form KL (lower variance) where there is one: q has
+      `kl_standard_normal` and the prior is N(0, I). Otherwise, or if False, the Monte
+      Carlo estimate mean_k[log q(z_k|x) - log p(z_k)] from the same samples.
+    prior: p(z): None for N(0, I), a prior of `vae.priors`, or any `z -> log p(z)`
+      (its parameters may be traced, e.g. learned).
 
   Returns:
     ELBOTerms of scalars in nats per example.
   """
   log_likelihood = get_log_likelihood(likelihood)
-  mean, logvar = encode(x)
-  z = _posterior_samples(key, mean, logvar, jnp.arange(num_samples))
+  posterior = as_posterior(encode(x))
   if num_samples == 1:
-    # The same sample without a samples axis: batched over examples, a size-1 axis in
-    # every decoder matmul makes a training step ~15% slower on CPU.
-    reconstruction = log_likelihood(x, decode(z[0]))
+    # One sample without a samples axis: batched over examples, a size-1 axis in every
+    # decoder matmul makes a training step ~15% slower on CPU.
+    z, log_q = _draw(posterior, key, jnp.asarray(0))
+    reconstruction = log_likelihood(x, decode(z))
+    z, log_q = z[None], log_q[None]
   else:
+    z, log_q = jax.vmap(lambda k: _draw(posterior, key, k))(jnp.arange(num_samples))
     reconstruction = jnp.mean(jax.vmap(lambda z_k: log_likelihood(x, decode(z_k)))(z))
-  if analytic_kl:
-    kl = gaussian_kl(mean, logvar)
+  if analytic_kl and prior is None and hasattr(posterior, "kl_standard_normal"):
+    kl = posterior.kl_standard_normal()
   else:
-    log_q = jax.vmap(lambda z_k: gaussian_log_prob(z_k, mean, logvar))(z)
-    log_prior = jax.vmap(lambda z_k: gaussian_log_prob(z_k, 0.0, 0.0))(z)
-    kl = jnp.mean(log_q - log_prior)
+    kl = jnp.mean(log_q - jax.vmap(_log_prior_fn(prior))(z))
   return ELBOTerms(
       objective=reconstruction - beta * kl,
       elbo=reconstruction - kl,
@@ -343,44 +339,41 @@ class BoundGap(NamedTuple):
   gap: Array
 
 
-def _log_weight_summaries(
-    key: Array,
-    x: Array,
-    encode: Encoder,
-    decode: Decoder,
-    num_samples: int,
-    likelihood: Union[str, LogLikelihood],
-    chunk_size: int | None,
-) -> tuple[Array, Array]:
-  """(logsumexp_k log w_k, sum_k log w_k) over K samples, streamed in chunks.
+def _log_weight_summaries(log_weights: Callable[[Array], Array], num_samples: int,
+                          chunk_size: int | None, dtype) -> tuple[Array, Array]:
+  """(logsumexp_k log w_k, sum_k log w_k) over the K sample numbers k, streamed in chunks.
 
-  Samples are drawn chunk by chunk inside `lax.scan`, so memory holds one chunk of
-  `chunk_size` samples (and their decoder outputs) at a time, whatever K is. The last
-  chunk is padded and its extra samples masked out, so any K and chunk size work.
+  `log_weights(ks)` are the log-weights (C,) of the sample numbers ks (C,). Samples are
+  evaluated chunk by
+  chunk inside `lax.scan`, so memory holds one chunk of `chunk_size` samples (and their
+  decoder outputs) at a time, whatever K is. The last chunk is padded and its extra
+  samples masked out, so any K and chunk size work.
   """
   if num_samples < 1:
     raise ValueError(f"num_samples must be >= 1, got {num_samples}.")
   chunk_size = num_samples if chunk_size is None else min(chunk_size, num_samples)
   if chunk_size < 1:
     raise ValueError(f"chunk_size must be >= 1 or None, got {chunk_size}.")
-  log_likelihood = get_log_likelihood(likelihood)
-  mean, logvar = encode(x)
   num_chunks = -(-num_samples // chunk_size)
 
   def body(carry, chunk_index):
     running_lse, running_sum = carry
     indices = chunk_index * chunk_size + jnp.arange(chunk_size)
     valid = indices < num_samples
-    z = _posterior_samples(key, mean, logvar, indices)
-    log_w = _log_weights(x, z, mean, logvar, decode, log_likelihood)
+    log_w = log_weights(indices)
     chunk_lse = jax.nn.logsumexp(jnp.where(valid, log_w, -jnp.inf))
     chunk_sum = jnp.sum(jnp.where(valid, log_w, 0.0))
     return (jnp.logaddexp(running_lse, chunk_lse), running_sum + chunk_sum), None
 
-  dtype = mean.dtype
   init = (jnp.array(-jnp.inf, dtype), jnp.array(0.0, dtype))
   (lse, total), _ = jax.lax.scan(body, init, jnp.arange(num_chunks))
   return lse, total
+
+
+def _bound_gap_from(lse: Array, total: Array, num_samples: int) -> BoundGap:
+  log_px = lse - jnp.log(num_samples)
+  elbo_estimate = total / num_samples
+  return BoundGap(log_px=log_px, elbo=elbo_estimate, gap=log_px - elbo_estimate)
 
 
 def iwae_bound(
@@ -392,6 +385,7 @@ def iwae_bound(
     num_samples: int,
     likelihood: Union[str, LogLikelihood] = "bernoulli",
     chunk_size: int | None = None,
+    prior: Prior | None = None,
 ) -> Array:
   """The importance-weighted bound IWAE_K(x) = log (1/K) sum_k p(x, z_k) / q(z_k|x).
 
@@ -408,12 +402,13 @@ def iwae_bound(
     likelihood: as in `elbo`.
     chunk_size: samples evaluated at once by a streaming logsumexp (memory grows with
       chunk_size, not K); None evaluates all K at once.
+    prior: as in `elbo`.
 
   Returns:
     Scalar estimate of log p(x) in nats per example.
   """
   return bound_gap(key, x, encode, decode, num_samples=num_samples, likelihood=likelihood,
-                   chunk_size=chunk_size).log_px
+                   chunk_size=chunk_size, prior=prior).log_px
 
 
 def bound_gap(
@@ -425,6 +420,7 @@ def bound_gap(
     num_samples: int,
     likelihood: Union[str, LogLikelihood] = "bernoulli",
     chunk_size: int | None = None,
+    prior: Prior | None = None,
 ) -> BoundGap:
   """IWAE_K(x), the ELBO and their difference, from one pass over K samples.
 
@@ -438,12 +434,88 @@ def bound_gap(
   Returns:
     BoundGap(log_px, elbo, gap) of scalars in nats per example.
   """
-  lse, total = _log_weight_summaries(
-      key, x, encode, decode, num_samples, likelihood, chunk_size
-  )
-  log_px = lse - jnp.log(num_samples)
-  elbo_estimate = total / num_samples
-  return BoundGap(log_px=log_px, elbo=elbo_estimate, gap=log_px - elbo_estimate)
+  log_likelihood = get_log_likelihood(likelihood)
+  log_prior = _log_prior_fn(prior)
+  posterior = as_posterior(encode(x))
+
+  def log_weights(indices):
+    z, log_q = jax.vmap(lambda index: _draw(posterior, key, index))(indices)
+    return jax.vmap(lambda z_k: log_likelihood(x, decode(z_k)) + log_prior(z_k))(z) - log_q
+
+  dtype = jax.tree.leaves(posterior)[0].dtype
+  return _bound_gap_from(*_log_weight_summaries(log_weights, num_samples, chunk_size, dtype),
+                         num_samples)
+
+
+# ------------------------------------------------------------------ stochastic hierarchies
+
+
+class Hierarchy(NamedTuple):
+  """A VAE with L stochastic layers, as pure functions of one example:
+
+  q(z_1|x) q(z_2|z_1) ... q(z_L|z_{L-1}) and p(z_L) p(z_{L-1}|z_L) ... p(z_1|z_2) p(x|z_1).
+
+  Attributes:
+    encoders: L callables; the first maps x, the l-th z_{l-1}, to q(z_l|.) (a
+      (mean, logvar) pair or a posterior of `vae.posteriors`).
+    conditionals: L - 1 callables; the l-th maps z_{l+1} to p(z_l|z_{l+1}), anything
+      with a `log_prob` (or a (mean, logvar) pair, a diagonal Gaussian).
+    decode: z_1 -> the likelihood's parameters.
+    prior: p(z_L), as in `elbo` (None for N(0, I)).
+  """
+
+  encoders: tuple
+  conditionals: tuple
+  decode: Decoder
+  prior: Prior | None = None
+
+
+class HierarchyTerms(NamedTuple):
+  """One sample's terms of a hierarchy, in nats: `log_weight` = log p(x, z) - log q(z|x)
+  = reconstruction - sum(layer_kls); `layer_kls` (L,): log q(z_l|.) - log p(z_l|.) of
+  each layer (a one-sample estimate of its KL, whose expectation over q is the KL)."""
+
+  log_weight: Array
+  reconstruction: Array
+  layer_kls: Array
+
+
+def hierarchy_terms(key: Array, x: Array, model: Hierarchy,
+                    likelihood: Union[str, LogLikelihood] = "bernoulli") -> HierarchyTerms:
+  """Draws z_1..z_L from q top-down from x (layer l from fold_in(key, l)) and scores them."""
+  samples, log_qs, inputs = [], [], x
+  for layer, encode in enumerate(model.encoders):
+    z, log_q = as_posterior(encode(inputs)).sample(jax.random.fold_in(key, layer))
+    samples.append(z)
+    log_qs.append(log_q)
+    inputs = z
+  log_ps = [as_posterior(conditional(samples[l + 1])).log_prob(samples[l])
+            for l, conditional in enumerate(model.conditionals)]
+  log_ps.append(_log_prior_fn(model.prior)(samples[-1]))
+  reconstruction = get_log_likelihood(likelihood)(x, model.decode(samples[0]))
+  layer_kls = jnp.stack(log_qs) - jnp.stack(log_ps)
+  return HierarchyTerms(reconstruction - jnp.sum(layer_kls), reconstruction, layer_kls)
+
+
+def hierarchy_elbo(key: Array, x: Array, model: Hierarchy, *, num_samples: int = 1,
+                   likelihood: Union[str, LogLikelihood] = "bernoulli") -> HierarchyTerms:
+  """The ELBO of a hierarchy, averaged over `num_samples` draws: HierarchyTerms whose
+  log_weight is the ELBO, with the mean reconstruction and per-layer KLs (Monte Carlo)."""
+  terms = jax.vmap(lambda k: hierarchy_terms(jax.random.fold_in(key, k), x, model,
+                                             likelihood))(jnp.arange(num_samples))
+  return jax.tree.map(lambda leaf: jnp.mean(leaf, axis=0), terms)
+
+
+def hierarchy_bound_gap(key: Array, x: Array, model: Hierarchy, *, num_samples: int,
+                        likelihood: Union[str, LogLikelihood] = "bernoulli",
+                        chunk_size: int | None = None) -> BoundGap:
+  """IWAE_K, the ELBO and the gap of a hierarchy from one pass over K samples, as
+  `bound_gap` (sample k from fold_in(key, k))."""
+  log_weights = jax.vmap(lambda k: hierarchy_terms(jax.random.fold_in(key, k), x, model,
+                                                   likelihood).log_weight)
+  dtype = jnp.result_type(float)
+  return _bound_gap_from(*_log_weight_summaries(log_weights, num_samples, chunk_size, dtype),
+                         num_samples)
 
 
 # ------------------------------------------------------------------ batched forms

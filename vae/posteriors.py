@@ -1,0 +1,213 @@
+"""Variational posteriors q(z|x) of one example, as pure functions (no Flax).
+
+Each family is a NamedTuple of arrays (so a pytree: it passes through `jax.jit`,
+`jax.vmap` and `jax.grad`) with three methods, the contract the kernels of `vae.losses`
+take from an encoder that returns one:
+
+  sample(key) -> (z (D,), log q(z|x)): a reparameterised draw and its log-density;
+  log_prob(z) -> log q(z|x) of a given z (D,);
+  stop_gradient() -> the same family at parameters whose gradient is stopped, for the
+    STL and DReG estimators, which score a sample under q without its score function.
+
+A family with a closed-form KL to N(0, I) also has `kl_standard_normal()`. All
+densities are in nats. Families:
+
+  DiagonalGaussian(mean, logvar)          today's q, N(mean, diag(exp(logvar)));
+  FullCovarianceGaussian(mean, scale_tril) N(mean, L L^T), L lower triangular with a
+                                          positive diagonal (a Cholesky factor);
+  InverseAutoregressiveFlow(base, steps, context)
+                                          a diagonal Gaussian pushed through IAF steps
+                                          (Kingma et al. 2016), each a MADE network.
+
+References:
+  Kingma, Salimans, Jozefowicz, Chen, Sutskever & Welling, "Improved Variational
+  Inference with Inverse Autoregressive Flow", NeurIPS 2016.
+  Germain, Gregor, Murray & Larochelle, "MADE: Masked Autoencoder for Distribution
+  Estimation", ICML 2015.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Array = jax.Array
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+def _standard_normal_log_prob(eps: Array) -> Array:
+  return -0.5 * jnp.sum(_LOG_2PI + jnp.square(eps))
+
+
+def diagonal_gaussian_log_prob(z: Array, mean: Array, logvar: Array) -> Array:
+  """log N(z; mean, diag(exp(logvar))) summed over z's axes (mean, logvar broadcast to
+  z): -0.5 sum(log(2 pi) + logvar + (z - mean)^2 exp(-logvar))."""
+  return -0.5 * jnp.sum(_LOG_2PI + logvar + jnp.square(z - mean) * jnp.exp(-logvar))
+
+
+# ------------------------------------------------------------------ Gaussians
+
+
+class DiagonalGaussian(NamedTuple):
+  """N(mean, diag(exp(logvar))); mean, logvar: (D,)."""
+
+  mean: Array
+  logvar: Array
+
+  def sample(self, key: Array) -> tuple[Array, Array]:
+    eps = jax.random.normal(key, self.mean.shape, self.mean.dtype)
+    z = self.mean + jnp.exp(0.5 * self.logvar) * eps
+    return z, self.log_prob(z)
+
+  def log_prob(self, z: Array) -> Array:
+    return diagonal_gaussian_log_prob(z, self.mean, self.logvar)
+
+  def stop_gradient(self) -> DiagonalGaussian:
+    return DiagonalGaussian(*jax.lax.stop_gradient(tuple(self)))
+
+  def kl_standard_normal(self) -> Array:
+    """KL(q || N(0, I)) = 0.5 sum(mean^2 + expm1(logvar) - logvar), >= 0."""
+    return 0.5 * jnp.sum(jnp.square(self.mean) + jnp.expm1(self.logvar) - self.logvar)
+
+
+class FullCovarianceGaussian(NamedTuple):
+  """N(mean, L L^T); mean (D,), scale_tril L (D, D) lower triangular, diagonal > 0."""
+
+  mean: Array
+  scale_tril: Array
+
+  def _log_det_scale(self) -> Array:
+    return jnp.sum(jnp.log(jnp.diagonal(self.scale_tril)))
+
+  def sample(self, key: Array) -> tuple[Array, Array]:
+    eps = jax.random.normal(key, self.mean.shape, self.mean.dtype)
+    z = self.mean + self.scale_tril @ eps
+    return z, _standard_normal_log_prob(eps) - self._log_det_scale()
+
+  def log_prob(self, z: Array) -> Array:
+    eps = jax.scipy.linalg.solve_triangular(self.scale_tril, z - self.mean, lower=True)
+    return _standard_normal_log_prob(eps) - self._log_det_scale()
+
+  def stop_gradient(self) -> FullCovarianceGaussian:
+    return FullCovarianceGaussian(*jax.lax.stop_gradient(tuple(self)))
+
+  def kl_standard_normal(self) -> Array:
+    """KL(q || N(0, I)) = 0.5 (tr(L L^T) + |mean|^2 - D) - log|det L|, >= 0."""
+    dim = self.mean.shape[-1]
+    return (0.5 * (jnp.sum(jnp.square(self.scale_tril)) + jnp.sum(jnp.square(self.mean))
+                   - dim) - self._log_det_scale())
+
+
+def scale_tril_from(raw: Array, dim: int) -> Array:
+  """A Cholesky factor (D, D) from D (D + 1) / 2 unconstrained encoder outputs: the
+  strictly lower part as is, the diagonal through softplus (plus 1e-5, so it stays > 0)."""
+  rows, cols = np.tril_indices(dim)
+  tril = jnp.zeros((dim, dim), raw.dtype).at[rows, cols].set(raw)
+  diagonal = jax.nn.softplus(jnp.diagonal(tril)) + 1e-5
+  return tril - jnp.diag(jnp.diagonal(tril)) + jnp.diag(diagonal)
+
+
+# ------------------------------------------------------------------ inverse autoregressive flow
+
+
+def made_masks(dim: int, hidden: int) -> tuple[np.ndarray, np.ndarray]:
+  """MADE's masks for inputs 1..D in order: (D, H) input-to-hidden and (H, D)
+  hidden-to-output, so output d depends only on inputs < d (Germain et al. 2015)."""
+  degrees_in = np.arange(1, dim + 1)
+  degrees_hidden = np.arange(hidden) % max(dim - 1, 1) + 1
+  mask_in = (degrees_hidden[None, :] >= degrees_in[:, None]).astype(np.float32)
+  mask_out = (degrees_in[None, :] > degrees_hidden[:, None]).astype(np.float32)
+  return mask_in, mask_out
+
+
+class MADEStep(NamedTuple):
+  """One IAF step's MADE network: z (D,) and a context h (C,) -> shift m, log-scale s,
+  each (D,), output d a function of z_<d and h only.
+
+  Attributes: w_in (D, H), w_context (C, H), b_in (H,), w_shift (H, D), b_shift (D,),
+  w_scale (H, D), b_scale (D,). With every weight zero the step is the identity.
+  """
+
+  w_in: Array
+  w_context: Array
+  b_in: Array
+  w_shift: Array
+  b_shift: Array
+  w_scale: Array
+  b_scale: Array
+
+  def __call__(self, z: Array, context: Array) -> tuple[Array, Array]:
+    mask_in, mask_out = made_masks(self.w_in.shape[0], self.w_in.shape[1])
+    h = jnp.tanh(z @ (self.w_in * mask_in) + context @ self.w_context + self.b_in)
+    shift = h @ (self.w_shift * mask_out) + self.b_shift
+    log_scale = jnp.tanh(h @ (self.w_scale * mask_out) + self.b_scale)  # in (-1, 1)
+    return shift, log_scale
+
+
+class InverseAutoregressiveFlow(NamedTuple):
+  """A DiagonalGaussian base pushed through IAF steps: z_t = z_{t-1} exp(s_t) + m_t with
+  (m_t, s_t) = MADE_t(z_{t-1} reversed every other step, context), log q(z_T) =
+  log q(z_0) - sum_t sum_d s_t. `steps` is a MADEStep whose leaves have a leading steps
+  axis (T, ...); `context` (C,) is the encoder's per-example summary h."""
+
+  base: DiagonalGaussian
+  steps: MADEStep
+  context: Array
+
+  def _step(self, t: int) -> MADEStep:
+    return MADEStep(*(leaf[t] for leaf in self.steps))
+
+  def _order(self, t: int, z: Array) -> Array:
+    """Steps alternate the order of the dims, so each dim sees the others."""
+    return z[::-1] if t % 2 else z
+
+  def push(self, z0: Array) -> tuple[Array, Array]:
+    """(z_T, sum of the log-determinants) for a base sample z0."""
+    z, log_det = z0, jnp.zeros((), z0.dtype)
+    for t in range(self.steps.b_in.shape[0]):
+      ordered = self._order(t, z)
+      shift, log_scale = self._step(t)(ordered, self.context)
+      z = self._order(t, ordered * jnp.exp(log_scale) + shift)
+      log_det = log_det + jnp.sum(log_scale)
+    return z, log_det
+
+  def sample(self, key: Array) -> tuple[Array, Array]:
+    z0, log_q0 = self.base.sample(key)
+    z, log_det = self.push(z0)
+    return z, log_q0 - log_det
+
+  def log_prob(self, z: Array) -> Array:
+    """Inverts the steps (each dim in turn, as the flow is autoregressive) and scores
+    the base sample: D MADE passes per step."""
+    z = jnp.asarray(z)
+    log_det = jnp.zeros((), z.dtype)
+    for t in reversed(range(self.steps.b_in.shape[0])):
+      ordered = self._order(t, z)
+      step = self._step(t)
+
+      def invert_one(d, previous, ordered=ordered, step=step):
+        shift, log_scale = step(previous, self.context)
+        return previous.at[d].set((ordered[d] - shift[d]) * jnp.exp(-log_scale[d]))
+
+      previous = jax.lax.fori_loop(0, z.shape[0], invert_one, jnp.zeros_like(ordered))
+      log_det = log_det + jnp.sum(step(previous, self.context)[1])
+      z = self._order(t, previous)
+    return self.base.log_prob(z) - log_det
+
+  def stop_gradient(self) -> InverseAutoregressiveFlow:
+    return InverseAutoregressiveFlow(*jax.lax.stop_gradient(tuple(self)))
+
+
+def init_made_steps(key: Array, num_steps: int, dim: int, hidden: int,
+                    context_dim: int, scale: float = 0.01) -> MADEStep:
+  """Small random MADE weights for `num_steps` steps, zero biases (near the identity)."""
+  keys = jax.random.split(key, 4)
+  normal = lambda k, shape: scale * jax.random.normal(k, (num_steps,) + shape)
+  zeros = lambda shape: jnp.zeros((num_steps,) + shape)
+  return MADEStep(normal(keys[0], (dim, hidden)), normal(keys[1], (context_dim, hidden)),
+                  zeros((hidden,)), normal(keys[2], (hidden, dim)), zeros((dim,)),
+                  normal(keys[3], (hidden, dim)), zeros((dim,)))
