@@ -39,6 +39,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.hidden_sizes = (512, 256)  # MLP encoder widths; the decoder mirrors them.
   config.model.conv_features = (32, 64)  # Stride-2 conv channels (conv architecture).
   config.model.conv_hidden_size = 256  # Dense layer between convs and latents.
+  config.model.posterior = "diagonal"  # q(z|x): "diagonal" | "full_covariance" | "iaf".
+  config.model.flow_steps = 2  # IAF steps ("iaf").
+  config.model.flow_hidden = 64  # Width of each IAF step's MADE and of its context h ("iaf").
+  config.model.prior = "standard_normal"  # p(z): "standard_normal" | "mixture" | "vamp".
+  config.model.prior_components = 50  # Mixture components or VampPrior pseudo-inputs.
 
   config.loss = ml_collections.ConfigDict()
   config.loss.objective = "elbo"  # "elbo" | "iwae".

@@ -45,9 +45,13 @@ def test_full_covariance_density_sample_and_kl_are_exact():
   _, logdet = np.linalg.slogdet(cov)
   expected_kl = 0.5 * (np.trace(cov) + mean @ mean - 3 - logdet)
   np.testing.assert_allclose(q.kl_standard_normal(), expected_kl, rtol=1e-12)
-  raw = rng.normal(size=6)
-  tril = posteriors.scale_tril_from(jnp.asarray(raw), 3)
-  assert np.all(np.triu(np.asarray(tril), 1) == 0) and np.all(np.diag(tril) > 0)
+  logvar, lower = jnp.asarray(rng.normal(size=3)), jnp.asarray(rng.normal(size=3))
+  tril = np.asarray(posteriors.scale_tril(logvar, lower))
+  np.testing.assert_allclose(np.diag(tril), np.exp(0.5 * np.asarray(logvar)), rtol=1e-12)
+  np.testing.assert_array_equal(tril[np.tril_indices(3, -1)], lower)
+  assert np.all(np.triu(tril, 1) == 0)
+  diagonal = posteriors.FullCovarianceGaussian(jnp.asarray(mean), jnp.asarray(tril)).diagonal()
+  np.testing.assert_allclose(np.exp(diagonal.logvar), np.diag(tril @ tril.T), rtol=1e-12)
 
 
 def test_the_exact_posterior_makes_elbo_iwae_and_log_px_one():

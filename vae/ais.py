@@ -279,12 +279,15 @@ def ais(
     initial_step_size: float = 0.1,
     target_acceptance: float = 0.65,
     adaptation_rate: float = 0.1,
+    prior: losses.Prior | None = None,
 ) -> AISResult:
-  """AIS estimate of log p(x) for one example of a VAE with prior p(z) = N(0, I).
+  """AIS estimate of log p(x) for one example of a VAE.
 
-  The target is log p(x, z) = log p(x|z) + log N(z; 0, I), annealed from the prior
-  (`start="prior"`, the path of Wu et al. 2017) or from the encoder's q(z|x)
-  (`start="encoder"`, shorter when q is good, but then no longer independent of it).
+  The target is log p(x, z) = log p(x|z) + log p(z), annealed from the prior
+  (`start="prior"`, the path of Wu et al. 2017; only for p(z) = N(0, I)) or from a
+  diagonal Gaussian near the encoder's q(z|x) (`start="encoder"`: q itself for a
+  diagonal q, its marginals or its base otherwise; shorter when q is good, but then no
+  longer independent of it).
 
   Args:
     key: PRNG key.
@@ -295,19 +298,23 @@ def ais(
       adaptation_rate: as in `ais_log_normalizer`.
     start: "prior" or "encoder", the base distribution f_0.
     schedule: "sigmoid" or "linear" spacing of the betas.
+    prior: p(z), as in `vae.losses.elbo` (None for N(0, I)).
 
   Returns:
     AISResult of one example; log_px in nats.
   """
   if start not in STARTS:
     raise ValueError(f"start={start!r} is not one of {STARTS}.")
+  if start == "prior" and prior is not None:
+    raise ValueError("AIS from the prior needs p(z) = N(0, I); start from the encoder.")
   log_likelihood = losses.get_log_likelihood(likelihood)
-  mean, logvar = encode(x)
+  log_prior = losses.log_prior_fn(prior)
+  mean, logvar = losses.as_posterior(encode(x)).diagonal()
   if start == "prior":
     mean, logvar = jnp.zeros_like(mean), jnp.zeros_like(logvar)
 
   def log_joint(z):
-    return log_likelihood(x, decode(z)) + losses.gaussian_log_prob(z, 0.0, 0.0)
+    return log_likelihood(x, decode(z)) + log_prior(z)
 
   return ais_log_normalizer(
       key, log_joint, mean, logvar, betas=make_schedule(schedule, num_steps),

@@ -53,27 +53,29 @@ PER_EXAMPLE_KEYS = ("reconstruction", "kl", "elbo", "log_px", "bound_gap")
 
 
 def make_example_metrics(model: Model, eval_config: ml_collections.ConfigDict) -> Callable:
-  """Returns fn(params, key, x) -> (metrics dict of scalars, posterior mean (D,)) for one x.
+  """Returns fn(params, prior, key, x) -> (metrics dict of scalars, a point of q (D,))
+  for one x, `prior` = `model.prior(params)` (computed once per batch).
 
   In nats per example: `reconstruction` = E_q log p(x|z) over `num_elbo_samples`
-  samples; `kl` = KL(q(z|x) || p(z)) in closed form; `elbo` = reconstruction - kl (the
+  samples; `kl` = KL(q(z|x) || p(z)), in closed form for a Gaussian q and p = N(0, I),
+  else the Monte Carlo estimate from the same samples; `elbo` = reconstruction - kl (the
   beta = 1 bound); `log_px` = IWAE_K with K = `num_importance_samples`; `bound_gap` =
   log_px - elbo, the estimate of KL(q(z|x) || p(z|x)).
   """
 
-  def example_metrics(params, key, x):
+  def example_metrics(params, prior, key, x):
     encode = functools.partial(model.encode, params)
     decode = functools.partial(model.decode, params)
     elbo_key, iwae_key = jax.random.split(key)
     terms = losses.elbo(elbo_key, x, encode, decode, num_samples=eval_config.num_elbo_samples,
-                        likelihood=model.likelihood)
+                        likelihood=model.likelihood, prior=prior)
     log_px = losses.iwae_bound(iwae_key, x, encode, decode,
                                num_samples=eval_config.num_importance_samples,
                                likelihood=model.likelihood,
-                               chunk_size=eval_config.chunk_size)
+                               chunk_size=eval_config.chunk_size, prior=prior)
     metrics = dict(reconstruction=terms.reconstruction, kl=terms.kl, elbo=terms.elbo,
                    log_px=log_px, bound_gap=log_px - terms.elbo)
-    return metrics, encode(x)[0]
+    return metrics, model.encode_mean(params, x)
 
   return example_metrics
 
@@ -168,7 +170,8 @@ class Evaluator:
 
     def batch_metrics(params, key, indices, x):
       keys = _fold_in_each(key, indices)
-      return jax.vmap(example_metrics, in_axes=(None, 0, 0))(params, keys, x)
+      return jax.vmap(example_metrics, in_axes=(None, None, 0, 0))(
+          params, model.prior(params), keys, x)
 
     self._batch_metrics = _data_parallel_jit(batch_metrics, self.mesh, 2, 2)
 
@@ -252,8 +255,9 @@ def _decompose(model: Model, params: Any, key: jax.Array,
   def batch_fn(params, indices, x, batch_log_px):
     encode = functools.partial(model.encode, params)
     decode = functools.partial(model.decode, params)
+    prior = model.prior(params)
     return jax.vmap(lambda k, xi, lp: inference_gap.decompose_gap(
-        k, xi, encode, decode, lp, likelihood=model.likelihood,
+        k, xi, encode, decode, lp, likelihood=model.likelihood, prior=prior,
         num_elbo_samples=gap.num_elbo_samples, **fit_options))(
             _fold_in_each(key, indices), x, batch_log_px)
 
@@ -274,10 +278,12 @@ def _ais(model: Model, params: Any, key: jax.Array, images: np.ndarray | data.La
   def batch_fn(params, indices, x):
     encode = functools.partial(model.encode, params)
     decode = functools.partial(model.decode, params)
+    prior = model.prior(params)
     return jax.vmap(lambda k, xi: ais.ais(
         k, xi, encode, decode, num_steps=settings.steps, num_chains=settings.chains,
         num_leapfrog_steps=settings.leapfrog_steps, likelihood=model.likelihood,
-        start=settings.start, schedule=settings.schedule))(_fold_in_each(key, indices), x)
+        start=settings.start, schedule=settings.schedule, prior=prior))(
+            _fold_in_each(key, indices), x)
 
   batch_fn = _data_parallel_jit(batch_fn, mesh, 1, 2)
   meter = ProgressLine("AIS:", len(images)) if progress else None

@@ -49,20 +49,21 @@ def save_png(path: str, grid: np.ndarray, min_size: int = 256) -> None:
 
 
 class ImageWriter:
-  """A run's pictures: reconstructions beside inputs, prior samples and latent
+  """A run's pictures: reconstructions beside inputs, samples of p(z) decoded, and latent
   traversals, as PNG files in `workdir/images` and TensorBoard images.
 
-  `model` is a `vae.models.Model` (encode, mean_image, latent_dim).
+  `model` is a `vae.models.Model` (encode_mean, mean_image, sample_prior).
   """
 
   def __init__(self, model: Any, workdir: str, writer: metric_writers.MetricWriter,
                key: jax.Array, num_images: int):
     self._dir = os.path.join(workdir, "images")
     self._writer = writer
-    self._z = jax.random.normal(key, (num_images, model.latent_dim))
+    self._key = key
     self._num_images = num_images
-    self._encode_mean = jax.jit(lambda params, x: model.encode(params, x)[0])
+    self._encode_mean = jax.jit(model.encode_mean)
     self._mean_image = jax.jit(model.mean_image)
+    self._sample_prior = jax.jit(model.sample_prior, static_argnums=2)
 
   def _save(self, step: int, name: str, grid: np.ndarray) -> None:
     if not self._writer.enabled:
@@ -77,7 +78,8 @@ class ImageWriter:
     columns = 2 * math.ceil(math.sqrt(len(inputs)))
     self._save(step, "reconstructions",
                image_grid(interleave(inputs, np.asarray(reconstructions)), columns))
-    self._save(step, "samples", image_grid(np.asarray(self._mean_image(params, self._z))))
+    z = self._sample_prior(params, self._key, self._num_images)
+    self._save(step, "samples", image_grid(np.asarray(self._mean_image(params, z))))
 
   def write_traversal(self, step: int, params: Any, inputs: np.ndarray,
                       num_dims: int = 10, num_values: int = 9) -> None:

@@ -73,6 +73,7 @@ def optimal_gaussian(
     init_logvar: Array,
     *,
     likelihood: Union[str, losses.LogLikelihood] = "bernoulli",
+    prior: losses.Prior | None = None,
     num_samples: int = 100,
     learning_rate: float = 1e-2,
     max_steps: int = 2000,
@@ -85,7 +86,8 @@ def optimal_gaussian(
   Args:
     key: PRNG key (training samples and check samples are split from it).
     x: one example, any shape.
-    decode, likelihood: the decoder and likelihood, as in `vae.losses.elbo`.
+    decode, likelihood, prior: the decoder, likelihood and prior, as in
+      `vae.losses.elbo` (the KL is closed-form for N(0, I), else Monte Carlo).
     init_mean, init_logvar: (D,) starting point, e.g. the encoder's output for x.
     num_samples: reparameterised samples per Adam step, and in each check.
     learning_rate: Adam's step size on (mean, logvar).
@@ -106,7 +108,7 @@ def optimal_gaussian(
     mean, logvar = params
     return losses.elbo(sample_key, x, lambda _: (mean, logvar), decode,
                        num_samples=num_samples, likelihood=likelihood,
-                       analytic_kl=analytic_kl).elbo
+                       analytic_kl=analytic_kl, prior=prior).elbo
 
   loss_and_grad = jax.value_and_grad(lambda params, k: -elbo_of(k, params, True))
 
@@ -173,6 +175,7 @@ def decompose_gap(
     log_px: Array,
     *,
     likelihood: Union[str, losses.LogLikelihood] = "bernoulli",
+    prior: losses.Prior | None = None,
     num_elbo_samples: int = 1000,
     **optimizer_options,
 ) -> GapDecomposition:
@@ -181,7 +184,9 @@ def decompose_gap(
   Args:
     key: PRNG key.
     x: one example, any shape.
-    encode, decode, likelihood: the model, as in `vae.losses.elbo`.
+    encode, decode, likelihood, prior: the model, as in `vae.losses.elbo`. q* is a
+      diagonal Gaussian whatever the encoder's family, fitted from a diagonal Gaussian
+      near q (`diagonal()` of `vae.posteriors`); ELBO[q_enc] is the encoder's own q's.
     log_px: scalar estimate of log p(x) (IWAE_K, AIS or exact); its error goes into the
       approximation gap (an underestimate of log p(x) shrinks it).
     num_elbo_samples: samples of the final ELBO of q_enc and of q*, the same samples for
@@ -193,17 +198,17 @@ def decompose_gap(
     GapDecomposition of scalars in nats (and q*'s parameters).
   """
   fit_key, score_key = jax.random.split(key)
-  mean, logvar = encode(x)
+  posterior = losses.as_posterior(encode(x))
+  mean, logvar = posterior.diagonal()
   best = optimal_gaussian(fit_key, x, decode, mean, logvar, likelihood=likelihood,
-                          **optimizer_options)
+                          prior=prior, **optimizer_options)
 
-  def elbo_of(q_mean, q_logvar):
-    return losses.elbo(score_key, x, lambda _: (q_mean, q_logvar), decode,
-                       num_samples=num_elbo_samples, likelihood=likelihood,
-                       analytic_kl=False).elbo
+  def elbo_of(q):
+    return losses.elbo(score_key, x, lambda _: q, decode, num_samples=num_elbo_samples,
+                       likelihood=likelihood, analytic_kl=False, prior=prior).elbo
 
-  elbo_encoder = elbo_of(mean, logvar)
-  elbo_optimal = elbo_of(best.mean, best.logvar)
+  elbo_encoder = elbo_of(posterior)
+  elbo_optimal = elbo_of((best.mean, best.logvar))
   return GapDecomposition(
       log_px=log_px,
       elbo_encoder=elbo_encoder,

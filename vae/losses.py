@@ -230,7 +230,7 @@ def as_posterior(encoded: Union[tuple[Array, Array], Posterior]) -> Posterior:
   return posteriors.DiagonalGaussian(*encoded)
 
 
-def _log_prior_fn(prior: Prior | None) -> Callable[[Array], Array]:
+def log_prior_fn(prior: Prior | None) -> Callable[[Array], Array]:
   """`z -> log p(z)`: N(0, I) for None, a prior's log_prob, or the callable itself."""
   if prior is None:
     return priors.StandardNormal().log_prob
@@ -312,7 +312,7 @@ def elbo(
   if analytic_kl and prior is None and hasattr(posterior, "kl_standard_normal"):
     kl = posterior.kl_standard_normal()
   else:
-    kl = jnp.mean(log_q - jax.vmap(_log_prior_fn(prior))(z))
+    kl = jnp.mean(log_q - jax.vmap(log_prior_fn(prior))(z))
   return ELBOTerms(
       objective=reconstruction - beta * kl,
       elbo=reconstruction - kl,
@@ -435,7 +435,7 @@ def bound_gap(
     BoundGap(log_px, elbo, gap) of scalars in nats per example.
   """
   log_likelihood = get_log_likelihood(likelihood)
-  log_prior = _log_prior_fn(prior)
+  log_prior = log_prior_fn(prior)
   posterior = as_posterior(encode(x))
 
   def log_weights(indices):
@@ -491,7 +491,7 @@ def hierarchy_terms(key: Array, x: Array, model: Hierarchy,
     inputs = z
   log_ps = [as_posterior(conditional(samples[l + 1])).log_prob(samples[l])
             for l, conditional in enumerate(model.conditionals)]
-  log_ps.append(_log_prior_fn(model.prior)(samples[-1]))
+  log_ps.append(log_prior_fn(model.prior)(samples[-1]))
   reconstruction = get_log_likelihood(likelihood)(x, model.decode(samples[0]))
   layer_kls = jnp.stack(log_qs) - jnp.stack(log_ps)
   return HierarchyTerms(reconstruction - jnp.sum(layer_kls), reconstruction, layer_kls)

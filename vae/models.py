@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from vae import field_checks
+from vae import field_checks, losses, posteriors, priors
 
 Array = jax.Array
 ImageShape = tuple[int, int, int]
@@ -76,21 +76,29 @@ LIKELIHOOD_HEADS: dict[str, LikelihoodHead] = {
 # ------------------------------------------------------------------ MLP
 
 
+def _heads(h: Array, latent_dim: int, extra_outputs: int) -> tuple[Array, ...]:
+  """(mean, logvar) of q(z|x), each (..., D), and the posterior family's extra outputs
+  (..., E) when it has any (`POSTERIORS`)."""
+  outputs = (nn.Dense(latent_dim, name="mean")(h), nn.Dense(latent_dim, name="logvar")(h))
+  if extra_outputs:
+    outputs += (nn.Dense(extra_outputs, name="extra")(h),)
+  return outputs
+
+
 class MLPEncoder(nn.Module):
-  """(..., H, W, C) images -> ((..., D) mean, (..., D) logvar) of q(z|x)."""
+  """(..., H, W, C) images -> ((..., D) mean, (..., D) logvar[, (..., E) extra])."""
 
   hidden_sizes: Sequence[int]
   latent_dim: int
   activation: str
+  extra_outputs: int = 0
 
   @nn.compact
-  def __call__(self, x: Array) -> tuple[Array, Array]:
+  def __call__(self, x: Array) -> tuple[Array, ...]:
     h = x.reshape(x.shape[:-3] + (-1,))
     for size in self.hidden_sizes:
       h = ACTIVATIONS[self.activation](nn.Dense(size)(h))
-    mean = nn.Dense(self.latent_dim, name="mean")(h)
-    logvar = nn.Dense(self.latent_dim, name="logvar")(h)
-    return mean, logvar
+    return _heads(h, self.latent_dim, self.extra_outputs)
 
 
 class MLPDecoder(nn.Module):
@@ -115,24 +123,24 @@ class MLPDecoder(nn.Module):
 
 
 class ConvEncoder(nn.Module):
-  """Stride-2 3x3 convolutions, then a dense layer to (mean, logvar), each (..., D)."""
+  """Stride-2 3x3 convolutions, then a dense layer to (mean, logvar), each (..., D)
+  (and the posterior family's extra outputs)."""
 
   features: Sequence[int]
   hidden_size: int
   latent_dim: int
   activation: str
+  extra_outputs: int = 0
 
   @nn.compact
-  def __call__(self, x: Array) -> tuple[Array, Array]:
+  def __call__(self, x: Array) -> tuple[Array, ...]:
     act = ACTIVATIONS[self.activation]
     h = x
     for feature in self.features:
       h = act(nn.Conv(feature, (3, 3), strides=(2, 2), padding="SAME")(h))
     h = h.reshape(x.shape[:-3] + (-1,))
     h = act(nn.Dense(self.hidden_size)(h))
-    mean = nn.Dense(self.latent_dim, name="mean")(h)
-    logvar = nn.Dense(self.latent_dim, name="logvar")(h)
-    return mean, logvar
+    return _heads(h, self.latent_dim, self.extra_outputs)
 
 
 class ConvDecoder(nn.Module):
@@ -158,11 +166,110 @@ class ConvDecoder(nn.Module):
     return nn.Conv(channels * self.num_params, (3, 3), padding="SAME")(h)
 
 
+# ------------------------------------------------------------------ posteriors and priors
+
+
+class FlowParams(nn.Module):
+  """The MADE weights of the IAF steps (`vae.posteriors.MADEStep`, leading steps axis),
+  shared by every example; small random weights and zero biases start near identity."""
+
+  num_steps: int
+  dim: int
+  hidden: int
+
+  @nn.compact
+  def __call__(self) -> posteriors.MADEStep:
+    small, zeros = nn.initializers.normal(0.01), nn.initializers.zeros
+    d, h = self.dim, self.hidden
+    shapes = dict(w_in=((d, h), small), w_context=((h, h), small), b_in=((h,), zeros),
+                  w_shift=((h, d), small), b_shift=((d,), zeros), w_scale=((h, d), small),
+                  b_scale=((d,), zeros))
+    return posteriors.MADEStep(**{name: self.param(name, init, (self.num_steps,) + shape)
+                                  for name, (shape, init) in shapes.items()})
+
+
+class MixturePriorParams(nn.Module):
+  """A learned mixture of `components` diagonal Gaussians over D latents."""
+
+  components: int
+  dim: int
+
+  @nn.compact
+  def __call__(self) -> priors.GaussianMixture:
+    return priors.GaussianMixture(
+        self.param("logits", nn.initializers.zeros, (self.components,)),
+        self.param("means", nn.initializers.normal(1.0), (self.components, self.dim)),
+        self.param("logvars", nn.initializers.zeros, (self.components, self.dim)))
+
+
+class PseudoInputs(nn.Module):
+  """The VampPrior's learned pseudo-inputs (C, H, W, C), in (0, 1) through a sigmoid."""
+
+  components: int
+  image_shape: ImageShape
+
+  @nn.compact
+  def __call__(self) -> Array:
+    raw = self.param("pseudo_inputs", nn.initializers.normal(0.01),
+                     (self.components,) + tuple(self.image_shape))
+    return jax.nn.sigmoid(raw)
+
+
+@dataclasses.dataclass(frozen=True)
+class PosteriorFamily:
+  """How an encoder's outputs become q(z|x) (`vae.posteriors`).
+
+  Attributes:
+    extra_outputs: model config -> encoder outputs besides (mean, logvar).
+    build: (mean, logvar, extra or None, flow params or None) -> the posterior of one
+      example ((mean, logvar) itself for the diagonal family).
+    has_flow: whether it has global flow parameters (`FlowParams`).
+  """
+
+  extra_outputs: Callable[[ml_collections.ConfigDict], int]
+  build: Callable[..., Any]
+  has_flow: bool = False
+
+
+POSTERIORS: dict[str, PosteriorFamily] = {
+    "diagonal": PosteriorFamily(lambda cfg: 0, lambda mean, logvar, extra, flow: (mean, logvar)),
+    # L = diag(exp(logvar / 2)) plus D (D - 1) / 2 entries below it from the encoder.
+    "full_covariance": PosteriorFamily(
+        lambda cfg: cfg.latent_dim * (cfg.latent_dim - 1) // 2,
+        lambda mean, logvar, extra, flow: posteriors.FullCovarianceGaussian(
+            mean, posteriors.scale_tril(logvar, extra))),
+    # The encoder's diagonal Gaussian through flow_steps IAF steps, with a context h of
+    # flow_hidden features from the encoder.
+    "iaf": PosteriorFamily(
+        lambda cfg: cfg.flow_hidden,
+        lambda mean, logvar, extra, flow: posteriors.InverseAutoregressiveFlow(
+            posteriors.DiagonalGaussian(mean, logvar), flow, extra), has_flow=True),
+}
+"""config.model.posterior -> how the encoder's outputs become q(z|x)."""
+
+PRIORS = ("standard_normal", "mixture", "vamp")
+"""config.model.prior: N(0, I); a learned mixture of `prior_components` diagonal
+Gaussians; the VampPrior at `prior_components` learned pseudo-inputs."""
+
+
+def _family(cfg: ml_collections.ConfigDict) -> PosteriorFamily:
+  return POSTERIORS[cfg.posterior]
+
+
+def _prior_module(cfg: ml_collections.ConfigDict, image_shape: ImageShape):
+  if cfg.prior == "mixture":
+    return MixturePriorParams(cfg.prior_components, cfg.latent_dim)
+  if cfg.prior == "vamp":
+    return PseudoInputs(cfg.prior_components, image_shape)
+  return None
+
+
 # ------------------------------------------------------------------ registry
 
 
 def _mlp(cfg: ml_collections.ConfigDict, image_shape: ImageShape, num_params: int):
-  encoder = MLPEncoder(tuple(cfg.hidden_sizes), cfg.latent_dim, cfg.activation)
+  encoder = MLPEncoder(tuple(cfg.hidden_sizes), cfg.latent_dim, cfg.activation,
+                       _family(cfg).extra_outputs(cfg))
   decoder = MLPDecoder(tuple(reversed(cfg.hidden_sizes)), image_shape, num_params,
                        cfg.activation)
   return encoder, decoder
@@ -170,7 +277,8 @@ def _mlp(cfg: ml_collections.ConfigDict, image_shape: ImageShape, num_params: in
 
 def _conv(cfg: ml_collections.ConfigDict, image_shape: ImageShape, num_params: int):
   features = tuple(cfg.conv_features)
-  encoder = ConvEncoder(features, cfg.conv_hidden_size, cfg.latent_dim, cfg.activation)
+  encoder = ConvEncoder(features, cfg.conv_hidden_size, cfg.latent_dim, cfg.activation,
+                        _family(cfg).extra_outputs(cfg))
   decoder = ConvDecoder(features, cfg.conv_hidden_size, image_shape, num_params,
                         cfg.activation)
   return encoder, decoder
@@ -194,6 +302,13 @@ def check_model_config(cfg: ml_collections.ConfigDict, image_shape: ImageShape) 
   field_checks.sizes(config, "model.hidden_sizes")
   field_checks.sizes(config, "model.conv_features")
   field_checks.int_at_least(config, "model.conv_hidden_size")
+  field_checks.one_of(config, "model.posterior", POSTERIORS)
+  field_checks.one_of(config, "model.prior", PRIORS)
+  if cfg.posterior == "iaf":
+    field_checks.int_at_least(config, "model.flow_steps")
+    field_checks.int_at_least(config, "model.flow_hidden")
+  if cfg.prior != "standard_normal":
+    field_checks.int_at_least(config, "model.prior_components")
   if cfg.architecture == "conv":
     if not cfg.conv_features:
       field_checks.fail("model.conv_features", cfg.conv_features, "non-empty for 'conv'")
@@ -208,21 +323,30 @@ def check_model_config(cfg: ml_collections.ConfigDict, image_shape: ImageShape) 
 
 
 class VAE(nn.Module):
-  """An encoder q(z|x) and a decoder p(x|z) under one params tree."""
+  """An encoder q(z|x), a decoder p(x|z) and, where the config has them, the flow's and
+  the prior's parameters, under one params tree."""
 
   encoder: nn.Module
   decoder: nn.Module
+  flow: nn.Module | None = None
+  prior: nn.Module | None = None
 
-  def __call__(self, x: Array) -> tuple[Array, Array, Array]:
-    """Encodes x and decodes the posterior mean (used to initialise every parameter)."""
-    mean, logvar = self.encoder(x)
-    return mean, logvar, self.decoder(mean)
+  def __call__(self, x: Array) -> Any:
+    """Touches every parameter once (to initialise them): encodes x, decodes the mean."""
+    outputs = self.encoder(x)
+    return outputs, self.decoder(outputs[0]), self.flow_params(), self.prior_params()
 
-  def encode(self, x: Array) -> tuple[Array, Array]:
-    return self.encoder(x)
+  def encode(self, x: Array) -> tuple[tuple[Array, ...], Any]:
+    return self.encoder(x), self.flow_params()
 
   def decode(self, z: Array) -> Array:
     return self.decoder(z)
+
+  def flow_params(self) -> Any:
+    return None if self.flow is None else self.flow()
+
+  def prior_params(self) -> Any:
+    return None if self.prior is None else self.prior()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -231,21 +355,51 @@ class Model:
 
   `encode(params, x)` and `decode(params, z)` match the callables `vae.losses` takes once
   params are bound, e.g. `losses.elbo(key, x, functools.partial(model.encode, params),
-  functools.partial(model.decode, params), likelihood=model.likelihood)`.
+  functools.partial(model.decode, params), likelihood=model.likelihood,
+  prior=model.prior(params))`.
   """
 
   module: VAE
   likelihood: str
   image_shape: ImageShape
   latent_dim: int
+  posterior: str = "diagonal"
+  prior_name: str = "standard_normal"
 
   def init(self, key: Array) -> Any:
     """Returns a fresh params pytree (no batch axis needed)."""
     return self.module.init(key, jnp.zeros(self.image_shape))["params"]
 
-  def encode(self, params: Any, x: Array) -> tuple[Array, Array]:
-    """x (..., H, W, C) -> (mean, logvar), each (..., D)."""
-    return self.module.apply({"params": params}, x, method=VAE.encode)
+  def encode(self, params: Any, x: Array) -> Any:
+    """x (H, W, C) -> q(z|x): (mean, logvar), each (D,), for the diagonal family (also
+    for x (..., H, W, C)), else a posterior of `vae.posteriors`."""
+    outputs, flow = self.module.apply({"params": params}, x, method=VAE.encode)
+    extra = outputs[2] if len(outputs) > 2 else None
+    return POSTERIORS[self.posterior].build(outputs[0], outputs[1], extra, flow)
+
+  def encode_mean(self, params: Any, x: Array) -> Array:
+    """x (..., H, W, C) -> a point of each q(z|x), (..., D): its mean (the IAF: the flow
+    of its base's mean)."""
+    if self.posterior == "diagonal":
+      return self.encode(params, x)[0]
+    flat = x.reshape((-1,) + self.image_shape)
+    points = jax.vmap(lambda xi: losses.as_posterior(self.encode(params, xi)).location())(flat)
+    return points.reshape(x.shape[:-3] + (self.latent_dim,))
+
+  def prior(self, params: Any) -> Any:
+    """p(z) for `vae.losses`' prior=: None for N(0, I), else a prior of `vae.priors`."""
+    made = self.module.apply({"params": params}, method=VAE.prior_params)
+    if self.prior_name == "vamp":
+      return priors.vamp_prior(jax.vmap(
+          lambda u: losses.as_posterior(self.encode(params, u)))(made))
+    return made
+
+  def sample_prior(self, params: Any, key: Array, num: int) -> Array:
+    """(num, D) draws of z ~ p(z)."""
+    prior = self.prior(params)
+    if prior is None:
+      return jax.random.normal(key, (num, self.latent_dim))
+    return jax.vmap(prior.sample)(jax.random.split(key, num))
 
   def decode(self, params: Any, z: Array) -> Any:
     """z (..., D) -> likelihood parameters of shape (..., H, W, C) each."""
@@ -263,7 +417,25 @@ def build_model(cfg: ml_collections.ConfigDict, image_shape: ImageShape) -> Mode
   Raises:
     ValueError: an invalid field (`check_model_config`).
   """
+  cfg = with_defaults(cfg)
   check_model_config(cfg, image_shape)
   num_params = LIKELIHOOD_HEADS[cfg.likelihood].num_params
   encoder, decoder = ARCHITECTURES[cfg.architecture](cfg, tuple(image_shape), num_params)
-  return Model(VAE(encoder, decoder), cfg.likelihood, tuple(image_shape), cfg.latent_dim)
+  flow = (FlowParams(cfg.flow_steps, cfg.latent_dim, cfg.flow_hidden)
+          if _family(cfg).has_flow else None)
+  return Model(VAE(encoder, decoder, flow, _prior_module(cfg, image_shape)), cfg.likelihood,
+               tuple(image_shape), cfg.latent_dim, cfg.posterior, cfg.prior)
+
+
+# What a run saved before these fields existed had.
+_BEFORE_THE_FIELDS = dict(posterior="diagonal", prior="standard_normal")
+
+
+def with_defaults(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """`config.model` with the posterior and prior of a run saved before those fields."""
+  missing = {k: v for k, v in _BEFORE_THE_FIELDS.items() if k not in cfg}
+  if not missing:
+    return cfg
+  cfg = ml_collections.ConfigDict(cfg.to_dict())
+  cfg.update(missing)
+  return cfg

@@ -9,12 +9,15 @@ take from an encoder that returns one:
   stop_gradient() -> the same family at parameters whose gradient is stopped, for the
     STL and DReG estimators, which score a sample under q without its score function.
 
-A family with a closed-form KL to N(0, I) also has `kl_standard_normal()`. All
-densities are in nats. Families:
+A family with a closed-form KL to N(0, I) also has `kl_standard_normal()`, and every
+family has `diagonal()`, a diagonal Gaussian near it (where AIS and the fit of q* start),
+and `location()`, a point of it (its mean; for the IAF the flow of its base's mean).
+All densities are in nats. Families:
 
   DiagonalGaussian(mean, logvar)          today's q, N(mean, diag(exp(logvar)));
   FullCovarianceGaussian(mean, scale_tril) N(mean, L L^T), L lower triangular with a
-                                          positive diagonal (a Cholesky factor);
+                                          positive diagonal (a Cholesky factor, e.g.
+                                          `scale_tril(logvar, lower)`);
   InverseAutoregressiveFlow(base, steps, context)
                                           a diagonal Gaussian pushed through IAF steps
                                           (Kingma et al. 2016), each a MADE network.
@@ -58,6 +61,12 @@ class DiagonalGaussian(NamedTuple):
   mean: Array
   logvar: Array
 
+  def diagonal(self) -> DiagonalGaussian:
+    return self
+
+  def location(self) -> Array:
+    return self.mean
+
   def sample(self, key: Array) -> tuple[Array, Array]:
     eps = jax.random.normal(key, self.mean.shape, self.mean.dtype)
     z = self.mean + jnp.exp(0.5 * self.logvar) * eps
@@ -95,6 +104,13 @@ class FullCovarianceGaussian(NamedTuple):
   def stop_gradient(self) -> FullCovarianceGaussian:
     return FullCovarianceGaussian(*jax.lax.stop_gradient(tuple(self)))
 
+  def location(self) -> Array:
+    return self.mean
+
+  def diagonal(self) -> DiagonalGaussian:
+    """The diagonal Gaussian with the same marginals."""
+    return DiagonalGaussian(self.mean, jnp.log(jnp.sum(jnp.square(self.scale_tril), -1)))
+
   def kl_standard_normal(self) -> Array:
     """KL(q || N(0, I)) = 0.5 (tr(L L^T) + |mean|^2 - D) - log|det L|, >= 0."""
     dim = self.mean.shape[-1]
@@ -102,13 +118,13 @@ class FullCovarianceGaussian(NamedTuple):
                    - dim) - self._log_det_scale())
 
 
-def scale_tril_from(raw: Array, dim: int) -> Array:
-  """A Cholesky factor (D, D) from D (D + 1) / 2 unconstrained encoder outputs: the
-  strictly lower part as is, the diagonal through softplus (plus 1e-5, so it stays > 0)."""
-  rows, cols = np.tril_indices(dim)
-  tril = jnp.zeros((dim, dim), raw.dtype).at[rows, cols].set(raw)
-  diagonal = jax.nn.softplus(jnp.diagonal(tril)) + 1e-5
-  return tril - jnp.diag(jnp.diagonal(tril)) + jnp.diag(diagonal)
+def scale_tril(logvar: Array, lower: Array) -> Array:
+  """The Cholesky factor L (D, D) with diagonal exp(logvar / 2) (logvar (D,): the
+  log-variances of the conditionals) and strictly lower part `lower` (D (D - 1) / 2,),
+  row by row. With `lower` = 0, N(mean, L L^T) is N(mean, diag(exp(logvar)))."""
+  dim = logvar.shape[-1]
+  rows, cols = np.tril_indices(dim, -1)
+  return jnp.diag(jnp.exp(0.5 * logvar)).at[rows, cols].set(lower)
 
 
 # ------------------------------------------------------------------ inverse autoregressive flow
@@ -200,6 +216,14 @@ class InverseAutoregressiveFlow(NamedTuple):
 
   def stop_gradient(self) -> InverseAutoregressiveFlow:
     return InverseAutoregressiveFlow(*jax.lax.stop_gradient(tuple(self)))
+
+  def diagonal(self) -> DiagonalGaussian:
+    """The base Gaussian (a starting point for AIS and the fit of q*, not a moment match)."""
+    return self.base
+
+  def location(self) -> Array:
+    """The flow of the base's mean (a point of q, not its mean)."""
+    return self.push(self.base.mean)[0]
 
 
 def init_made_steps(key: Array, num_steps: int, dim: int, hidden: int,

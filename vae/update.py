@@ -112,17 +112,18 @@ def make_loss_fn(model: Model, loss_config: ml_collections.ConfigDict):
   def loss_fn(params, key, x, beta):
     encode = functools.partial(model.encode, params)
     decode = functools.partial(model.decode, params)
+    prior = model.prior(params)  # once per batch (the VampPrior encodes its inputs)
     if loss_config.objective == "iwae":
       objective = losses.iwae_bound_batch(key, x, encode, decode,
                                           num_samples=loss_config.num_samples,
-                                          likelihood=model.likelihood)
+                                          likelihood=model.likelihood, prior=prior)
       terms = jax.lax.stop_gradient(losses.elbo_batch(
-          key, x, encode, decode, likelihood=model.likelihood))
+          key, x, encode, decode, likelihood=model.likelihood, prior=prior))
     else:
       terms = losses.elbo_batch(key, x, encode, decode, beta=beta,
                                 num_samples=loss_config.num_samples,
                                 likelihood=model.likelihood,
-                                analytic_kl=loss_config.analytic_kl)
+                                analytic_kl=loss_config.analytic_kl, prior=prior)
       objective = terms.objective
     metrics = dict(objective=jnp.mean(objective), reconstruction=jnp.mean(terms.reconstruction),
                    kl=jnp.mean(terms.kl), elbo=jnp.mean(terms.elbo))

@@ -136,10 +136,11 @@ def worker_iwae(task: dict[str, Any]) -> dict[str, Any]:
   compile_s = max(0.0, first - eval_config.batch_size / rate)
 
   # FLOPs of one batch, from the same per-example function the Evaluator vmaps.
-  batch_fn = jax.vmap(evaluate.make_example_metrics(model, eval_config), in_axes=(None, 0, 0))
+  batch_fn = jax.vmap(evaluate.make_example_metrics(model, eval_config),
+                      in_axes=(None, None, 0, 0))
   batch = eval_config.batch_size
   equations = matmul_equations(jax.make_jaxpr(batch_fn)(
-      params, jax.random.split(key, batch), jnp.asarray(images[:batch])))
+      params, model.prior(params), jax.random.split(key, batch), jnp.asarray(images[:batch])))
   flops_per_example = total_flops(equations) / batch
   roofline, roofline_flops = make_roofline(equations, key)
   timed = time_calls({"roofline": roofline}, task["repeats"], task["min_seconds"],

@@ -1,0 +1,99 @@
+"""Posterior families and priors end to end on the tiny config: training (losses,
+images, checkpoints, resume), evaluation (IWAE, the gap decomposition, AIS from the
+encoder), and their config checks."""
+
+import math
+
+import numpy as np
+import pytest
+
+from configs import tiny
+from vae import checkpoints, config_checks, evaluate, metric_writers, train
+
+COMBINATIONS = [("full_covariance", "standard_normal"), ("iaf", "standard_normal"),
+                ("diagonal", "mixture"), ("diagonal", "vamp"), ("iaf", "vamp")]
+
+
+def family_config(posterior, prior):
+  config = tiny.get_config()
+  config.model.posterior, config.model.prior = posterior, prior
+  config.model.prior_components, config.model.flow_hidden = 5, 8
+  return config
+
+
+@pytest.mark.parametrize("posterior, prior", COMBINATIONS)
+def test_family_trains_evaluates_and_decomposes_its_gap(tmp_path, posterior, prior):
+  workdir = str(tmp_path)
+  results = train.train_and_evaluate(family_config(posterior, prior), workdir)
+  test = results["test"]
+  for key in ("elbo", "log_px", "bound_gap", "kl", "reconstruction"):
+    assert math.isfinite(test[key]), key
+  assert test["log_px"] >= test["elbo"] - 3 * test["elbo_stderr"]
+  assert test["elbo"] == pytest.approx(test["reconstruction"] - test["kl"], abs=1e-4)
+  logged = [r for r in metric_writers.read_metrics(workdir) if r["split"] == "train"]
+  assert logged[-1]["elbo"] > logged[0]["elbo"]  # it learned something
+  summary = evaluate.evaluate_run(workdir, "test", overrides={
+      "num_importance_samples": 50, "decompose_gap": True, "num_examples": 3,
+      "estimator": "ais", "ais.start": "encoder", "ais.steps": 10, "ais.chains": 2,
+      "gap.max_steps": 100}, write=False, progress=False)
+  gaps = summary["gap_decomposition"]
+  assert gaps["total_gap"] == pytest.approx(gaps["approximation_gap"]
+                                            + gaps["amortization_gap"], abs=1e-4)
+  assert all(math.isfinite(summary["ais"][k]) for k in ("log_px", "acceptance_rate"))
+
+
+def test_a_family_run_resumes_to_the_same_numbers(tmp_path):
+  """Stopped at step 10 and resumed to 20 (a constant schedule, which num_steps does not
+  change), an IAF with a VampPrior ends with the numbers of an uninterrupted run."""
+  config = family_config("iaf", "vamp")
+  config.optimizer.schedule = "constant"
+  reference = str(tmp_path / "reference")
+  train.train_and_evaluate(config, reference)
+  resumed = str(tmp_path / "resumed")
+  config.train.num_steps = 10
+  train.train_and_evaluate(config, resumed)
+  assert checkpoints.latest_step(resumed) == 10
+  config.train.num_steps = 20
+  train.train_and_evaluate(config, resumed)
+  strip = lambda records: [{k: v for k, v in r.items() if k != "steps_per_sec"}
+                           for r in records]
+  got, want = (strip(metric_writers.read_metrics(w)) for w in (resumed, reference))
+  assert [r["step"] for r in got] == [r["step"] for r in want]
+  for g, w in zip(got, want):
+    for key in w.keys() - {"step", "split"}:
+      assert g[key] == pytest.approx(w[key], rel=1e-5, abs=1e-5), key
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(posterior="flow"), r"model.posterior='flow' is invalid.*'full_covariance'"),
+    (dict(prior="gmm"), r"model.prior='gmm' is invalid.*'vamp'"),
+    (dict(prior="mixture", prior_components=0), r"model.prior_components=0.*integer >= 1"),
+    (dict(posterior="iaf", flow_steps=0), r"model.flow_steps=0.*integer >= 1"),
+    (dict(posterior="iaf", flow_hidden=-1), r"model.flow_hidden=-1.*integer >= 1"),
+])
+def test_bad_family_settings_are_one_clear_error(overrides, message):
+  config = tiny.get_config()
+  config.model.update(overrides)
+  with pytest.raises(ValueError, match=message):
+    config_checks.check_config(config)
+
+
+def test_ais_from_the_prior_needs_the_standard_normal_prior():
+  config = family_config("diagonal", "vamp")
+  config.eval.estimator = "ais"
+  with pytest.raises(ValueError, match=r"eval.ais.start='prior'.*--ais_start=encoder"):
+    config_checks.check_config(config)
+  config.eval.ais.start = "encoder"
+  config_checks.check_config(config)
+
+
+def test_samples_of_a_learned_prior_are_drawn_from_it(tmp_path):
+  import jax  # pylint: disable=import-outside-toplevel
+  from vae.models import build_model  # pylint: disable=import-outside-toplevel
+  config = family_config("diagonal", "mixture")
+  model = build_model(config.model, (8, 8, 1))
+  params = model.init(jax.random.PRNGKey(0))
+  prior = model.prior(params)
+  z = np.asarray(model.sample_prior(params, jax.random.PRNGKey(1), 4000))
+  weights = np.exp(prior.logits) / np.exp(prior.logits).sum()
+  np.testing.assert_allclose(z.mean(axis=0), weights @ np.asarray(prior.means), atol=0.1)
