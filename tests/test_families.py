@@ -97,3 +97,21 @@ def test_samples_of_a_learned_prior_are_drawn_from_it(tmp_path):
   z = np.asarray(model.sample_prior(params, jax.random.PRNGKey(1), 4000))
   weights = np.exp(prior.logits) / np.exp(prior.logits).sum()
   np.testing.assert_allclose(z.mean(axis=0), weights @ np.asarray(prior.means), atol=0.1)
+
+
+def test_vectorized_family_points_match_the_points_alone(tmp_path):
+  """Two IAF + mixture-prior points differing in beta train in one program and each
+  gets the numbers it gets alone."""
+  configs = [family_config("iaf", "mixture") for _ in range(2)]
+  configs[1].loss.beta = 2.0
+  together = [str(tmp_path / "a"), str(tmp_path / "b")]
+  train.train_vectorized(configs, together)
+  alone = str(tmp_path / "alone")
+  train.train_and_evaluate(configs[1], alone)
+  strip = lambda records: [{k: v for k, v in r.items() if k != "steps_per_sec"}
+                           for r in records]
+  got, want = (strip(metric_writers.read_metrics(w)) for w in (together[1], alone))
+  assert [(r["step"], r["split"]) for r in got] == [(r["step"], r["split"]) for r in want]
+  for g, w in zip(got, want):
+    for key in w.keys() - {"step", "split"}:
+      assert g[key] == pytest.approx(w[key], rel=1e-4, abs=1e-4), key

@@ -211,7 +211,7 @@ def _stderr(values: np.ndarray) -> float:
 
 
 def summarize(per_example: dict[str, np.ndarray], means: np.ndarray,
-              stderr_keys: tuple[str, ...] = ("elbo", "log_px", "bound_gap")
+              stderr_keys: tuple[str, ...] = ("elbo", "kl", "log_px", "bound_gap")
               ) -> dict[str, float]:
   """Means and standard errors (for `stderr_keys`) of per-example metrics, active units."""
   n = len(means)

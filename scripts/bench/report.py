@@ -18,7 +18,8 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
   for row in results["training"]:
     where = f"{row['model']}, batch {row['batch_size']}"
     ratio = row["trainer_vs_yardstick"]
-    add("trainer >= 90% of the yardstick", ratio, 0.9, ratio >= 0.9, where)
+    if ratio is not None:
+      add("trainer >= 90% of the yardstick", ratio, 0.9, ratio >= 0.9, where)
     if row["model"] in MLP_MODELS and row["batch_size"] >= 256:
       fraction = row["trainer"]["roofline_fraction"]
       add("MLP trainer >= 80% of the roofline (batch >= 256)", fraction, 0.8,
@@ -70,16 +71,18 @@ def markdown(results: dict[str, Any]) -> str:
         "| yardstick % roofline | compile (s) | peak RSS (MiB) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results["training"]:
+      yardstick = r["yardstick"]
       lines.append(
           f"| {r['model']} | {r['batch_size']} | {r['steps_per_dispatch']} | "
           f"{r['trainer']['examples_per_s']:,.0f} | "
           f"{r['trainer_dispatch1']['examples_per_s']:,.0f} | "
-          f"{r['yardstick']['examples_per_s']:,.0f} | {r['trainer_vs_yardstick']:.2f} | "
-          f"{r['flops_per_step'] / 1e9:.3g} | {r['trainer']['gflops']:.1f} | "
+          + (f"{yardstick['examples_per_s']:,.0f} | {r['trainer_vs_yardstick']:.2f} | "
+             if yardstick else "– | – | ")
+          + f"{r['flops_per_step'] / 1e9:.3g} | {r['trainer']['gflops']:.1f} | "
           f"{r['roofline']['gflops']:.1f} | "
           f"{100 * r['trainer']['roofline_fraction']:.0f}% | "
-          f"{100 * r['yardstick']['roofline_fraction']:.0f}% | "
-          f"{r['trainer']['compile_s']:.1f} | {_mib(r['peak_rss_mib_trainer'])} |")
+          + (f"{100 * yardstick['roofline_fraction']:.0f}% | " if yardstick else "– | ")
+          + f"{r['trainer']['compile_s']:.1f} | {_mib(r['peak_rss_mib_trainer'])} |")
     lines.append("")
   if results["iwae"]:
     lines += ["IWAE evaluation (`Evaluator.evaluate` of random-init params on test images "

@@ -23,17 +23,32 @@ def _mlp_400_20() -> ml_collections.ConfigDict:
   return config
 
 
+def _default_with(posterior: str = "diagonal", prior: str = "standard_normal"
+                  ) -> Callable[[], ml_collections.ConfigDict]:
+  def config_factory() -> ml_collections.ConfigDict:
+    config = default.get_config()
+    config.model.posterior, config.model.prior = posterior, prior
+    return config
+  return config_factory
+
+
 MODELS: dict[str, tuple[str, Callable[[], ml_collections.ConfigDict]]] = {
     "default": ("configs/default.py: MLP 784-512-256-16 relu", default.get_config),
     "burda_mlp": ("configs/mnist_mlp.py: MLP 784-200-200-50 tanh", mnist_mlp.get_config),
     "mlp_400_20": ("MLP 784-400-20 relu (the tutorials' VAE)", _mlp_400_20),
     "mnist_conv": ("configs/mnist_conv.py: 2 stride-2 convs, 32 latents",
                    mnist_conv.get_config),
+    "default_full_cov": ("configs/default.py, full-covariance posterior",
+                         _default_with(posterior="full_covariance")),
+    "default_iaf": ("configs/default.py, IAF posterior (2 steps)", _default_with(posterior="iaf")),
+    "default_vamp": ("configs/default.py, VampPrior (50 pseudo-inputs)",
+                     _default_with(prior="vamp")),
 }
 """name -> (description, config factory); every model is Bernoulli on 28x28x1 images."""
 
 MLP_MODELS = ("default", "burda_mlp", "mlp_400_20")
-
+YARDSTICK_MODELS = ("default", "burda_mlp", "mlp_400_20", "mnist_conv")
+"""The models the hand-written yardstick implements (diagonal q, N(0, I) prior)."""
 
 
 # ------------------------------------------------------------------ the trainer's block

@@ -17,7 +17,7 @@ import numpy as np
 
 import benchmark_sweep
 from bench.flops import make_roofline, matmul_equations, step_matmuls, total_flops
-from bench.subjects import IMAGE_SHAPE, MODELS, make_trainer
+from bench.subjects import IMAGE_SHAPE, MODELS, YARDSTICK_MODELS, make_trainer
 from bench import timing
 from bench.timing import peak_rss_mib, time_calls
 from bench.yardstick import make_yardstick
@@ -40,7 +40,8 @@ def _block(images: np.ndarray, config: ml_collections.ConfigDict, batch_size: in
 
 
 def worker_train(task: dict[str, Any]) -> dict[str, Any]:
-  """Trainer (T steps per call and 1), yardstick and roofline of one model and batch."""
+  """Trainer (T steps per call and 1), roofline and (for YARDSTICK_MODELS) yardstick of
+  one model and batch."""
   name, batch_size, steps = task["model"], task["batch_size"], task["steps_per_dispatch"]
   config = MODELS[name][1]()
   config.train.batch_size = batch_size
@@ -62,11 +63,13 @@ def worker_train(task: dict[str, Any]) -> dict[str, Any]:
   equations = step_matmuls(loss_fn, params, key, jnp.asarray(block[0]), jnp.float32(1.0))
   flops = total_flops(equations)
   roofline, roofline_flops = make_roofline(equations, key)
-  yardstick, yard_loss, yard_args = make_yardstick(config.model, block[0], key)
-  yard_flops = total_flops(step_matmuls(yard_loss, *yard_args))
-  results = time_calls({"trainer": trainer, "trainer_dispatch1": trainer_1,
-                        "yardstick": yardstick, "roofline": roofline},
-                       task["repeats"], task["min_seconds"], block_each=("roofline",))
+  subjects = {"trainer": trainer, "trainer_dispatch1": trainer_1, "roofline": roofline}
+  yard_flops = None
+  if name in YARDSTICK_MODELS:
+    subjects["yardstick"], yard_loss, yard_args = make_yardstick(config.model, block[0], key)
+    yard_flops = total_flops(step_matmuls(yard_loss, *yard_args))
+  results = time_calls(subjects, task["repeats"], task["min_seconds"],
+                       block_each=("roofline",))
   results["trainer"]["first_call_s"] = first_calls["trainer"]
   results["trainer_dispatch1"]["first_call_s"] = first_calls["trainer_dispatch1"]
 
@@ -77,13 +80,15 @@ def worker_train(task: dict[str, Any]) -> dict[str, Any]:
              matmuls_per_step=sum(t for _, t in equations))
   out["trainer"] = timing.rate(results["trainer"], steps * batch_size, steps * flops)
   out["trainer_dispatch1"] = timing.rate(results["trainer_dispatch1"], batch_size, flops)
-  out["yardstick"] = timing.rate(results["yardstick"], batch_size, yard_flops)
   out["roofline"] = timing.rate(results["roofline"], batch_size, roofline_flops)
-  roofline_gflops = out["roofline"]["gflops"]
+  out["yardstick"] = out["trainer_vs_yardstick"] = None
+  if yard_flops is not None:
+    out["yardstick"] = timing.rate(results["yardstick"], batch_size, yard_flops)
+    out["trainer_vs_yardstick"] = (out["trainer"]["examples_per_s"]
+                                   / out["yardstick"]["examples_per_s"])
   for subject in ("trainer", "trainer_dispatch1", "yardstick"):
-    out[subject]["roofline_fraction"] = out[subject]["gflops"] / roofline_gflops
-  out["trainer_vs_yardstick"] = (out["trainer"]["examples_per_s"]
-                                 / out["yardstick"]["examples_per_s"])
+    if out[subject] is not None:
+      out[subject]["roofline_fraction"] = out[subject]["gflops"] / out["roofline"]["gflops"]
   out["peak_rss_mib_start"] = rss_start
   out["peak_rss_mib_trainer"] = rss_trainer
   out["peak_rss_mib"] = peak_rss_mib()
