@@ -78,10 +78,11 @@ LIKELIHOOD_HEADS: dict[str, LikelihoodHead] = {
 
 def _heads(h: Array, latent_dim: int, extra_outputs: int) -> tuple[Array, ...]:
   """(mean, logvar) of q(z|x), each (..., D), and the posterior family's extra outputs
-  (..., E) when it has any (`POSTERIORS`)."""
+  (..., E) when it has any (`POSTERIORS`), initialised at 0 so that every family starts
+  as the diagonal Gaussian of (mean, logvar)."""
   outputs = (nn.Dense(latent_dim, name="mean")(h), nn.Dense(latent_dim, name="logvar")(h))
   if extra_outputs:
-    outputs += (nn.Dense(extra_outputs, name="extra")(h),)
+    outputs += (nn.Dense(extra_outputs, kernel_init=nn.initializers.zeros, name="extra")(h),)
   return outputs
 
 
