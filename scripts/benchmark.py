@@ -146,11 +146,12 @@ def section_train(settings, paths) -> list[dict[str, Any]]:
                             repeats=settings["repeats"], min_seconds=settings["min_seconds"],
                             images=paths["train"]), in_process=settings["quick"])
       rows.append(row)
+      yardstick = (f"{row['yardstick']['examples_per_s']:.0f}" if row["yardstick"]
+                   else "none for this model")
       _log(f"train {model} batch {batch_size}: trainer "
            f"{row['trainer']['examples_per_s']:.0f} ex/s (T=1: "
-           f"{row['trainer_dispatch1']['examples_per_s']:.0f}), yardstick "
-           f"{row['yardstick']['examples_per_s']:.0f}, roofline "
-           f"{row['roofline']['gflops']:.1f} GFLOP/s, trainer "
+           f"{row['trainer_dispatch1']['examples_per_s']:.0f}), yardstick {yardstick}, "
+           f"roofline {row['roofline']['gflops']:.1f} GFLOP/s, trainer "
            f"{100 * row['trainer']['roofline_fraction']:.0f}% of it")
   return rows
 
