@@ -70,6 +70,17 @@ def dotted_fields(config: ml_collections.ConfigDict, prefix: str = "") -> list[s
 
 
 def did_you_mean(field: str, config: ml_collections.ConfigDict) -> str:
-  """"; did you mean 'a' or 'b'?" for the fields of config nearest to `field`, or ""."""
-  close = difflib.get_close_matches(field, dotted_fields(config), n=3, cutoff=0.6)
+  """"; did you mean 'a' or 'b'?" for the fields of config nearest to `field`, or "":
+  the leaves of the same section nearest to its last part, else the nearest dotted
+  names of all fields."""
+  parent, _, leaf = field.rpartition(".")
+  try:
+    section = get_field(config, parent) if parent else config
+  except (KeyError, AttributeError):
+    section = None
+  if isinstance(section, ml_collections.ConfigDict):
+    close = difflib.get_close_matches(leaf, list(section.keys()), n=3, cutoff=0.6)
+    close = [f"{parent}.{name}" if parent else name for name in close]
+  else:
+    close = difflib.get_close_matches(field, dotted_fields(config), n=3, cutoff=0.6)
   return f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
