@@ -44,6 +44,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.flow_hidden = 64  # Width of each IAF step's MADE and of its context h ("iaf").
   config.model.prior = "standard_normal"  # p(z): "standard_normal" | "mixture" | "vamp".
   config.model.prior_components = 50  # Mixture components or VampPrior pseudo-inputs.
+  # Stochastic layers above z_1 (whose size is latent_dim), bottom to top, e.g. (50,) for
+  # two layers; () for one. q(z_{l+1}|z_l) and p(z_l|z_{l+1}) are diagonal Gaussians
+  # from MLPs of upper_hidden_sizes; posterior and prior apply to z_1 and z_L.
+  config.model.upper_latent_dims = ()
+  config.model.upper_hidden_sizes = (100, 100)
 
   config.loss = ml_collections.ConfigDict()
   config.loss.objective = "elbo"  # "elbo" | "iwae".

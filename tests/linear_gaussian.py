@@ -10,12 +10,16 @@ posterior. The best diagonal Gaussian q* = argmax_q ELBO(q) has the posterior me
 variances 1 / Lambda_ii, and its gap is KL(q* || p(z|x)) = 0.5 (sum_i log Lambda_ii -
 log |Lambda|) (the approximation gap of Cremer et al. 2018), the same for every x.
 Values are numpy float64; `decode` is a JAX callable for `vae.losses`' Gaussian likelihood.
+
+`TwoLayerLinearGaussian` is the same oracle with two stochastic layers.
 """
 
 import math
 
 import jax.numpy as jnp
 import numpy as np
+
+from vae import posteriors, priors
 
 
 class LinearGaussian:
@@ -92,3 +96,61 @@ def mc_mean(values):
   """(mean, standard error) of Monte Carlo replicates."""
   values = np.asarray(values)
   return values.mean(), values.std(ddof=1) / math.sqrt(len(values))
+
+
+def gaussian_log_density(z, mean, cov):
+  diff = z - mean
+  _, logdet = np.linalg.slogdet(cov)
+  return -0.5 * (len(z) * math.log(2 * math.pi) + logdet + diff @ np.linalg.solve(cov, diff))
+
+
+def full_covariance(mean, cov):
+  return posteriors.FullCovarianceGaussian(jnp.asarray(mean), jnp.linalg.cholesky(cov))
+
+
+class TwoLayerLinearGaussian:
+  """z2 ~ N(0, I), z1 | z2 ~ N(A z2 + a, s1 I), x | z1 ~ N(W z1 + b, s2 I): log p(x) and
+  the posteriors p(z1|x) and p(z2|z1) (= p(z2|z1, x)) are Gaussian, in closed form."""
+
+  def __init__(self, seed=0, x_dim=5, z1_dim=3, z2_dim=2):
+    rng = np.random.default_rng(seed)
+    self.A, self.a = rng.normal(size=(z1_dim, z2_dim)), rng.normal(size=z1_dim) * 0.3
+    self.W, self.b = rng.normal(size=(x_dim, z1_dim)), rng.normal(size=x_dim) * 0.3
+    self.s1, self.s2 = 0.4, 0.3
+    self.c1 = self.A @ self.A.T + self.s1 * np.eye(z1_dim)  # Cov(z1)
+    self.x = self.W @ (self.A @ rng.normal(size=z2_dim) + self.a) + self.b + rng.normal(
+        size=x_dim) * 0.5
+
+  def log_px(self):
+    cov = self.W @ self.c1 @ self.W.T + self.s2 * np.eye(len(self.x))
+    return gaussian_log_density(self.x, self.W @ self.a + self.b, cov)
+
+  def q_z1(self, scale=1.0):
+    """p(z1|x), its covariance scaled by `scale` (1: exact)."""
+    precision = np.linalg.inv(self.c1) + self.W.T @ self.W / self.s2
+    cov = np.linalg.inv(precision)
+    mean = cov @ (np.linalg.solve(self.c1, self.a) + self.W.T @ (self.x - self.b) / self.s2)
+    return full_covariance(mean, cov * scale)
+
+  def q_z2(self, scale=1.0):
+    """z1 -> p(z2|z1), its covariance scaled by `scale`."""
+    m = self.A.T @ self.A + self.s1 * np.eye(self.A.shape[1])
+    cov = self.s1 * np.linalg.inv(m)
+    return lambda z1: full_covariance(jnp.asarray(np.linalg.solve(m, self.A.T)) @ (
+        z1 - self.a), cov * scale)
+
+  def posterior(self, scale=1.0):
+    """q(z1, z2|x) = p(z1|x) p(z2|z1), each covariance scaled by `scale` (1: exact)."""
+    q_z2 = self.q_z2(scale)
+    return posteriors.Hierarchical(self.q_z1(scale), (q_z2,), (q_z2,), self.A.shape)
+
+  def prior(self):
+    return priors.Hierarchical(None, (lambda z2: (jnp.asarray(self.A) @ z2 + self.a,
+                                                  jnp.full(len(self.a), math.log(self.s1))),),
+                               self.A.shape)
+
+  def decode(self, z):
+    return jnp.asarray(self.W) @ z[:len(self.a)] + self.b, jnp.log(self.s2)
+
+  def kernels_args(self, scale=1.0):
+    return dict(x=self.x, encode=lambda _: self.posterior(scale), decode=self.decode)

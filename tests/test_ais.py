@@ -10,8 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from linear_gaussian import fixed_encoder, make_model, mc_mean
-from vae import ais, losses
+from linear_gaussian import (TwoLayerLinearGaussian, fixed_encoder, gaussian_log_density,
+                             make_model, mc_mean)
+from vae import ais, losses, posteriors, priors
 
 
 @pytest.fixture(autouse=True)
@@ -33,8 +34,9 @@ def test_schedules_run_from_zero_to_one():
   with pytest.raises(ValueError, match="sigmoid"):
     ais.make_schedule("cosine", 10)
   with pytest.raises(ValueError, match="increase"):
-    ais.ais_log_normalizer(jax.random.PRNGKey(0), lambda z: -jnp.sum(z**2), jnp.zeros(2),
-                           jnp.zeros(2), betas=np.array([0.0, 0.7, 0.5, 1.0]))
+    ais.ais_log_normalizer(jax.random.PRNGKey(0), lambda z: -jnp.sum(z**2),
+                           posteriors.DiagonalGaussian(jnp.zeros(2), jnp.zeros(2)),
+                           betas=np.array([0.0, 0.7, 0.5, 1.0]))
 
 
 def test_ais_and_iwae_match_the_exact_log_px_of_the_linear_gaussian_model():
@@ -115,3 +117,26 @@ def test_ais_matches_quadrature_on_a_non_gaussian_posterior():
       k, x, encode, decode, num_steps=200, num_chains=16))
   mean, se = mc_mean(result.log_px)
   assert abs(mean - exact) < 4 * se + 0.01, (mean, se, exact)
+
+
+def test_ais_from_a_learned_prior_and_from_two_layers_matches_the_exact_log_px():
+  """From a one-component mixture prior N(m, diag(v)) (x ~ N(W m + b, W V W^T + s2 I))
+  and from the prior of the two-layer linear-Gaussian model, whose log p(x) is exact."""
+  with jax.enable_x64(True):
+    model, x = make_model(orthogonal=False)
+    mean, var = np.array([0.3, -0.2, 0.1]), np.array([0.5, 1.5, 1.0])
+    prior = priors.GaussianMixture(jnp.zeros(1), jnp.asarray(mean)[None],
+                                   jnp.log(jnp.asarray(var))[None])
+    exact = gaussian_log_density(x, model.w @ mean + model.b,
+                                 model.w @ np.diag(var) @ model.w.T + 0.3 * np.eye(6))
+    two = TwoLayerLinearGaussian()
+    for target, log_px, kwargs in (
+        (x, exact, dict(encode=fixed_encoder(np.zeros(3), np.ones(3)), decode=model.decode,
+                        prior=prior)),
+        (two.x, two.log_px(), dict(encode=lambda _: two.posterior(), decode=two.decode,
+                                   prior=two.prior()))):
+      result = replicates(jax.random.PRNGKey(5), 16, lambda k, target=target, kwargs=kwargs:
+                          ais.ais(k, target, **kwargs, likelihood="gaussian", num_steps=200,
+                                  num_chains=16, start="prior"))
+      estimate, se = mc_mean(result.log_px)
+      assert abs(estimate - log_px) < 4 * se + 0.02, (estimate, se, log_px)

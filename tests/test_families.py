@@ -83,15 +83,6 @@ def test_bad_family_settings_are_one_clear_error(overrides, message):
     config_checks.check_config(config)
 
 
-def test_ais_from_the_prior_needs_the_standard_normal_prior():
-  config = family_config("diagonal", "vamp")
-  config.eval.estimator = "ais"
-  with pytest.raises(ValueError, match=r"eval.ais.start='prior'.*--ais_start=encoder"):
-    config_checks.check_config(config)
-  config.eval.ais.start = "encoder"
-  config_checks.check_config(config)
-
-
 def test_samples_of_a_learned_prior_are_drawn_from_it(tmp_path):
   import jax  # pylint: disable=import-outside-toplevel
   from vae.models import build_model  # pylint: disable=import-outside-toplevel

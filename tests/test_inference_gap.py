@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from linear_gaussian import fixed_encoder, make_model, mc_mean
-from vae import inference_gap
+from vae import inference_gap, posteriors
 
 
 @pytest.fixture(autouse=True)
@@ -96,3 +96,34 @@ def test_stops_at_max_steps():
   with pytest.raises(ValueError, match="patience"):
     inference_gap.optimal_gaussian(jax.random.PRNGKey(0), x, model.decode, jnp.zeros(3),
                                    jnp.zeros(3), likelihood="gaussian", patience=0)
+
+
+def test_q_star_in_the_full_covariance_family_closes_the_approximation_gap():
+  """The full-covariance family contains the correlated posterior: its q*'s gap is ~0,
+  while the diagonal q*'s is the closed-form gap, from the same poor encoder."""
+  model, _ = make_model(orthogonal=False)
+  xs = observations(model, 4)
+  start = (jnp.array([0.5, 0.0, -0.3]), jnp.log(jnp.array([0.1, 0.4, 0.3])), jnp.zeros(3))
+  build = lambda raw: posteriors.FullCovarianceGaussian(raw[0], posteriors.scale_tril(
+      raw[1], raw[2]))
+  encode = lambda x: build(start)
+  log_px = np.array([model.log_px(x) for x in xs])
+  result = jax.jit(jax.vmap(lambda k, x, lp: inference_gap.decompose_gap(
+      k, x, encode, model.decode, lp, likelihood="gaussian", num_elbo_samples=20000,
+      tolerance=1e-3, max_steps=4000,
+      family=inference_gap.Family(start, build))))(
+          jax.random.split(jax.random.PRNGKey(3), 4), xs, log_px)
+  np.testing.assert_allclose(result.approximation_gap_family, 0.0, atol=0.01)
+  gap, se = mc_mean(result.approximation_gap)
+  assert abs(gap - model.best_diagonal_gap()) < 4 * se + 0.01, (gap, se)
+  assert np.all(result.amortization_gap_family > result.amortization_gap)
+  np.testing.assert_allclose(result.approximation_gap_family + result.amortization_gap_family,
+                             result.total_gap, rtol=1e-12)
+
+
+def test_without_a_family_its_fields_are_the_diagonal_q_stars():
+  model, x = make_model(orthogonal=False)
+  result = decompose(model, x[None], fixed_encoder(np.zeros(3), np.ones(3)),
+                     num_elbo_samples=100, max_steps=100)
+  np.testing.assert_array_equal(result.elbo_family, result.elbo_optimal)
+  np.testing.assert_array_equal(result.num_steps_family, result.num_steps)

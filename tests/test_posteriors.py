@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from linear_gaussian import make_model, mc_mean
+from linear_gaussian import (TwoLayerLinearGaussian, full_covariance, gaussian_log_density,
+                             make_model, mc_mean)
 from vae import losses, posteriors, priors
 
 
@@ -19,16 +20,6 @@ from vae import losses, posteriors, priors
 def float64():
   with jax.enable_x64(True):
     yield
-
-
-def gaussian_log_density(z, mean, cov):
-  diff = z - mean
-  _, logdet = np.linalg.slogdet(cov)
-  return -0.5 * (len(z) * math.log(2 * math.pi) + logdet + diff @ np.linalg.solve(cov, diff))
-
-
-def full_covariance(mean, cov):
-  return posteriors.FullCovarianceGaussian(jnp.asarray(mean), jnp.linalg.cholesky(cov))
 
 
 # ------------------------------------------------------------------ full covariance
@@ -149,69 +140,57 @@ def test_mixture_and_vamp_prior_densities_are_the_mixtures_written_out():
 # ------------------------------------------------------------------ two stochastic layers
 
 
-class TwoLayerLinearGaussian:
-  """z2 ~ N(0, I), z1 | z2 ~ N(A z2 + a, s1 I), x | z1 ~ N(W z1 + b, s2 I): log p(x) and
-  the posteriors p(z1|x) and p(z2|z1) (= p(z2|z1, x)) are Gaussian, in closed form."""
-
-  def __init__(self, seed=0, x_dim=5, z1_dim=3, z2_dim=2):
-    rng = np.random.default_rng(seed)
-    self.A, self.a = rng.normal(size=(z1_dim, z2_dim)), rng.normal(size=z1_dim) * 0.3
-    self.W, self.b = rng.normal(size=(x_dim, z1_dim)), rng.normal(size=x_dim) * 0.3
-    self.s1, self.s2 = 0.4, 0.3
-    self.c1 = self.A @ self.A.T + self.s1 * np.eye(z1_dim)  # Cov(z1)
-    self.x = self.W @ (self.A @ rng.normal(size=z2_dim) + self.a) + self.b + rng.normal(
-        size=x_dim) * 0.5
-
-  def log_px(self):
-    cov = self.W @ self.c1 @ self.W.T + self.s2 * np.eye(len(self.x))
-    return gaussian_log_density(self.x, self.W @ self.a + self.b, cov)
-
-  def q_z1(self, scale=1.0):
-    """p(z1|x), its covariance scaled by `scale` (1: exact)."""
-    precision = np.linalg.inv(self.c1) + self.W.T @ self.W / self.s2
-    cov = np.linalg.inv(precision)
-    mean = cov @ (np.linalg.solve(self.c1, self.a) + self.W.T @ (self.x - self.b) / self.s2)
-    return full_covariance(mean, cov * scale)
-
-  def q_z2(self, scale=1.0):
-    """z1 -> p(z2|z1), its covariance scaled by `scale`."""
-    m = self.A.T @ self.A + self.s1 * np.eye(self.A.shape[1])
-    cov = self.s1 * np.linalg.inv(m)
-    return lambda z1: full_covariance(jnp.asarray(np.linalg.solve(m, self.A.T)) @ (
-        z1 - self.a), cov * scale)
-
-  def hierarchy(self, scale=1.0):
-    return losses.Hierarchy(
-        encoders=(lambda _: self.q_z1(scale), self.q_z2(scale)),
-        conditionals=(lambda z2: (jnp.asarray(self.A) @ z2 + self.a,
-                                  jnp.full(len(self.a), math.log(self.s1))),),
-        decode=lambda z1: (jnp.asarray(self.W) @ z1 + self.b, jnp.log(self.s2)))
-
-
 def test_two_layers_with_the_exact_posterior_weigh_every_sample_at_log_px():
   model = TwoLayerLinearGaussian()
-  terms = jax.vmap(lambda k: losses.hierarchy_terms(k, model.x, model.hierarchy(),
-                                                    "gaussian"))(
-      jax.random.split(jax.random.PRNGKey(6), 50))
-  np.testing.assert_allclose(terms.log_weight, model.log_px(), atol=1e-8)
-  np.testing.assert_allclose(terms.reconstruction - terms.layer_kls.sum(axis=1),
-                             terms.log_weight, rtol=1e-12)  # the layers' KLs add up
-  assert terms.layer_kls.shape == (50, 2)
+  keys = jax.random.split(jax.random.PRNGKey(6), 50)
+  gaps = jax.vmap(lambda k: losses.bound_gap(
+      k, **model.kernels_args(), num_samples=7, likelihood="gaussian",
+      prior=model.prior()))(keys)
+  np.testing.assert_allclose(gaps.elbo, model.log_px(), atol=1e-8)
+  np.testing.assert_allclose(gaps.log_px, model.log_px(), atol=1e-8)
+  terms = jax.vmap(lambda k: losses.elbo(k, **model.kernels_args(), num_samples=4,
+                                         likelihood="gaussian", prior=model.prior()))(keys)
+  np.testing.assert_allclose(terms.elbo, model.log_px(), atol=1e-8)
+  kls = jax.vmap(lambda k: losses.layer_kls(k, model.x, lambda _: model.posterior(),
+                                            num_samples=4, prior=model.prior()))(keys)
+  assert kls.shape == (50, 2)
+  np.testing.assert_allclose(kls.sum(axis=1), terms.kl, rtol=1e-10)  # the layers add up
 
 
 def test_two_layers_elbo_below_iwae_below_log_px_and_iwae_rises_with_k():
   model = TwoLayerLinearGaussian()
-  hierarchy = model.hierarchy(scale=2.5)  # a q too wide: a real gap
+  args = model.kernels_args(scale=2.5)  # a q too wide: a real gap
   keys = jax.random.split(jax.random.PRNGKey(7), 200)
-  elbo = jax.vmap(lambda k: losses.hierarchy_elbo(k, model.x, hierarchy,
-                                                  likelihood="gaussian").log_weight)(keys)
-  iwae = {k: jax.vmap(lambda key: losses.hierarchy_bound_gap(
-      key, model.x, hierarchy, num_samples=k, chunk_size=16, likelihood="gaussian").log_px)(
-          keys) for k in (1, 10, 100)}
+  elbo = jax.vmap(lambda k: losses.elbo(k, **args, likelihood="gaussian",
+                                        prior=model.prior()).elbo)(keys)
+  iwae = {k: jax.vmap(lambda key: losses.iwae_bound(
+      key, **args, num_samples=k, chunk_size=16, likelihood="gaussian",
+      prior=model.prior()))(keys) for k in (1, 10, 100)}
   np.testing.assert_allclose(iwae[1].mean(), elbo.mean(), atol=4 * elbo.std() / math.sqrt(200))
   means = [float(iwae[k].mean()) for k in (1, 10, 100)]
   assert means[0] < means[1] < means[2] <= model.log_px() + 1e-3
   assert model.log_px() - means[2] < 0.1 * (model.log_px() - means[0])
+
+
+def test_two_layer_prior_samples_have_the_linear_gaussian_marginal():
+  model = TwoLayerLinearGaussian()
+  z = jax.vmap(model.prior().sample)(jax.random.split(jax.random.PRNGKey(9), 20000))
+  z1 = np.asarray(z[:, :3])
+  np.testing.assert_allclose(z1.mean(0), model.a, atol=0.05)
+  np.testing.assert_allclose(np.cov(z1.T), model.c1, atol=0.1)
+
+
+def test_two_layer_posterior_density_matches_its_samples_and_its_diagonal():
+  model = TwoLayerLinearGaussian()
+  q = model.posterior(scale=1.7)
+  z, log_q = q.sample(jax.random.PRNGKey(10))
+  np.testing.assert_allclose(q.log_prob(z), log_q, rtol=1e-10)
+  np.testing.assert_allclose(q.layer_log_probs(z).sum(), log_q, rtol=1e-10)
+  diagonal = q.diagonal()
+  first = model.q_z1(1.7)
+  np.testing.assert_allclose(diagonal.mean[:3], first.mean)
+  np.testing.assert_allclose(diagonal.mean[3:], model.q_z2(1.7)(first.mean).mean)
+  np.testing.assert_allclose(q.location(), diagonal.mean)
 
 
 # ------------------------------------------------------------------ transforms and gradients
@@ -223,13 +202,17 @@ def densities():
                                    jnp.zeros((2, 4)))
   rng = np.random.default_rng(8)
   a = rng.normal(size=(4, 4))
+  two_layers = TwoLayerLinearGaussian(z1_dim=2, z2_dim=2)
   return {"full_covariance": full_covariance(np.zeros(4), a @ a.T + np.eye(4)).log_prob,
+          "two_layer_posterior": two_layers.posterior(scale=1.3).log_prob,
+          "two_layer_prior": two_layers.prior().log_prob,
           "iaf": flow.log_prob, "mixture": mixture.log_prob,
           "vamp": priors.vamp_prior(jax.vmap(lambda m: posteriors.DiagonalGaussian(
               m, jnp.zeros(4)))(jnp.eye(4)[:3])).log_prob}
 
 
-@pytest.mark.parametrize("name", ["full_covariance", "iaf", "mixture", "vamp"])
+@pytest.mark.parametrize("name", ["full_covariance", "iaf", "mixture", "vamp",
+                                  "two_layer_posterior", "two_layer_prior"])
 def test_jit_vmap_and_gradients_of_each_density(name):
   log_prob = densities()[name]
   zs = jnp.asarray(np.random.default_rng(9).normal(size=(3, 4)) * 0.5)

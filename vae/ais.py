@@ -4,7 +4,7 @@ IWAE (`vae.losses.iwae_bound`) weighs samples of the encoder's q(z|x), so it is 
 good as q is; AIS (Neal 2001) does not lean on q, which makes it the cross-check Wu et
 al. (2017) use for decoder-based models. For one example it estimates log Z with
 Z = integral of f_T(z) = p(x, z) over z, i.e. log p(x), by moving chains from a
-normalised Gaussian base f_0 (the prior p(z), or the encoder's q(z|x)) to the posterior
+normalised base f_0 (the prior p(z), or the encoder's q(z|x)) to the posterior
 along the geometric path
 
     log f_t(z) = log f_0(z) + beta_t (log p(x, z) - log f_0(z)),  0 = beta_0 < ... < beta_T = 1.
@@ -28,9 +28,9 @@ the pilot costs a second pass (2 T L C gradient evaluations per example in all).
 
 Every function here works on ONE example, is pure JAX (no Flax) and is safe under
 `jax.jit` and `jax.vmap` (the annealing steps run in `lax.scan`, chains in `jax.vmap`).
-The model is two callables as in `vae.losses` (`encode(x) -> (mean, logvar)`,
-`decode(z) -> likelihood parameters`) and a likelihood name or callable, or, for
-`ais_log_normalizer`, any `log_joint(z)`.
+The model is two callables as in `vae.losses` (`encode(x) -> (mean, logvar)` or a
+posterior, `decode(z) -> likelihood parameters`), a likelihood name or callable and a
+prior, or, for `ais_log_normalizer`, any `log_joint(z)` and base.
 
 References:
   Neal, "Annealed importance sampling", Statistics and Computing 2001.
@@ -47,7 +47,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vae import losses
+from vae import losses, posteriors
 
 Array = jax.Array
 LogDensity = Callable[[Array], Array]
@@ -168,20 +168,29 @@ class AISResult(NamedTuple):
   step_sizes: Array
 
 
-def _anneal(key: Array, adapt: Array, step_sizes: Array, log_base: LogDensity,
-            log_joint: LogDensity, base_mean: Array, base_logvar: Array, betas: np.ndarray,
-            num_chains: int, num_leapfrog_steps: int, initial_step_size: float,
-            target_acceptance: float, adaptation_rate: float
+def _initial_chains(key: Array, base, num_chains: int) -> Array:
+  """(C, D) draws of the base: a diagonal Gaussian from one (C, D) normal array, any
+  other base from one key per chain (`sample(key)` -> z, or (z, log-density))."""
+  if isinstance(base, posteriors.DiagonalGaussian):
+    eps = jax.random.normal(key, (num_chains,) + base.mean.shape, base.mean.dtype)
+    return base.mean + jnp.exp(0.5 * base.logvar) * eps
+  draw = lambda k: jax.tree.leaves(base.sample(k))[0]
+  return jax.vmap(draw)(jax.random.split(key, num_chains))
+
+
+def _anneal(key: Array, adapt: Array, step_sizes: Array, base, log_joint: LogDensity,
+            betas: np.ndarray, num_chains: int, num_leapfrog_steps: int,
+            initial_step_size: float, target_acceptance: float, adaptation_rate: float
             ) -> tuple[Array, Array, Array]:
   """One AIS pass: (log weights (C,), step sizes used (T,), mean acceptance (T,)).
 
   adapt (traced bool): adapt the step size online from `initial_step_size` (the pilot),
   else use `step_sizes` (T,) as given.
   """
-  dtype = base_mean.dtype
   init_key, transition_key = jax.random.split(key)
-  eps = jax.random.normal(init_key, (num_chains,) + base_mean.shape, dtype)
-  z0 = base_mean + jnp.exp(0.5 * base_logvar) * eps
+  z0 = _initial_chains(init_key, base, num_chains)
+  dtype = z0.dtype
+  log_base = base.log_prob
   points = jax.vmap(lambda z: _evaluate(z, log_base, log_joint))(z0)
   betas = jnp.asarray(betas, dtype)
   transition = jax.vmap(_hmc_transition, in_axes=(0, 0, None, None, None, None, None))
@@ -207,8 +216,7 @@ def _anneal(key: Array, adapt: Array, step_sizes: Array, log_base: LogDensity,
 def ais_log_normalizer(
     key: Array,
     log_joint: LogDensity,
-    base_mean: Array,
-    base_logvar: Array,
+    base,
     *,
     betas: np.ndarray,
     num_chains: int = 16,
@@ -217,12 +225,14 @@ def ais_log_normalizer(
     target_acceptance: float = 0.65,
     adaptation_rate: float = 0.1,
 ) -> AISResult:
-  """AIS estimate of log Z, Z = integral of exp(log_joint(z)) dz, from a Gaussian base.
+  """AIS estimate of log Z, Z = integral of exp(log_joint(z)) dz, from a normalised base.
 
   Args:
     key: PRNG key (the pilot and the estimating pass use keys split from it).
     log_joint: z (D,) -> scalar unnormalised log density, e.g. log p(x, z) for one x.
-    base_mean, base_logvar: (D,) the normalised base N(base_mean, diag(exp(base_logvar))).
+    base: f_0, with `log_prob(z)` and `sample(key)` (-> z, or (z, log-density)): a
+      `vae.posteriors.DiagonalGaussian`, or a prior of `vae.priors` (a learned mixture,
+      a VampPrior, a hierarchy of layers).
     betas: (T + 1,) static schedule, increasing from 0 to 1 (e.g. `sigmoid_schedule(T)`).
     num_chains: C, independent chains whose weights are averaged.
     num_leapfrog_steps: L, leapfrog steps per HMC transition.
@@ -242,21 +252,18 @@ def ais_log_normalizer(
     raise ValueError(f"num_chains={num_chains} and num_leapfrog_steps={num_leapfrog_steps} "
                      "must be >= 1.")
 
-  def log_base(z):
-    return losses.gaussian_log_prob(z, base_mean, base_logvar)
-
   def one_pass(step_sizes, inputs):
     pass_key, adapt = inputs
     log_w, used_steps, accept = _anneal(
-        pass_key, adapt, step_sizes, log_base, log_joint, base_mean, base_logvar, betas,
-        num_chains, num_leapfrog_steps, initial_step_size, target_acceptance,
-        adaptation_rate)
+        pass_key, adapt, step_sizes, base, log_joint, betas, num_chains,
+        num_leapfrog_steps, initial_step_size, target_acceptance, adaptation_rate)
     return used_steps, (log_w, accept)
 
   # The pilot (adapt=True) and the estimating pass share one traced body, so the
   # annealing loop compiles once; the pilot's step sizes feed the second pass.
+  dtype = jax.eval_shape(lambda k: _initial_chains(k, base, 1), key).dtype
   step_sizes, (log_w, accept) = jax.lax.scan(
-      one_pass, jnp.zeros(len(betas) - 1, base_mean.dtype),
+      one_pass, jnp.zeros(len(betas) - 1, dtype),
       (jax.random.split(key), jnp.array([True, False])))
   log_w, accept = log_w[1], accept[1]
   log_px = jax.nn.logsumexp(log_w) - jnp.log(num_chains)
@@ -284,10 +291,10 @@ def ais(
   """AIS estimate of log p(x) for one example of a VAE.
 
   The target is log p(x, z) = log p(x|z) + log p(z), annealed from the prior
-  (`start="prior"`, the path of Wu et al. 2017; only for p(z) = N(0, I)) or from a
-  diagonal Gaussian near the encoder's q(z|x) (`start="encoder"`: q itself for a
-  diagonal q, its marginals or its base otherwise; shorter when q is good, but then no
-  longer independent of it).
+  (`start="prior"`, the path of Wu et al. 2017; any prior with `sample`, learned or of
+  several layers) or from a diagonal Gaussian near the encoder's q(z|x)
+  (`start="encoder"`: q itself for a diagonal q, its `diagonal()` otherwise; shorter when
+  q is good, but then no longer independent of it).
 
   Args:
     key: PRNG key.
@@ -305,19 +312,21 @@ def ais(
   """
   if start not in STARTS:
     raise ValueError(f"start={start!r} is not one of {STARTS}.")
-  if start == "prior" and prior is not None:
-    raise ValueError("AIS from the prior needs p(z) = N(0, I); start from the encoder.")
+  if start == "prior" and prior is not None and not hasattr(prior, "sample"):
+    raise ValueError("AIS from the prior needs a prior with sample(key); start from the "
+                     "encoder.")
   log_likelihood = losses.get_log_likelihood(likelihood)
   log_prior = losses.log_prior_fn(prior)
-  mean, logvar = losses.as_posterior(encode(x)).diagonal()
+  base = losses.as_posterior(encode(x)).diagonal()
   if start == "prior":
-    mean, logvar = jnp.zeros_like(mean), jnp.zeros_like(logvar)
+    base = prior if prior is not None else posteriors.DiagonalGaussian(
+        jnp.zeros_like(base.mean), jnp.zeros_like(base.logvar))
 
   def log_joint(z):
     return log_likelihood(x, decode(z)) + log_prior(z)
 
   return ais_log_normalizer(
-      key, log_joint, mean, logvar, betas=make_schedule(schedule, num_steps),
+      key, log_joint, base, betas=make_schedule(schedule, num_steps),
       num_chains=num_chains, num_leapfrog_steps=num_leapfrog_steps,
       initial_step_size=initial_step_size, target_acceptance=target_acceptance,
       adaptation_rate=adaptation_rate)

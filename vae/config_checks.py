@@ -84,11 +84,6 @@ def check_eval(config: ml_collections.ConfigDict) -> None:
   finite_at_least(config, "eval.gap.learning_rate", 0.0, strict=True)
   finite_at_least(config, "eval.gap.tolerance", 0.0)
   one_of(config, "eval.ais.start", ais.STARTS)
-  prior = config.model.get("prior", "standard_normal")
-  if config.eval.estimator == "ais" and config.eval.ais.start == "prior" and (
-      prior != "standard_normal"):
-    fail("eval.ais.start", "prior", f"'encoder' with model.prior={prior!r}: AIS from the "
-         "prior samples N(0, I)", "Pass --ais_start=encoder.")
   one_of(config, "eval.ais.schedule", ais.SCHEDULES)
 
 

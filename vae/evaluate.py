@@ -49,6 +49,11 @@ from vae.progress import ProgressLine
 PER_EXAMPLE_KEYS = ("reconstruction", "kl", "elbo", "log_px", "bound_gap")
 
 
+def example_keys(model: Model) -> tuple[str, ...]:
+  """PER_EXAMPLE_KEYS, then kl_z1, ..., kl_zL for a model of several stochastic layers."""
+  return PER_EXAMPLE_KEYS + tuple(f"kl_{name}" for name in model.layer_names)
+
+
 # ------------------------------------------------------------------ per-example metrics
 
 
@@ -60,7 +65,8 @@ def make_example_metrics(model: Model, eval_config: ml_collections.ConfigDict) -
   samples; `kl` = KL(q(z|x) || p(z)), in closed form for a Gaussian q and p = N(0, I),
   else the Monte Carlo estimate from the same samples; `elbo` = reconstruction - kl (the
   beta = 1 bound); `log_px` = IWAE_K with K = `num_importance_samples`; `bound_gap` =
-  log_px - elbo, the estimate of KL(q(z|x) || p(z|x)).
+  log_px - elbo, the estimate of KL(q(z|x) || p(z|x)); with several stochastic layers
+  `kl_z1`, ..., `kl_zL`, each layer's Monte Carlo KL from the samples of `kl`.
   """
 
   def example_metrics(params, prior, key, x):
@@ -75,6 +81,10 @@ def make_example_metrics(model: Model, eval_config: ml_collections.ConfigDict) -
                                chunk_size=eval_config.chunk_size, prior=prior)
     metrics = dict(reconstruction=terms.reconstruction, kl=terms.kl, elbo=terms.elbo,
                    log_px=log_px, bound_gap=log_px - terms.elbo)
+    if model.is_hierarchy:
+      kls = losses.layer_kls(elbo_key, x, encode, prior=prior,
+                             num_samples=eval_config.num_elbo_samples)
+      metrics.update({f"kl_{name}": kls[l] for l, name in enumerate(model.layer_names)})
     return metrics, model.encode_mean(params, x)
 
   return example_metrics
@@ -166,6 +176,7 @@ class Evaluator:
         "batch_size", eval_config.batch_size, self.mesh,
         " (config.eval.batch_size, or --batch_size of experiments.evaluate)")
     self.batch_size = eval_config.batch_size
+    self.model = model
     example_metrics = make_example_metrics(model, eval_config)
 
     def batch_metrics(params, key, indices, x):
@@ -183,16 +194,15 @@ class Evaluator:
     return self._per_example(params, key, images)
 
   def _per_example(self, params, key, images, progress=None):
-    metrics, means = _map_batches(
-        lambda indices, x: self._batch_metrics(params, key, indices, x), (images,),
-        self.batch_size, self.mesh, progress)
-    return {k: metrics[k] for k in PER_EXAMPLE_KEYS}, means
+    return _map_batches(lambda indices, x: self._batch_metrics(params, key, indices, x),
+                        (images,), self.batch_size, self.mesh, progress)
 
   def evaluate(self, params: Any, key: jax.Array, images: np.ndarray | data.LazySplit
                ) -> dict[str, float]:
-    """Means over the split (nats per example), standard errors, and active units."""
+    """Means over the split (nats per example), standard errors, and active units (of
+    each layer as well, with several)."""
     per_example, means = self.per_example(params, key, images)
-    return summarize(per_example, means)
+    return summarize(per_example, means) | layer_active_units(self.model, means)
 
 
 def active_units(posterior_means: np.ndarray, threshold: float = 0.01) -> int:
@@ -202,6 +212,14 @@ def active_units(posterior_means: np.ndarray, threshold: float = 0.01) -> int:
   Args: posterior_means: (N, D).
   """
   return int(np.sum(np.var(posterior_means, axis=0) > threshold))
+
+
+def layer_active_units(model: Model, posterior_means: np.ndarray) -> dict[str, int]:
+  """{active_units_z1: ..., active_units_zL: ...} of a model of several stochastic
+  layers, {} for one; posterior_means (N, D) as `encode_mean` gives them."""
+  layers = np.split(posterior_means, np.cumsum(model.latent_sizes)[:-1], axis=1)
+  return {f"active_units_{name}": active_units(layer)
+          for name, layer in zip(model.layer_names, layers)}
 
 
 def _stderr(values: np.ndarray) -> float:
@@ -256,10 +274,15 @@ def _decompose(model: Model, params: Any, key: jax.Array,
     encode = functools.partial(model.encode, params)
     decode = functools.partial(model.decode, params)
     prior = model.prior(params)
-    return jax.vmap(lambda k, xi, lp: inference_gap.decompose_gap(
-        k, xi, encode, decode, lp, likelihood=model.likelihood, prior=prior,
-        num_elbo_samples=gap.num_elbo_samples, **fit_options))(
-            _fold_in_each(key, indices), x, batch_log_px)
+
+    def one(k, xi, lp):
+      own = model.posterior_parameters(params, xi)
+      return inference_gap.decompose_gap(
+          k, xi, encode, decode, lp, likelihood=model.likelihood, prior=prior,
+          num_elbo_samples=gap.num_elbo_samples,
+          family=None if own is None else inference_gap.Family(*own), **fit_options)
+
+    return jax.vmap(one)(_fold_in_each(key, indices), x, batch_log_px)
 
   batch_fn = _data_parallel_jit(batch_fn, mesh, 1, 3)
   meter = ProgressLine("gap decomposition (q* per example):", len(images)) if progress else None
@@ -301,16 +324,24 @@ def _ais_section(result: dict[str, np.ndarray], iwae_log_px: np.ndarray,
               acceptance_rate=float(np.mean(result["acceptance_rate"])), **settings)
 
 
-def _gap_section(result: dict[str, np.ndarray], eval_config: ml_collections.ConfigDict
-                 ) -> dict[str, Any]:
-  """The "gap_decomposition" part of the summary."""
-  section = dict(num_examples=len(result["log_px"]), log_px_estimator=eval_config.estimator)
-  for name in ("log_px", "elbo_encoder", "elbo_optimal", "total_gap", "approximation_gap",
-               "amortization_gap"):
+def _gap_section(result: dict[str, np.ndarray], eval_config: ml_collections.ConfigDict,
+                 model: Model) -> dict[str, Any]:
+  """The "gap_decomposition" part of the summary: the diagonal q*'s split and, for an
+  encoder of another family, the split with q* in that family (`*_family`)."""
+  own_family = model.fits_own_family
+  section = dict(num_examples=len(result["log_px"]), log_px_estimator=eval_config.estimator,
+                 posterior_family=model.posterior if own_family else None)
+  names = ["log_px", "elbo_encoder", "elbo_optimal", "total_gap", "approximation_gap",
+           "amortization_gap"]
+  if own_family:
+    names += ["elbo_family", "approximation_gap_family", "amortization_gap_family"]
+  for name in names:
     section.update(_mean_and_stderr(name, result[name]))
-  section["mean_steps"] = float(np.mean(result["num_steps"]))
-  section["fraction_at_max_steps"] = float(np.mean(
-      result["num_steps"] >= eval_config.gap.max_steps))
+  for suffix in ("", "_family") if own_family else ("",):
+    steps = result[f"num_steps{suffix}"]
+    section[f"mean_steps{suffix}"] = float(np.mean(steps))
+    section[f"fraction_at_max_steps{suffix}"] = float(np.mean(
+        steps >= eval_config.gap.max_steps))
   return section | dict(eval_config.gap)
 
 
@@ -350,9 +381,11 @@ def evaluate_params(model: Model, params: Any, images: np.ndarray | data.LazySpl
       num_examples=len(images), latent_dim=int(means.shape[1]), seed=seed,
       **{k: eval_config[k] for k in ("num_importance_samples", "chunk_size", "batch_size",
                                      "num_elbo_samples", "decompose_gap", "estimator")})
-  for name in ("elbo", "reconstruction", "kl", "log_px", "bound_gap"):
+  for name in ("elbo", "reconstruction", "kl", "log_px", "bound_gap") + example_keys(
+      model)[len(PER_EXAMPLE_KEYS):]:
     summary.update(_mean_and_stderr(name, metrics[name]))
   summary["active_units"] = active_units(means)
+  summary.update(layer_active_units(model, means))
   per_example = dict(metrics, posterior_mean=means)
 
   subset = min(eval_config.num_examples, len(images))
@@ -368,7 +401,7 @@ def evaluate_params(model: Model, params: Any, images: np.ndarray | data.LazySpl
   if eval_config.decompose_gap:
     result = _decompose(model, params, keys.stream(seed, keys.GAP_DECOMPOSITION),
                         images[:subset], log_px, eval_config, evaluator.mesh, progress)
-    summary["gap_decomposition"] = _gap_section(result, eval_config)
+    summary["gap_decomposition"] = _gap_section(result, eval_config, model)
     per_example.update({f"gap_{k}": v for k, v in result.items()})
 
   summary["seconds"] = time.perf_counter() - start_time
@@ -474,10 +507,17 @@ def format_report(results: dict[str, Any]) -> str:
       _row("ELBO", results, "elbo"),
       _row("  reconstruction E_q log p(x|z)", results, "reconstruction"),
       _row("  KL(q(z|x) || p(z))", results, "kl"),
+  ]
+  layers = [key[len("kl_"):] for key in results if key.startswith("kl_z")
+            and not key.endswith("_stderr")]
+  lines += [_row(f"    of layer {name}", results, f"kl_{name}") for name in layers]
+  lines += [
       _row(f"log p(x), IWAE with K = {k}", results, "log_px"),
       _row("bound gap log p(x) - ELBO ~ KL(q || p(z|x))", results, "bound_gap"),
       f"  {'active units':<44}{results['active_units']:>11d} of {results['latent_dim']}",
   ]
+  lines += [f"  {f'  of layer {name}':<44}{results[f'active_units_{name}']:>11d}"
+            for name in layers]
   section = results.get("ais")
   if section:
     lines += [
@@ -501,5 +541,16 @@ def format_report(results: dict[str, Any]) -> str:
         _row("  approximation gap log p(x) - ELBO[q*]", section, "approximation_gap"),
         _row("  amortisation gap ELBO[q*] - ELBO[q_encoder]", section, "amortization_gap"),
     ]
+    family = section.get("posterior_family")
+    if family:
+      lines += [
+          f"  with q* in the encoder's own family ({family}; "
+          f"{section['mean_steps_family']:.0f} Adam steps on average)",
+          _row(f"ELBO[q*], best {family} per example", section, "elbo_family"),
+          _row("  approximation gap log p(x) - ELBO[q*]", section,
+               "approximation_gap_family"),
+          _row("  amortisation gap ELBO[q*] - ELBO[q_encoder]", section,
+               "amortization_gap_family"),
+      ]
   lines.append(f"{results['seconds']:.0f} s, peak memory {results['peak_rss_mib']:.0f} MiB")
   return "\n".join(lines)

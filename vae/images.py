@@ -64,6 +64,7 @@ class ImageWriter:
     self._encode_mean = jax.jit(model.encode_mean)
     self._mean_image = jax.jit(model.mean_image)
     self._sample_prior = jax.jit(model.sample_prior, static_argnums=2)
+    self._decoded_dims = model.latent_sizes[0]  # the decoder reads z_1
 
   def _save(self, step: int, name: str, grid: np.ndarray) -> None:
     if not self._writer.enabled:
@@ -83,9 +84,9 @@ class ImageWriter:
 
   def write_traversal(self, step: int, params: Any, inputs: np.ndarray,
                       num_dims: int = 10, num_values: int = 9) -> None:
-    """Rows: the latent dims whose posterior means vary most; columns: z_d in [-3, 3]."""
+    """Rows: the dims of z_1 whose posterior means vary most; columns: z_d in [-3, 3]."""
     means = np.asarray(self._encode_mean(params, inputs))
-    dims = np.argsort(-np.var(means, axis=0))[:num_dims]
+    dims = np.argsort(-np.var(means[:, :self._decoded_dims], axis=0))[:num_dims]
     values = np.linspace(-3.0, 3.0, num_values)
     z = np.zeros((len(dims), num_values, means.shape[1]), np.float32)
     z[np.arange(len(dims)), :, dims] = values

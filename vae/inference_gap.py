@@ -10,11 +10,16 @@ Gaussian for this x alone, found by optimising its mean and log-variance directl
 approximation gap, KL(q* || p(z|x)), is what the family of diagonal Gaussians cannot
 express (a correlated or multi-modal posterior); the amortisation gap,
 KL(q_enc || p(z|x)) - KL(q* || p(z|x)) >= 0, is what the encoder loses by predicting q
-from x with one network instead of fitting it per example.
+from x with one network instead of fitting it per example. For an encoder of a richer
+family (full covariance, a flow) the same split is also made with q* fitted in that
+family (`Family`: its parameters for x, e.g. the encoder's outputs and the flow's
+weights, and how they make q), whose approximation gap is what that family cannot
+express.
 
-`optimal_gaussian` finds q* for one example: Adam (optax) on the reparameterised ELBO
-(`vae.losses.elbo`, closed-form KL, `num_samples` fresh samples per step) inside
-`lax.while_loop`, starting at the encoder's output. Every `check_every` steps it scores
+`fit_posterior` finds q* for one example (`optimal_gaussian` in the diagonal family):
+Adam (optax) on the reparameterised ELBO (`vae.losses.elbo`, closed-form KL where there
+is one, `num_samples` fresh samples per step) inside `lax.while_loop`, starting at the
+encoder's output. Every `check_every` steps it scores
 the ELBO on one fixed set of samples (common random numbers, so two checks differ by the
 change of q, not by noise) and stops once `patience` checks in a row have not improved on
 the best by more than `tolerance` nats, or after `max_steps`; it returns the best checked
@@ -38,7 +43,7 @@ Reference:
 
 from __future__ import annotations
 
-from typing import NamedTuple, Union
+from typing import Any, Callable, NamedTuple, Union
 
 import jax
 import jax.numpy as jnp
@@ -49,14 +54,40 @@ from vae import losses
 Array = jax.Array
 
 
+class Family(NamedTuple):
+  """A family of posteriors for one example, as the parameters to fit per example.
+
+  Attributes:
+    params: a pytree of arrays, where the fit starts (e.g. the encoder's outputs for x
+      and, for a flow, its weights: the fit then gives the example its own copy).
+    build: params -> the posterior (a (mean, logvar) pair or a `vae.posteriors` family).
+  """
+
+  params: Any
+  build: Callable[[Any], Any]
+
+
+class OptimalPosterior(NamedTuple):
+  """The per-example q* = family.build(params) of the best check.
+
+  Attributes:
+    params: its parameters, a pytree like the family's.
+    check_elbo: its ELBO on the fixed check samples (nats; biased upward by the choice
+      of the best check, so report an ELBO on fresh samples instead).
+    num_steps: Adam steps taken before the stopping rule fired (int32 scalar).
+  """
+
+  params: Any
+  check_elbo: Array
+  num_steps: Array
+
+
 class OptimalGaussian(NamedTuple):
   """The per-example diagonal Gaussian q* = N(mean, diag(exp(logvar))).
 
   Attributes:
     mean, logvar: (D,) parameters of q*.
-    check_elbo: its ELBO on the fixed check samples (nats; biased upward by the choice
-      of the best check, so report an ELBO on fresh samples instead).
-    num_steps: Adam steps taken before the stopping rule fired (int32 scalar).
+    check_elbo, num_steps: as in OptimalPosterior.
   """
 
   mean: Array
@@ -65,12 +96,11 @@ class OptimalGaussian(NamedTuple):
   num_steps: Array
 
 
-def optimal_gaussian(
+def fit_posterior(
     key: Array,
     x: Array,
     decode: losses.Decoder,
-    init_mean: Array,
-    init_logvar: Array,
+    family: Family,
     *,
     likelihood: Union[str, losses.LogLikelihood] = "bernoulli",
     prior: losses.Prior | None = None,
@@ -80,24 +110,24 @@ def optimal_gaussian(
     check_every: int = 50,
     patience: int = 2,
     tolerance: float = 0.01,
-) -> OptimalGaussian:
-  """Fits q*(z|x) = argmax over diagonal Gaussians of ELBO(x; q) for one example.
+) -> OptimalPosterior:
+  """Fits q*(z|x) = argmax over the family of ELBO(x; q) for one example.
 
   Args:
     key: PRNG key (training samples and check samples are split from it).
     x: one example, any shape.
     decode, likelihood, prior: the decoder, likelihood and prior, as in
-      `vae.losses.elbo` (the KL is closed-form for N(0, I), else Monte Carlo).
-    init_mean, init_logvar: (D,) starting point, e.g. the encoder's output for x.
+      `vae.losses.elbo` (the KL is closed-form where it has one, else Monte Carlo).
+    family: the parameters to fit, from where they start, and how they make q.
     num_samples: reparameterised samples per Adam step, and in each check.
-    learning_rate: Adam's step size on (mean, logvar).
+    learning_rate: Adam's step size on the family's parameters.
     max_steps: the most Adam steps taken (rounded up to a multiple of check_every).
     check_every: Adam steps between two checks of the ELBO.
     patience: stop after this many checks in a row without an improvement.
     tolerance: the smallest ELBO improvement (nats) that counts as one.
 
   Returns:
-    OptimalGaussian of the best check.
+    OptimalPosterior of the best check.
   """
   if min(num_samples, max_steps, check_every, patience) < 1:
     raise ValueError("num_samples, max_steps, check_every and patience must be >= 1.")
@@ -105,8 +135,7 @@ def optimal_gaussian(
   train_key, check_key = jax.random.split(key)
 
   def elbo_of(sample_key, params, analytic_kl):
-    mean, logvar = params
-    return losses.elbo(sample_key, x, lambda _: (mean, logvar), decode,
+    return losses.elbo(sample_key, x, lambda _: family.build(params), decode,
                        num_samples=num_samples, likelihood=likelihood,
                        analytic_kl=analytic_kl, prior=prior).elbo
 
@@ -134,11 +163,20 @@ def optimal_gaussian(
     return (step + check_every, params, opt_state, best_params,
             jnp.maximum(check, best_elbo), stalls)
 
-  params = (jnp.asarray(init_mean), jnp.asarray(init_logvar))
+  params = jax.tree.map(jnp.asarray, family.params)
   init = (jnp.zeros((), jnp.int32), params, optimizer.init(params), params,
           elbo_of(check_key, params, False), jnp.zeros((), jnp.int32))
-  step, _, _, (mean, logvar), best_elbo, _ = jax.lax.while_loop(cond, body, init)
-  return OptimalGaussian(mean=mean, logvar=logvar, check_elbo=best_elbo, num_steps=step)
+  step, _, _, best_params, best_elbo, _ = jax.lax.while_loop(cond, body, init)
+  return OptimalPosterior(params=best_params, check_elbo=best_elbo, num_steps=step)
+
+
+def optimal_gaussian(key: Array, x: Array, decode: losses.Decoder, init_mean: Array,
+                     init_logvar: Array, **options) -> OptimalGaussian:
+  """`fit_posterior` over diagonal Gaussians from N(init_mean, diag(exp(init_logvar))),
+  each (D,), e.g. the encoder's output for x; `options` as there."""
+  best = fit_posterior(key, x, decode, Family((init_mean, init_logvar), lambda p: p),
+                       **options)
+  return OptimalGaussian(*best.params, check_elbo=best.check_elbo, num_steps=best.num_steps)
 
 
 class GapDecomposition(NamedTuple):
@@ -154,6 +192,9 @@ class GapDecomposition(NamedTuple):
     amortization_gap: elbo_optimal - elbo_encoder.
     num_steps: Adam steps the fit of q* took.
     mean, logvar: (D,) parameters of q*.
+    elbo_family, approximation_gap_family, amortization_gap_family, num_steps_family:
+      the same with q* fitted in the encoder's own family (`family` of `decompose_gap`;
+      without one, the diagonal q*'s values).
   """
 
   log_px: Array
@@ -165,6 +206,10 @@ class GapDecomposition(NamedTuple):
   num_steps: Array
   mean: Array
   logvar: Array
+  elbo_family: Array
+  approximation_gap_family: Array
+  amortization_gap_family: Array
+  num_steps_family: Array
 
 
 def decompose_gap(
@@ -177,6 +222,7 @@ def decompose_gap(
     likelihood: Union[str, losses.LogLikelihood] = "bernoulli",
     prior: losses.Prior | None = None,
     num_elbo_samples: int = 1000,
+    family: Family | None = None,
     **optimizer_options,
 ) -> GapDecomposition:
   """Approximation and amortisation gap of one example (Cremer et al. 2018).
@@ -184,14 +230,17 @@ def decompose_gap(
   Args:
     key: PRNG key.
     x: one example, any shape.
-    encode, decode, likelihood, prior: the model, as in `vae.losses.elbo`. q* is a
-      diagonal Gaussian whatever the encoder's family, fitted from a diagonal Gaussian
-      near q (`diagonal()` of `vae.posteriors`); ELBO[q_enc] is the encoder's own q's.
+    encode, decode, likelihood, prior: the model, as in `vae.losses.elbo`. The first
+      q* is a diagonal Gaussian whatever the encoder's family, fitted from a diagonal
+      Gaussian near q (`diagonal()` of `vae.posteriors`); ELBO[q_enc] is the encoder's
+      own q's.
     log_px: scalar estimate of log p(x) (IWAE_K, AIS or exact); its error goes into the
       approximation gap (an underestimate of log p(x) shrinks it).
-    num_elbo_samples: samples of the final ELBO of q_enc and of q*, the same samples for
-      both, so the amortisation gap carries little Monte Carlo noise.
-    **optimizer_options: passed to `optimal_gaussian` (num_samples, learning_rate,
+    num_elbo_samples: samples of the final ELBO of q_enc and of each q*, the same
+      samples for all, so the amortisation gaps carry little Monte Carlo noise.
+    family: the encoder's own family for x (e.g. a full-covariance Gaussian from the
+      encoder's outputs), to fit a second q* in it; None: only the diagonal q*.
+    **optimizer_options: passed to `fit_posterior` (num_samples, learning_rate,
       max_steps, check_every, patience, tolerance).
 
   Returns:
@@ -209,6 +258,12 @@ def decompose_gap(
 
   elbo_encoder = elbo_of(posterior)
   elbo_optimal = elbo_of((best.mean, best.logvar))
+  elbo_family, num_steps_family = elbo_optimal, best.num_steps
+  if family is not None:
+    fitted = fit_posterior(jax.random.fold_in(fit_key, 1), x, decode, family,
+                           likelihood=likelihood, prior=prior, **optimizer_options)
+    elbo_family = elbo_of(family.build(fitted.params))
+    num_steps_family = fitted.num_steps
   return GapDecomposition(
       log_px=log_px,
       elbo_encoder=elbo_encoder,
@@ -219,6 +274,10 @@ def decompose_gap(
       num_steps=best.num_steps,
       mean=best.mean,
       logvar=best.logvar,
+      elbo_family=elbo_family,
+      approximation_gap_family=log_px - elbo_family,
+      amortization_gap_family=elbo_family - elbo_encoder,
+      num_steps_family=num_steps_family,
   )
 
 

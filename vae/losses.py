@@ -29,7 +29,9 @@ The models these kernels take are two plain callables on one example:
   `decode(z) -> params` for z of shape (D,): Bernoulli logits shaped like x, or a
   `(mean, logvar)` pair broadcastable to x for the Gaussian likelihood;
 and a prior, `prior=None` for p(z) = N(0, I) or any `z -> log p(z)` (`vae.priors`). A
-model of several stochastic layers is a `Hierarchy` of such callables.
+model of L stochastic layers is the same three pieces over z = concat(z_1, ..., z_L): an
+encoder returning a `vae.posteriors.Hierarchical`, a `vae.priors.Hierarchical` prior, and
+a decoder that reads z_1; `layer_kls` splits its KL by layer.
 
 References:
   Kingma & Welling, "Auto-Encoding Variational Bayes", ICLR 2014.
@@ -223,11 +225,7 @@ def get_log_likelihood(likelihood: Union[str, LogLikelihood]) -> LogLikelihood:
 # ------------------------------------------------------------------ posteriors and priors
 
 
-def as_posterior(encoded: Union[tuple[Array, Array], Posterior]) -> Posterior:
-  """An encoder's output as a posterior: a (mean, logvar) pair is a DiagonalGaussian."""
-  if hasattr(encoded, "sample"):
-    return encoded
-  return posteriors.DiagonalGaussian(*encoded)
+as_posterior = posteriors.as_posterior
 
 
 def log_prior_fn(prior: Prior | None) -> Callable[[Array], Array]:
@@ -450,72 +448,24 @@ def bound_gap(
 # ------------------------------------------------------------------ stochastic hierarchies
 
 
-class Hierarchy(NamedTuple):
-  """A VAE with L stochastic layers, as pure functions of one example:
+def layer_kls(key: Array, x: Array, encode: Encoder, *, prior: Prior,
+              num_samples: int = 1) -> Array:
+  """The KL of each stochastic layer of a hierarchy, (L,) in nats, Monte Carlo.
 
-  q(z_1|x) q(z_2|z_1) ... q(z_L|z_{L-1}) and p(z_L) p(z_{L-1}|z_L) ... p(z_1|z_2) p(x|z_1).
+  mean_k [log q(z_l,k|.) - log p(z_l,k|.)] over the samples that `elbo(key, x, encode,
+  ..., num_samples=num_samples)` draws with the same key, so the layers' KLs add up to
+  its `kl` (for a hierarchy always the Monte Carlo estimate).
 
-  Attributes:
-    encoders: L callables; the first maps x, the l-th z_{l-1}, to q(z_l|.) (a
-      (mean, logvar) pair or a posterior of `vae.posteriors`).
-    conditionals: L - 1 callables; the l-th maps z_{l+1} to p(z_l|z_{l+1}), anything
-      with a `log_prob` (or a (mean, logvar) pair, a diagonal Gaussian).
-    decode: z_1 -> the likelihood's parameters.
-    prior: p(z_L), as in `elbo` (None for N(0, I)).
+  Args:
+    key, x, num_samples: as in `elbo`.
+    encode: x -> a `vae.posteriors.Hierarchical`.
+    prior: a `vae.priors.Hierarchical` with the same layer sizes.
   """
-
-  encoders: tuple
-  conditionals: tuple
-  decode: Decoder
-  prior: Prior | None = None
-
-
-class HierarchyTerms(NamedTuple):
-  """One sample's terms of a hierarchy, in nats: `log_weight` = log p(x, z) - log q(z|x)
-  = reconstruction - sum(layer_kls); `layer_kls` (L,): log q(z_l|.) - log p(z_l|.) of
-  each layer (a one-sample estimate of its KL, whose expectation over q is the KL)."""
-
-  log_weight: Array
-  reconstruction: Array
-  layer_kls: Array
-
-
-def hierarchy_terms(key: Array, x: Array, model: Hierarchy,
-                    likelihood: Union[str, LogLikelihood] = "bernoulli") -> HierarchyTerms:
-  """Draws z_1..z_L from q top-down from x (layer l from fold_in(key, l)) and scores them."""
-  samples, log_qs, inputs = [], [], x
-  for layer, encode in enumerate(model.encoders):
-    z, log_q = as_posterior(encode(inputs)).sample(jax.random.fold_in(key, layer))
-    samples.append(z)
-    log_qs.append(log_q)
-    inputs = z
-  log_ps = [as_posterior(conditional(samples[l + 1])).log_prob(samples[l])
-            for l, conditional in enumerate(model.conditionals)]
-  log_ps.append(log_prior_fn(model.prior)(samples[-1]))
-  reconstruction = get_log_likelihood(likelihood)(x, model.decode(samples[0]))
-  layer_kls = jnp.stack(log_qs) - jnp.stack(log_ps)
-  return HierarchyTerms(reconstruction - jnp.sum(layer_kls), reconstruction, layer_kls)
-
-
-def hierarchy_elbo(key: Array, x: Array, model: Hierarchy, *, num_samples: int = 1,
-                   likelihood: Union[str, LogLikelihood] = "bernoulli") -> HierarchyTerms:
-  """The ELBO of a hierarchy, averaged over `num_samples` draws: HierarchyTerms whose
-  log_weight is the ELBO, with the mean reconstruction and per-layer KLs (Monte Carlo)."""
-  terms = jax.vmap(lambda k: hierarchy_terms(jax.random.fold_in(key, k), x, model,
-                                             likelihood))(jnp.arange(num_samples))
-  return jax.tree.map(lambda leaf: jnp.mean(leaf, axis=0), terms)
-
-
-def hierarchy_bound_gap(key: Array, x: Array, model: Hierarchy, *, num_samples: int,
-                        likelihood: Union[str, LogLikelihood] = "bernoulli",
-                        chunk_size: int | None = None) -> BoundGap:
-  """IWAE_K, the ELBO and the gap of a hierarchy from one pass over K samples, as
-  `bound_gap` (sample k from fold_in(key, k))."""
-  log_weights = jax.vmap(lambda k: hierarchy_terms(jax.random.fold_in(key, k), x, model,
-                                                   likelihood).log_weight)
-  dtype = jnp.result_type(float)
-  return _bound_gap_from(*_log_weight_summaries(log_weights, num_samples, chunk_size, dtype),
-                         num_samples)
+  posterior = as_posterior(encode(x))
+  z = jax.vmap(lambda k: _draw(posterior, key, k)[0])(jnp.arange(num_samples))
+  per_sample = jax.vmap(lambda z_k: posterior.layer_log_probs(z_k)
+                        - prior.layer_log_probs(z_k))(z)
+  return jnp.mean(per_sample, axis=0)
 
 
 # ------------------------------------------------------------------ batched forms

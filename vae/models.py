@@ -18,6 +18,7 @@ parameters `vae.losses` expects, and how to turn them into a mean image).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable, Sequence
 
 import flax.linen as nn
@@ -118,6 +119,22 @@ class MLPDecoder(nn.Module):
     height, width, channels = self.image_shape
     out = nn.Dense(height * width * channels * self.num_params)(h)
     return out.reshape(z.shape[:-1] + (height, width, channels * self.num_params))
+
+
+class GaussianMLP(nn.Module):
+  """(..., D_in) latents -> ((..., D_out) mean, (..., D_out) logvar): one stochastic
+  layer above or below another, q(z_{l+1}|z_l) or p(z_l|z_{l+1})."""
+
+  hidden_sizes: Sequence[int]
+  out_dim: int
+  activation: str
+
+  @nn.compact
+  def __call__(self, z: Array) -> tuple[Array, Array]:
+    h = z
+    for size in self.hidden_sizes:
+      h = ACTIVATIONS[self.activation](nn.Dense(size)(h))
+    return _heads(h, self.out_dim, 0)
 
 
 # ------------------------------------------------------------------ convolutional
@@ -257,9 +274,14 @@ def _family(cfg: ml_collections.ConfigDict) -> PosteriorFamily:
   return POSTERIORS[cfg.posterior]
 
 
+def latent_sizes(cfg: ml_collections.ConfigDict) -> tuple[int, ...]:
+  """(D_1, ..., D_L): latent_dim, then the upper_latent_dims of the layers above."""
+  return (cfg.latent_dim,) + tuple(cfg.upper_latent_dims)
+
+
 def _prior_module(cfg: ml_collections.ConfigDict, image_shape: ImageShape):
   if cfg.prior == "mixture":
-    return MixturePriorParams(cfg.prior_components, cfg.latent_dim)
+    return MixturePriorParams(cfg.prior_components, latent_sizes(cfg)[-1])
   if cfg.prior == "vamp":
     return PseudoInputs(cfg.prior_components, image_shape)
   return None
@@ -303,6 +325,8 @@ def check_model_config(cfg: ml_collections.ConfigDict, image_shape: ImageShape) 
   field_checks.sizes(config, "model.hidden_sizes")
   field_checks.sizes(config, "model.conv_features")
   field_checks.int_at_least(config, "model.conv_hidden_size")
+  field_checks.sizes(config, "model.upper_latent_dims")
+  field_checks.sizes(config, "model.upper_hidden_sizes")
   field_checks.one_of(config, "model.posterior", POSTERIORS)
   field_checks.one_of(config, "model.prior", PRIORS)
   if cfg.posterior == "iaf":
@@ -324,21 +348,38 @@ def check_model_config(cfg: ml_collections.ConfigDict, image_shape: ImageShape) 
 
 
 class VAE(nn.Module):
-  """An encoder q(z|x), a decoder p(x|z) and, where the config has them, the flow's and
-  the prior's parameters, under one params tree."""
+  """An encoder q(z_1|x), a decoder p(x|z_1), for each layer above the first its
+  q(z_{l+1}|z_l) and p(z_l|z_{l+1}) and, where the config has them, the flow's and the
+  prior's parameters, under one params tree."""
 
   encoder: nn.Module
   decoder: nn.Module
   flow: nn.Module | None = None
   prior: nn.Module | None = None
+  upper_encoders: Sequence[nn.Module] = ()
+  conditionals: Sequence[nn.Module] = ()
 
   def __call__(self, x: Array) -> Any:
-    """Touches every parameter once (to initialise them): encodes x, decodes the mean."""
+    """Touches every parameter once (to initialise them): encodes x up the layers at
+    their means, decodes each layer's mean."""
     outputs = self.encoder(x)
-    return outputs, self.decoder(outputs[0]), self.flow_params(), self.prior_params()
+    below, touched = outputs[0], [outputs, self.decoder(outputs[0])]
+    for encode_up, conditional in zip(self.upper_encoders, self.conditionals):
+      above = encode_up(below)[0]
+      touched.append(conditional(above))
+      below = above
+    return touched, self.flow_params(), self.prior_params()
 
   def encode(self, x: Array) -> tuple[tuple[Array, ...], Any]:
     return self.encoder(x), self.flow_params()
+
+  def encode_up(self, layer: int, z: Array) -> tuple[Array, Array]:
+    """q(z_{layer+2}|z_{layer+1}) as (mean, logvar) of z_{layer+1} (layer from 0)."""
+    return self.upper_encoders[layer](z)
+
+  def conditional(self, layer: int, z: Array) -> tuple[Array, Array]:
+    """p(z_{layer+1}|z_{layer+2}) as (mean, logvar) of z_{layer+2} (layer from 0)."""
+    return self.conditionals[layer](z)
 
   def decode(self, z: Array) -> Array:
     return self.decoder(z)
@@ -357,43 +398,102 @@ class Model:
   `encode(params, x)` and `decode(params, z)` match the callables `vae.losses` takes once
   params are bound, e.g. `losses.elbo(key, x, functools.partial(model.encode, params),
   functools.partial(model.decode, params), likelihood=model.likelihood,
-  prior=model.prior(params))`.
+  prior=model.prior(params))`. With several stochastic layers z is concat(z_1, ..., z_L),
+  (latent_dim,) with latent_dim = sum(latent_sizes), q a `vae.posteriors.Hierarchical`
+  and p(z) a `vae.priors.Hierarchical`.
   """
 
   module: VAE
   likelihood: str
   image_shape: ImageShape
-  latent_dim: int
+  latent_sizes: tuple[int, ...]
   posterior: str = "diagonal"
   prior_name: str = "standard_normal"
+
+  @property
+  def latent_dim(self) -> int:
+    """D = D_1 + ... + D_L, the size of z."""
+    return sum(self.latent_sizes)
+
+  @property
+  def is_hierarchy(self) -> bool:
+    return len(self.latent_sizes) > 1
+
+  @property
+  def layer_names(self) -> tuple[str, ...]:
+    """("z1", ..., "zL") with several stochastic layers, () with one: the suffixes of
+    the per-layer metrics (kl_z1, active_units_z1, ...)."""
+    return tuple(f"z{layer + 1}" for layer in range(len(self.latent_sizes))
+                 ) if self.is_hierarchy else ()
 
   def init(self, key: Array) -> Any:
     """Returns a fresh params pytree (no batch axis needed)."""
     return self.module.init(key, jnp.zeros(self.image_shape))["params"]
 
+  def _apply(self, params: Any, method: Callable, *args) -> Any:
+    return self.module.apply({"params": params}, *args, method=method)
+
   def encode(self, params: Any, x: Array) -> Any:
-    """x (H, W, C) -> q(z|x): (mean, logvar), each (D,), for the diagonal family (also
-    for x (..., H, W, C)), else a posterior of `vae.posteriors`."""
-    outputs, flow = self.module.apply({"params": params}, x, method=VAE.encode)
+    """x (H, W, C) -> q(z|x): (mean, logvar), each (D,), for the diagonal family with
+    one layer (also for x (..., H, W, C)), else a posterior of `vae.posteriors`."""
+    outputs, flow = self._apply(params, VAE.encode, x)
     extra = outputs[2] if len(outputs) > 2 else None
-    return POSTERIORS[self.posterior].build(outputs[0], outputs[1], extra, flow)
+    first = POSTERIORS[self.posterior].build(outputs[0], outputs[1], extra, flow)
+    if not self.is_hierarchy:
+      return first
+    up = lambda p: tuple(functools.partial(self._apply, p, VAE.encode_up, layer)
+                         for layer in range(len(self.latent_sizes) - 1))
+    return posteriors.Hierarchical(losses.as_posterior(first), up(params),
+                                   up(jax.lax.stop_gradient(params)), self.latent_sizes)
+
+  @property
+  def fits_own_family(self) -> bool:
+    """Whether `posterior_parameters` gives a family to fit q* in besides the diagonal."""
+    return self.posterior != "diagonal" and not self.is_hierarchy
+
+  def posterior_parameters(self, params: Any, x: Array) -> tuple[Any, Callable] | None:
+    """q(z|x) of one x as (its parameters, parameters -> q): the encoder's outputs for
+    x and the flow's weights, to fit per example in the model's own family
+    (`vae.inference_gap.Family`). None where that family is the diagonal Gaussian's, or
+    with several stochastic layers (whose upper layers are networks, not per-example
+    parameters)."""
+    if not self.fits_own_family:
+      return None
+    outputs, flow = self._apply(params, VAE.encode, x)
+    family = POSTERIORS[self.posterior]
+    extra = outputs[2] if len(outputs) > 2 else None
+    return ((outputs[0], outputs[1], extra), flow), lambda raw: family.build(*raw[0], raw[1])
 
   def encode_mean(self, params: Any, x: Array) -> Array:
     """x (..., H, W, C) -> a point of each q(z|x), (..., D): its mean (the IAF: the flow
-    of its base's mean)."""
-    if self.posterior == "diagonal":
+    of its base's mean; each layer's given the point of the layer below)."""
+    if self.posterior == "diagonal" and not self.is_hierarchy:
       return self.encode(params, x)[0]
     flat = x.reshape((-1,) + self.image_shape)
     points = jax.vmap(lambda xi: losses.as_posterior(self.encode(params, xi)).location())(flat)
     return points.reshape(x.shape[:-3] + (self.latent_dim,))
 
+  def _top_posterior(self, params: Any, x: Array) -> Any:
+    """q(z_L|x) of one x: q itself for one layer, else the top layer's diagonal
+    Gaussian given the points of the layers below (`Hierarchical.diagonal`)."""
+    q = losses.as_posterior(self.encode(params, x))
+    if not self.is_hierarchy:
+      return q
+    top = self.latent_sizes[-1]
+    diagonal = q.diagonal()
+    return posteriors.DiagonalGaussian(diagonal.mean[-top:], diagonal.logvar[-top:])
+
   def prior(self, params: Any) -> Any:
-    """p(z) for `vae.losses`' prior=: None for N(0, I), else a prior of `vae.priors`."""
-    made = self.module.apply({"params": params}, method=VAE.prior_params)
+    """p(z) for `vae.losses`' prior=: None for N(0, I) with one layer, else a prior of
+    `vae.priors` (with several layers a Hierarchical one over p(z_L) as configured)."""
+    made = self._apply(params, VAE.prior_params)
     if self.prior_name == "vamp":
-      return priors.vamp_prior(jax.vmap(
-          lambda u: losses.as_posterior(self.encode(params, u)))(made))
-    return made
+      made = priors.vamp_prior(jax.vmap(lambda u: self._top_posterior(params, u))(made))
+    if not self.is_hierarchy:
+      return made
+    return priors.Hierarchical(made, tuple(
+        functools.partial(self._apply, params, VAE.conditional, layer)
+        for layer in range(len(self.latent_sizes) - 1)), self.latent_sizes)
 
   def sample_prior(self, params: Any, key: Array, num: int) -> Array:
     """(num, D) draws of z ~ p(z)."""
@@ -403,8 +503,10 @@ class Model:
     return jax.vmap(prior.sample)(jax.random.split(key, num))
 
   def decode(self, params: Any, z: Array) -> Any:
-    """z (..., D) -> likelihood parameters of shape (..., H, W, C) each."""
-    raw = self.module.apply({"params": params}, z, method=VAE.decode)
+    """z (..., D) -> likelihood parameters of shape (..., H, W, C) each (from z_1)."""
+    if self.is_hierarchy:
+      z = z[..., :self.latent_sizes[0]]
+    raw = self._apply(params, VAE.decode, z)
     return LIKELIHOOD_HEADS[self.likelihood].split(raw)
 
   def mean_image(self, params: Any, z: Array) -> Array:
@@ -424,16 +526,23 @@ def build_model(cfg: ml_collections.ConfigDict, image_shape: ImageShape) -> Mode
   encoder, decoder = ARCHITECTURES[cfg.architecture](cfg, tuple(image_shape), num_params)
   flow = (FlowParams(cfg.flow_steps, cfg.latent_dim, cfg.flow_hidden)
           if _family(cfg).has_flow else None)
-  return Model(VAE(encoder, decoder, flow, _prior_module(cfg, image_shape)), cfg.likelihood,
-               tuple(image_shape), cfg.latent_dim, cfg.posterior, cfg.prior)
+  sizes = latent_sizes(cfg)
+  hidden = tuple(cfg.upper_hidden_sizes)
+  upper_encoders = tuple(GaussianMLP(hidden, above, cfg.activation) for above in sizes[1:])
+  conditionals = tuple(GaussianMLP(hidden, below, cfg.activation) for below in sizes[:-1])
+  module = VAE(encoder, decoder, flow, _prior_module(cfg, image_shape), upper_encoders,
+               conditionals)
+  return Model(module, cfg.likelihood, tuple(image_shape), sizes, cfg.posterior, cfg.prior)
 
 
 # What a run saved before these fields existed had.
-_BEFORE_THE_FIELDS = dict(posterior="diagonal", prior="standard_normal")
+_BEFORE_THE_FIELDS = dict(posterior="diagonal", prior="standard_normal",
+                          upper_latent_dims=(), upper_hidden_sizes=(100, 100))
 
 
 def with_defaults(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """`config.model` with the posterior and prior of a run saved before those fields."""
+  """`config.model` with the posterior, prior and single stochastic layer of a run saved
+  before those fields."""
   missing = {k: v for k, v in _BEFORE_THE_FIELDS.items() if k not in cfg}
   if not missing:
     return cfg

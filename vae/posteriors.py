@@ -20,9 +20,14 @@ All densities are in nats. Families:
                                           `scale_tril(logvar, lower)`);
   InverseAutoregressiveFlow(base, steps, context)
                                           a diagonal Gaussian pushed through IAF steps
-                                          (Kingma et al. 2016), each a MADE network.
+                                          (Kingma et al. 2016), each a MADE network;
+  Hierarchical(first, upper, upper_stopped)
+                                          L stochastic layers, q(z_1|x) q(z_2|z_1) ...
+                                          q(z_L|z_{L-1}), over z = concat(z_1, ..., z_L)
+                                          (Burda et al. 2016).
 
 References:
+  Burda, Grosse & Salakhutdinov, "Importance Weighted Autoencoders", ICLR 2016.
   Kingma, Salimans, Jozefowicz, Chen, Sutskever & Welling, "Improved Variational
   Inference with Inverse Autoregressive Flow", NeurIPS 2016.
   Germain, Gregor, Murray & Larochelle, "MADE: Masked Autoencoder for Distribution
@@ -32,7 +37,7 @@ References:
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -50,6 +55,13 @@ def diagonal_gaussian_log_prob(z: Array, mean: Array, logvar: Array) -> Array:
   """log N(z; mean, diag(exp(logvar))) summed over z's axes (mean, logvar broadcast to
   z): -0.5 sum(log(2 pi) + logvar + (z - mean)^2 exp(-logvar))."""
   return -0.5 * jnp.sum(_LOG_2PI + logvar + jnp.square(z - mean) * jnp.exp(-logvar))
+
+
+def as_posterior(encoded: Any) -> Any:
+  """An encoder's output as a posterior: a (mean, logvar) pair is a DiagonalGaussian."""
+  if hasattr(encoded, "sample"):
+    return encoded
+  return DiagonalGaussian(*encoded)
 
 
 # ------------------------------------------------------------------ Gaussians
@@ -235,3 +247,78 @@ def init_made_steps(key: Array, num_steps: int, dim: int, hidden: int,
   return MADEStep(normal(keys[0], (dim, hidden)), normal(keys[1], (context_dim, hidden)),
                   zeros((hidden,)), normal(keys[2], (hidden, dim)), zeros((dim,)),
                   normal(keys[3], (hidden, dim)), zeros((dim,)))
+
+
+# ------------------------------------------------------------------ stochastic layers
+
+
+class Hierarchical(NamedTuple):
+  """q(z_1|x) q(z_2|z_1) ... q(z_L|z_{L-1}) over z = concat(z_1, ..., z_L), (D_1 + ... + D_L,).
+
+  Attributes:
+    first: q(z_1|x), a posterior of this module (any family).
+    upper: L - 1 callables, the l-th z_l (D_l,) -> q(z_{l+1}|z_l) (a (mean, logvar)
+      pair or a posterior); they close over the encoder's parameters.
+    upper_stopped: the same callables at parameters whose gradient is stopped (for
+      `stop_gradient`: gradients still flow through z_l, the path, as STL needs).
+    sizes: (D_1, ..., D_L), static.
+
+  A decoder of such a model reads z_1 = z[:D_1] of the whole z. Unlike the other
+  families this is not a pytree of arrays (it holds callables): build it inside the
+  traced function, as an encoder does.
+  """
+
+  first: Any
+  upper: tuple[Callable[[Array], Any], ...]
+  upper_stopped: tuple[Callable[[Array], Any], ...]
+  sizes: tuple[int, ...]
+
+  def _layers(self, z: Array) -> list[Array]:
+    """z split into z_1 .. z_L."""
+    return jnp.split(z, np.cumsum(self.sizes)[:-1])
+
+  def sample(self, key: Array) -> tuple[Array, Array]:
+    """z_1 from fold_in(key, 0), then each z_{l+1} from fold_in(key, l) given z_l."""
+    z, log_q = self.first.sample(jax.random.fold_in(key, 0))
+    samples = [z]
+    for layer, conditional in enumerate(self.upper, start=1):
+      z, log_q_layer = as_posterior(conditional(z)).sample(jax.random.fold_in(key, layer))
+      samples.append(z)
+      log_q = log_q + log_q_layer
+    return jnp.concatenate(samples), log_q
+
+  def layer_log_probs(self, z: Array) -> Array:
+    """(L,): log q(z_1|x), log q(z_2|z_1), ... at the layers of z."""
+    layers = self._layers(z)
+    log_probs = [self.first.log_prob(layers[0])]
+    for below, above, conditional in zip(layers, layers[1:], self.upper):
+      log_probs.append(as_posterior(conditional(below)).log_prob(above))
+    return jnp.stack(log_probs)
+
+  def log_prob(self, z: Array) -> Array:
+    return jnp.sum(self.layer_log_probs(z))
+
+  def stop_gradient(self) -> Hierarchical:
+    return Hierarchical(self.first.stop_gradient(), self.upper_stopped, self.upper_stopped,
+                        self.sizes)
+
+  def location(self) -> Array:
+    """Each layer's location given the location of the layer below."""
+    point = self.first.location()
+    points = [point]
+    for conditional in self.upper:
+      point = as_posterior(conditional(point)).location()
+      points.append(point)
+    return jnp.concatenate(points)
+
+  def diagonal(self) -> DiagonalGaussian:
+    """The diagonal Gaussian of each layer's `diagonal()` given the location of the
+    layer below, stacked (a starting point for AIS and the fit of q*)."""
+    first = self.first.diagonal()
+    means, logvars, point = [first.mean], [first.logvar], self.first.location()
+    for conditional in self.upper:
+      layer = as_posterior(conditional(point))
+      means.append(layer.diagonal().mean)
+      logvars.append(layer.diagonal().logvar)
+      point = layer.location()
+    return DiagonalGaussian(jnp.concatenate(means), jnp.concatenate(logvars))

@@ -78,7 +78,8 @@ class Run:
     """(step, state, accumulator) on the host: from the newest intact checkpoint, or
     fresh at step 0. A damaged checkpoint is set aside with one warning line."""
     state = update.init_state(model, self.config, self.init_key)
-    like = jax.device_get({"state": state, "metrics": update.empty_accumulator()})
+    like = jax.device_get({"state": state,
+                           "metrics": update.empty_accumulator(update.train_keys(model))})
     for step in reversed(self.checkpointer.all_steps()):
       try:
         restored = self.checkpointer.restore(step, like)  # every process reads it all
@@ -271,7 +272,8 @@ class RunGroup(contextlib.AbstractContextManager):
       metrics["learning_rate"] = float(rates[i])
       run.writer.write_scalars(step, "train", metrics)
       logged.append(metrics)
-    self.acc = jax.device_put(update.stack_runs([update.empty_accumulator()] * len(self.runs)),
+    fresh = update.empty_accumulator(update.train_keys(self.model))
+    self.acc = jax.device_put(update.stack_runs([fresh] * len(self.runs)),
                               distributed.replicated(self.mesh))
     return logged[0]
 

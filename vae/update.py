@@ -26,8 +26,10 @@ from vae.models import Model
 VECTORIZED_FIELDS = ("seed", "loss.beta", "loss.kl_warmup_steps", "optimizer.learning_rate")
 
 # Summed over every step between two logs, except grad_norm: over the last step of each
-# block of steps_per_dispatch steps (see make_train_block).
+# block of steps_per_dispatch steps (see make_train_block). A model of several stochastic
+# layers adds the KL of each (`train_keys`).
 TRAIN_KEYS = ("loss", "objective", "reconstruction", "kl", "elbo", "beta", "grad_norm")
+_COUNTERS = ("count", "first_nonfinite_step")
 NO_BAD_STEP = np.iinfo(np.int32).max
 
 
@@ -101,12 +103,29 @@ def beta_at(step: jax.Array, hp: dict[str, jax.Array]) -> jax.Array:
 # ------------------------------------------------------------------ the loss
 
 
+def train_keys(model: Model) -> tuple[str, ...]:
+  """The logged train metrics of `model`: TRAIN_KEYS, then kl_z1, ..., kl_zL for a model
+  of several stochastic layers."""
+  return TRAIN_KEYS + tuple(f"kl_{name}" for name in model.layer_names)
+
+
+def _layer_kls(model, key, x, encode, prior, num_samples):
+  """{kl_z1: (B,), ...} from the samples of `losses.elbo_batch(key, x, ...)`, no gradient."""
+  kls = jax.vmap(lambda k, xi: losses.layer_kls(k, xi, encode, prior=prior,
+                                                num_samples=num_samples))(
+      jax.random.split(key, x.shape[0]), x)
+  kls = jax.lax.stop_gradient(kls)
+  return {f"kl_{name}": kls[:, layer] for layer, name in enumerate(model.layer_names)}
+
+
 def make_loss_fn(model: Model, loss_config: ml_collections.ConfigDict):
   """Returns fn(params, key, x (B, H, W, C), beta) -> (loss, metrics), in nats per example.
 
   loss = -mean(objective). For "elbo" the objective is reconstruction - beta * kl; for
   "iwae" it is IWAE_K with K = num_samples, and the ELBO terms are logged from one extra
-  sample without gradient. `elbo` in the metrics is always the beta = 1 bound.
+  sample without gradient. `elbo` in the metrics is always the beta = 1 bound. With
+  several stochastic layers the metrics add each layer's KL (`train_keys`), from the
+  samples of the logged ELBO terms.
   """
 
   def loss_fn(params, key, x, beta):
@@ -125,8 +144,12 @@ def make_loss_fn(model: Model, loss_config: ml_collections.ConfigDict):
                                 likelihood=model.likelihood,
                                 analytic_kl=loss_config.analytic_kl, prior=prior)
       objective = terms.objective
-    metrics = dict(objective=jnp.mean(objective), reconstruction=jnp.mean(terms.reconstruction),
-                   kl=jnp.mean(terms.kl), elbo=jnp.mean(terms.elbo))
+    per_example = dict(objective=objective, reconstruction=terms.reconstruction,
+                       kl=terms.kl, elbo=terms.elbo)
+    if model.is_hierarchy:
+      elbo_samples = 1 if loss_config.objective == "iwae" else loss_config.num_samples
+      per_example.update(_layer_kls(model, key, x, encode, prior, elbo_samples))
+    metrics = {k: jnp.mean(v) for k, v in per_example.items()}
     return -metrics["objective"], metrics
 
   return loss_fn
@@ -135,16 +158,17 @@ def make_loss_fn(model: Model, loss_config: ml_collections.ConfigDict):
 # ------------------------------------------------------------------ the accumulator
 
 
-def empty_accumulator() -> dict[str, jax.Array]:
-  """Sums of train metrics between two logs, and the first non-finite step, for one run."""
-  acc = {k: jnp.zeros((), jnp.float32) for k in TRAIN_KEYS}
+def empty_accumulator(keys: tuple[str, ...] = TRAIN_KEYS) -> dict[str, jax.Array]:
+  """Sums of the train metrics `keys` (`train_keys(model)`) between two logs, and the
+  first non-finite step, for one run."""
+  acc = {k: jnp.zeros((), jnp.float32) for k in keys}
   acc["count"] = jnp.zeros((), jnp.int32)
   acc["first_nonfinite_step"] = jnp.asarray(NO_BAD_STEP, jnp.int32)
   return acc
 
 
 def _accumulate(acc, metrics, step, loss):
-  return {k: acc[k] + metrics[k] for k in TRAIN_KEYS} | {
+  return {k: acc[k] + metrics[k] for k in acc if k not in _COUNTERS} | {
       "count": acc["count"] + 1,
       "first_nonfinite_step": jnp.where(jnp.isfinite(loss), acc["first_nonfinite_step"],
                                         jnp.minimum(acc["first_nonfinite_step"], step)),
@@ -155,7 +179,7 @@ def mean_metrics(acc: dict[str, np.ndarray], steps_per_dispatch: int) -> dict[st
   """The means over the logged steps of one run's host accumulator, in nats per example
   (grad_norm: over the blocks' last steps, where it is taken)."""
   count = int(acc["count"])
-  metrics = {k: float(acc[k]) / count for k in TRAIN_KEYS}
+  metrics = {k: float(acc[k]) / count for k in acc if k not in _COUNTERS}
   metrics["grad_norm"] *= steps_per_dispatch  # One sample per block of steps.
   return metrics
 
