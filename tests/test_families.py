@@ -1,6 +1,6 @@
-"""Posterior families and priors end to end on the tiny config: training (losses,
-images, checkpoints, resume), evaluation (IWAE, the gap decomposition, AIS from the
-encoder), and their config checks."""
+"""Posterior families, priors and two stochastic layers end to end on the tiny config:
+training (losses, images, checkpoints, resume, vectorised), evaluation (IWAE, the gap
+decomposition, AIS), and their config checks."""
 
 import math
 
@@ -10,24 +10,30 @@ import pytest
 from configs import tiny
 from vae import checkpoints, config_checks, evaluate, metric_writers, train
 
-COMBINATIONS = [("full_covariance", "standard_normal"), ("iaf", "standard_normal"),
-                ("diagonal", "mixture"), ("diagonal", "vamp"), ("iaf", "vamp")]
+COMBINATIONS = [("full_covariance", "standard_normal", 1), ("iaf", "standard_normal", 1),
+                ("diagonal", "mixture", 1), ("diagonal", "vamp", 1), ("iaf", "vamp", 1),
+                ("diagonal", "standard_normal", 2), ("full_covariance", "vamp", 2)]
+FULLY_EVALUATED = [("iaf", "vamp", 1), ("full_covariance", "standard_normal", 1),
+                   ("diagonal", "standard_normal", 2)]
 
 
-def family_config(posterior, prior):
+def family_config(posterior, prior, layers=1):
+  """The tiny config with this posterior and prior, and `layers` stochastic layers."""
   config = tiny.get_config()
   config.model.posterior, config.model.prior = posterior, prior
   config.model.prior_components, config.model.flow_hidden = 5, 8
+  config.model.upper_latent_dims = (3,) * (layers - 1)
+  config.model.upper_hidden_sizes = (16,)
   return config
 
 
-@pytest.mark.parametrize("posterior, prior", COMBINATIONS)
-def test_family_trains_and_evaluates(tmp_path, posterior, prior):
-  """Training with its evaluations (IWAE) and images; for the IAF with a VampPrior (the
-  richest pair) and the full covariance, experiments.evaluate's gap decomposition and AIS
-  too."""
+@pytest.mark.parametrize("posterior, prior, layers", COMBINATIONS)
+def test_family_trains_and_evaluates(tmp_path, posterior, prior, layers):
+  """Training with its evaluations (IWAE) and images; for the FULLY_EVALUATED,
+  experiments.evaluate's gap decomposition (q* diagonal and in the encoder's family)
+  and AIS too (from the prior for two layers)."""
   workdir = str(tmp_path)
-  results = train.train_and_evaluate(family_config(posterior, prior), workdir)
+  results = train.train_and_evaluate(family_config(posterior, prior, layers), workdir)
   test = results["test"]
   for key in ("elbo", "log_px", "bound_gap", "kl", "reconstruction"):
     assert math.isfinite(test[key]), key
@@ -35,22 +41,33 @@ def test_family_trains_and_evaluates(tmp_path, posterior, prior):
   assert test["elbo"] == pytest.approx(test["reconstruction"] - test["kl"], abs=1e-4)
   logged = [r for r in metric_writers.read_metrics(workdir) if r["split"] == "train"]
   assert logged[-1]["elbo"] > logged[0]["elbo"]  # it learned something
-  if (posterior, prior) not in (("iaf", "vamp"), ("full_covariance", "standard_normal")):
+  if layers > 1:
+    assert test["kl_z1"] + test["kl_z2"] == pytest.approx(test["kl"], abs=1e-4)
+    assert logged[-1]["kl_z1"] + logged[-1]["kl_z2"] == pytest.approx(logged[-1]["kl"],
+                                                                      abs=1e-3)
+    assert test["active_units_z1"] + test["active_units_z2"] == test["active_units"]
+  if (posterior, prior, layers) not in FULLY_EVALUATED:
     return
   summary = evaluate.evaluate_run(workdir, "test", overrides={
       "num_importance_samples": 50, "decompose_gap": True, "num_examples": 3,
-      "estimator": "ais", "ais.start": "encoder", "ais.steps": 10, "ais.chains": 2,
-      "gap.max_steps": 100}, write=False, progress=False)
+      "estimator": "ais", "ais.start": "prior" if layers > 1 else "encoder",
+      "ais.steps": 10, "ais.chains": 2, "gap.max_steps": 100}, write=False, progress=False)
   gaps = summary["gap_decomposition"]
   assert gaps["total_gap"] == pytest.approx(gaps["approximation_gap"]
                                             + gaps["amortization_gap"], abs=1e-4)
+  assert gaps["posterior_family"] == (posterior if posterior != "diagonal" and layers == 1
+                                      else None)
+  if gaps["posterior_family"]:
+    assert gaps["total_gap"] == pytest.approx(gaps["approximation_gap_family"]
+                                              + gaps["amortization_gap_family"], abs=1e-4)
   assert all(math.isfinite(summary["ais"][k]) for k in ("log_px", "acceptance_rate"))
 
 
 def test_a_family_run_resumes_to_the_same_numbers(tmp_path):
   """Stopped at step 10 and resumed to 20 (a constant schedule, which num_steps does not
-  change), an IAF with a mixture prior ends with the numbers of an uninterrupted run."""
-  config = family_config("iaf", "mixture")
+  change), a two-layer IAF with a mixture prior ends with the numbers of an
+  uninterrupted run."""
+  config = family_config("iaf", "mixture", layers=2)
   config.optimizer.schedule = "constant"
   reference = str(tmp_path / "reference")
   train.train_and_evaluate(config, reference)
@@ -75,6 +92,9 @@ def test_a_family_run_resumes_to_the_same_numbers(tmp_path):
     (dict(prior="mixture", prior_components=0), r"model.prior_components=0.*integer >= 1"),
     (dict(posterior="iaf", flow_steps=0), r"model.flow_steps=0.*integer >= 1"),
     (dict(posterior="iaf", flow_hidden=-1), r"model.flow_hidden=-1.*integer >= 1"),
+    (dict(upper_latent_dims=(0,)), r"model.upper_latent_dims=\(0,\).*integers >= 1"),
+    (dict(upper_latent_dims=(4,), upper_hidden_sizes=(8, -2)),
+     r"model.upper_hidden_sizes=\(8, -2\).*integers >= 1"),
 ])
 def test_bad_family_settings_are_one_clear_error(overrides, message):
   config = tiny.get_config()
@@ -96,9 +116,9 @@ def test_samples_of_a_learned_prior_are_drawn_from_it(tmp_path):
 
 
 def test_vectorized_family_points_match_the_points_alone(tmp_path):
-  """Two IAF + mixture-prior points differing in beta train in one program and each
-  gets the numbers it gets alone."""
-  configs = [family_config("iaf", "mixture") for _ in range(2)]
+  """Two two-layer IAF + mixture-prior points differing in beta train in one program
+  and each gets the numbers it gets alone."""
+  configs = [family_config("iaf", "mixture", layers=2) for _ in range(2)]
   configs[1].loss.beta = 2.0
   together = [str(tmp_path / "a"), str(tmp_path / "b")]
   train.train_vectorized(configs, together)
