@@ -5,6 +5,7 @@ import math
 import os
 import re
 import signal
+import shutil
 import subprocess
 import sys
 
@@ -86,6 +87,27 @@ def test_finished_run_is_not_trained_again(finished_run):
   assert train.train_and_evaluate(tiny.get_config(), workdir) == {
       split: {k: v for k, v in values.items()} for split, values in results.items()}
   assert metric_writers.read_metrics(workdir) == before
+
+
+def test_a_run_saved_before_the_newer_model_fields_still_resumes(finished_run, tmp_path):
+  """A config.json without the posterior, prior and stochastic-layer fields (a run of an
+  earlier version) is the model they default to: it resumes, and other changes still stop."""
+  workdir = str(tmp_path / "old")
+  shutil.copytree(finished_run[0], workdir)
+  path = os.path.join(workdir, checkpoints.CONFIG_FILE)
+  with open(path) as f:
+    saved = json.load(f)
+  for field in ("posterior", "prior", "upper_latent_dims", "upper_hidden_sizes"):
+    del saved["model"][field]
+  with open(path, "w") as f:
+    json.dump(saved, f)
+  config = tiny.get_config()
+  config.train.num_steps = 30
+  assert train.train_and_evaluate(config, workdir)["test"]["num_examples"] > 0
+  assert checkpoints.Checkpointer(workdir, 3).latest_step() == 30
+  config.model.upper_latent_dims = (2,)
+  with pytest.raises(ValueError, match=r"model.upper_latent_dims: \[\] -> \[2\]"):
+    train.train_and_evaluate(config, workdir)
 
 
 def test_incompatible_checkpoint_stops_before_training(finished_run):

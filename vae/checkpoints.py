@@ -22,7 +22,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from vae import errors
+from vae import errors, models
 
 CONFIG_FILE = "config.json"
 DAMAGED_DIR = "damaged_checkpoints"
@@ -200,6 +200,9 @@ def check_resumable(config: ml_collections.ConfigDict, workdir: str) -> None:
     return
   with open(path) as f:
     saved = json.load(f)
+  if "model" in saved:  # A run saved before some model fields existed had their defaults.
+    saved["model"] = config_to_dict(models.with_defaults(
+        ml_collections.ConfigDict(saved["model"])))
   changed = incompatible_fields(saved, config_to_dict(config))
   if changed:
     saved_flat, current_flat = _flatten(saved), _flatten(config_to_dict(config))

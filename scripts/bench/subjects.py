@@ -8,7 +8,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from configs import default, mnist_conv, mnist_mlp
+from configs import burda_2layer, default, mnist_conv, mnist_mlp
 from vae import distributed, keys, update
 from vae.models import build_model
 
@@ -35,6 +35,8 @@ def _default_with(posterior: str = "diagonal", prior: str = "standard_normal"
 MODELS: dict[str, tuple[str, Callable[[], ml_collections.ConfigDict]]] = {
     "default": ("configs/default.py: MLP 784-512-256-16 relu", default.get_config),
     "burda_mlp": ("configs/mnist_mlp.py: MLP 784-200-200-50 tanh", mnist_mlp.get_config),
+    "burda_2layer": ("configs/burda_2layer.py: 784-[200-200]-100-[100-100]-50 tanh",
+                     burda_2layer.get_config),
     "mlp_400_20": ("MLP 784-400-20 relu (the tutorials' VAE)", _mlp_400_20),
     "mnist_conv": ("configs/mnist_conv.py: 2 stride-2 convs, 32 latents",
                    mnist_conv.get_config),
