@@ -10,7 +10,8 @@ q* per example and, for a richer encoder, a q* in its own family too).
   * families: configs/default.py (784-512-256-16 MLP, Bernoulli) with each
     (model.posterior, model.prior) of FAMILIES;
   * layers: Burda et al.'s one- and two-layer models (configs/mnist_mlp.py,
-    784-200-200-50, and configs/burda_2layer.py, 784-[200-200]-100-[100-100]-50; tanh).
+    784-200-200-50, and configs/burda_2layer.py, 784-[200-200]-100-[100-100]-50; tanh),
+    without and with a linear KL warm-up over the first 2,000 steps.
 
 Prints Markdown tables, in nats per example. Rerunning skips what is done (runs resume,
 evaluations are read back).
@@ -31,8 +32,11 @@ from vae import cli, evaluate, train  # noqa: E402
 # VampPrior's density needs q's at every pseudo-input, and an IAF's density inverts it.)
 FAMILIES = [("diagonal", "standard_normal"), ("full_covariance", "standard_normal"),
             ("iaf", "standard_normal"), ("diagonal", "mixture"), ("diagonal", "vamp")]
-LAYERS = [("one layer, 784-200-200-50", "burda_1layer", mnist_mlp),
-          ("two layers, 784-[200-200]-100-[100-100]-50", "burda_2layer", burda_2layer)]
+LAYERS = [("one layer, 784-200-200-50", "burda_1layer", mnist_mlp, 0),
+          ("two layers, 784-[200-200]-100-[100-100]-50", "burda_2layer", burda_2layer, 0),
+          ("one layer, KL warm-up", "burda_1layer_warmup", mnist_mlp, 2000),
+          ("two layers, KL warm-up", "burda_2layer_warmup", burda_2layer, 2000)]
+"""(label, workdir name, config module, loss.kl_warmup_steps)."""
 _WORKDIR = flags.DEFINE_string("workdir", "runs/families", "Folder of the runs.")
 _NUM_STEPS = flags.DEFINE_integer("num_steps", 6000, "Training steps of every run.")
 
@@ -77,8 +81,10 @@ def main(argv):
     config.model.posterior, config.model.prior = posterior, prior
     print(f"| {posterior} | {prior} | {cells(measure(config, f'{posterior}_{prior}'))}")
   print(f"\n| model | {HEADER} KL per layer |\n|---|---|---|---|---|---|---|---|")
-  for label, name, config_module in LAYERS:
-    results = measure(config_module.get_config(), name)
+  for label, name, config_module, warmup_steps in LAYERS:
+    config = config_module.get_config()
+    config.loss.kl_warmup_steps = warmup_steps
+    results = measure(config, name)
     layers = " + ".join(f"{results[key]:.2f}" for key in ("kl_z1", "kl_z2") if key in results)
     print(f"| {label} | {cells(results)} {layers or '—'} |")
 
