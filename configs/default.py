@@ -51,11 +51,17 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.upper_hidden_sizes = (100, 100)
 
   config.loss = ml_collections.ConfigDict()
-  config.loss.objective = "elbo"  # "elbo" | "iwae".
+  # "elbo" | "iwae" | "miwae" | "piwae" | "ciwae" (vae.losses.bound_objective).
+  config.loss.objective = "elbo"
   config.loss.beta = 1.0  # KL weight: objective = reconstruction - beta * kl.
   config.loss.kl_warmup_steps = 0  # Linear warm-up of beta from 0 over these steps.
   config.loss.num_samples = 1  # z samples per example (K of the IWAE objective).
   config.loss.analytic_kl = True
+  config.loss.num_outer_samples = 1  # M of "miwae" and "piwae": M groups of K samples.
+  config.loss.ciwae_beta = 0.5  # "ciwae": ciwae_beta * ELBO + (1 - ciwae_beta) * IWAE_K.
+  # The encoder's gradient: "reparameterized" | "stl" (sticking the landing; with "elbo"
+  # it needs analytic_kl=False) | "dreg" (doubly reparameterised; the IWAE family only).
+  config.loss.gradient_estimator = "reparameterized"
 
   config.optimizer = ml_collections.ConfigDict()
   config.optimizer.learning_rate = 1e-3

@@ -20,12 +20,12 @@ MAIN_KEYS = ("workdir", "step", "split", "num_examples", "latent_dim", "seed",
              "reconstruction_stderr", "kl", "kl_stderr", "log_px", "log_px_stderr",
              "bound_gap", "bound_gap_stderr", "active_units", "ais", "gap_decomposition",
              "seconds", "peak_rss_mib")
-GAP_KEYS = ("num_examples", "log_px_estimator", "log_px", "log_px_stderr", "elbo_encoder",
-            "elbo_encoder_stderr", "elbo_optimal", "elbo_optimal_stderr", "total_gap",
-            "total_gap_stderr", "approximation_gap", "approximation_gap_stderr",
-            "amortization_gap", "amortization_gap_stderr", "mean_steps",
-            "fraction_at_max_steps", "num_samples", "learning_rate", "max_steps",
-            "check_every", "patience", "tolerance", "num_elbo_samples")
+GAP_KEYS = ("num_examples", "log_px_estimator", "posterior_family", "log_px",
+            "log_px_stderr", "elbo_encoder", "elbo_encoder_stderr", "elbo_optimal",
+            "elbo_optimal_stderr", "total_gap", "total_gap_stderr", "approximation_gap",
+            "approximation_gap_stderr", "amortization_gap", "amortization_gap_stderr",
+            "mean_steps", "fraction_at_max_steps", "num_samples", "learning_rate",
+            "max_steps", "check_every", "patience", "tolerance", "num_elbo_samples")
 AIS_KEYS = ("num_examples", "log_px", "log_px_stderr", "iwae_log_px", "iwae_log_px_stderr",
             "ais_minus_iwae", "ais_minus_iwae_stderr", "acceptance_rate", "steps", "chains",
             "leapfrog_steps", "start", "schedule")

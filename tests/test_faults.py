@@ -63,7 +63,8 @@ def test_config_file_and_field_errors_are_one_line(tmp_path, case):
   args, message, module = {
       "misspelt field": (["--config=configs/tiny.py", "--config.model.latent_dims=8"],
                          r"error: --config\.model\.latent_dims: the config has no field "
-                         r"'model\.latent_dims'; did you mean 'model\.latent_dim'\?",
+                         r"'model\.latent_dims'; did you mean 'model\.latent_dim' or "
+                         r"'model\.upper_latent_dims'\?",
                          "experiments.train"),
       "unknown field": (["--config=configs/tiny.py", "--config.no_such=1"],
                         r"error: --config\.no_such: the config has no field 'no_such'",

@@ -90,8 +90,9 @@ def test_finished_run_is_not_trained_again(finished_run):
 
 
 def test_a_run_saved_before_the_newer_model_fields_still_resumes(finished_run, tmp_path):
-  """A config.json without the posterior, prior and stochastic-layer fields (a run of an
-  earlier version) is the model they default to: it resumes, and other changes still stop."""
+  """A config.json without the posterior, prior, stochastic-layer and estimator fields (a
+  run of an earlier version) is the model they default to: it resumes, and other changes
+  still stop."""
   workdir = str(tmp_path / "old")
   shutil.copytree(finished_run[0], workdir)
   path = os.path.join(workdir, checkpoints.CONFIG_FILE)
@@ -99,6 +100,8 @@ def test_a_run_saved_before_the_newer_model_fields_still_resumes(finished_run, t
     saved = json.load(f)
   for field in ("posterior", "prior", "upper_latent_dims", "upper_hidden_sizes"):
     del saved["model"][field]
+  for field in ("num_outer_samples", "ciwae_beta", "gradient_estimator"):
+    del saved["loss"][field]
   with open(path, "w") as f:
     json.dump(saved, f)
   config = tiny.get_config()

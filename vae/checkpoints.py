@@ -31,6 +31,10 @@ DAMAGED_DIR = "damaged_checkpoints"
 class DamagedCheckpointError(ValueError):
   """A checkpoint's files cannot be read back (truncated, missing, corrupted)."""
 
+# The loss fields added since the first version, with the behaviour runs had before them.
+LOSS_FIELDS_BEFORE = dict(num_outer_samples=1, ciwae_beta=0.5,
+                          gradient_estimator="reparameterized")
+
 # Fields a resumed run may change: how long it runs and how it reports, not what it learns.
 RESUMABLE_CHANGES = ("train.num_steps", "train.log_every", "train.eval_every",
                      "train.checkpoint_every", "train.keep_checkpoints", "eval.")
@@ -200,9 +204,11 @@ def check_resumable(config: ml_collections.ConfigDict, workdir: str) -> None:
     return
   with open(path) as f:
     saved = json.load(f)
-  if "model" in saved:  # A run saved before some model fields existed had their defaults.
+  # A run saved before some fields existed had the behaviour of their defaults.
+  if "model" in saved:
     saved["model"] = config_to_dict(models.with_defaults(
         ml_collections.ConfigDict(saved["model"])))
+  saved["loss"] = {**LOSS_FIELDS_BEFORE, **saved.get("loss", {})}
   changed = incompatible_fields(saved, config_to_dict(config))
   if changed:
     saved_flat, current_flat = _flatten(saved), _flatten(config_to_dict(config))

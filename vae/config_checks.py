@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import ml_collections
 
-from vae import ais, data, models
+from vae import ais, data, losses, models
 from vae.field_checks import fail, finite_at_least, get_field, int_at_least, one_of
 
-OBJECTIVES = ("elbo", "iwae")
 SCHEDULES = ("constant", "cosine")
 ESTIMATORS = ("iwae", "ais")
 
@@ -36,14 +35,26 @@ def check_model(config: ml_collections.ConfigDict, info: data.DatasetInfo) -> No
 
 
 def check_loss_and_optimizer(config: ml_collections.ConfigDict) -> None:
-  one_of(config, "loss.objective", OBJECTIVES)
+  loss = config.loss
+  one_of(config, "loss.objective", losses.OBJECTIVES)
   finite_at_least(config, "loss.beta", 0.0)
-  beta = config.loss.beta
-  if config.loss.objective == "iwae" and beta != 1:
-    fail("loss.beta", beta, "1 with the 'iwae' objective, which has no KL weight",
-         "Use config.loss.objective='elbo' for a beta-VAE.")
+  if loss.objective != "elbo" and loss.beta != 1:
+    fail("loss.beta", loss.beta, f"1 with the {loss.objective!r} objective: the IWAE "
+         "family has no KL weight", "Use config.loss.objective='elbo' for a beta-VAE"
+         + (", or config.loss.ciwae_beta." if loss.objective == "ciwae" else "."))
   int_at_least(config, "loss.kl_warmup_steps", minimum=0)
   int_at_least(config, "loss.num_samples")
+  int_at_least(config, "loss.num_outer_samples")
+  finite_at_least(config, "loss.ciwae_beta", 0.0)
+  if loss.ciwae_beta > 1:
+    fail("loss.ciwae_beta", loss.ciwae_beta, "in [0, 1]")
+  one_of(config, "loss.gradient_estimator", losses.GRADIENT_ESTIMATORS)
+  if loss.objective == "elbo" and loss.gradient_estimator == "dreg":
+    fail("loss.gradient_estimator", "dreg", "'reparameterized' or 'stl' with the 'elbo' "
+         "objective (DReG is for the IWAE family)", "Use 'stl', the ELBO's DReG.")
+  if loss.objective == "elbo" and loss.gradient_estimator == "stl" and loss.analytic_kl:
+    fail("loss.analytic_kl", True, "False with gradient_estimator='stl', which scores q's "
+         "samples instead of a closed-form KL", "Set --config.loss.analytic_kl=False.")
   finite_at_least(config, "optimizer.learning_rate", 0.0, strict=True, fix="Try 1e-3.")
   one_of(config, "optimizer.schedule", SCHEDULES)
   int_at_least(config, "optimizer.warmup_steps", minimum=0)

@@ -4,8 +4,8 @@ one stochastic layer or a hierarchy of them.
 Every function here works on ONE example and returns a scalar in nats; none keeps state
 and none imports Flax, so they can be lifted into any JAX project and composed with
 `jax.jit`, `jax.vmap` and `jax.grad`. The model-level kernels have batched forms
-(`elbo_batch`, `iwae_bound_batch`, `bound_gap_batch`: one key per example); the others
-are batched with a plain `jax.vmap`.
+(`elbo_batch`, `iwae_bound_batch`, `bound_gap_batch`, `bound_objective_batch`: one key
+per example); the others are batched with a plain `jax.vmap`.
 
 Sign conventions: log-densities and bounds are log-probabilities (higher is better, at
 most 0 for discrete data); KL terms are >= 0. A training loss is `-objective`.
@@ -272,6 +272,7 @@ def elbo(
     likelihood: Union[str, LogLikelihood] = "bernoulli",
     analytic_kl: bool = True,
     prior: Prior | None = None,
+    gradient_estimator: str = "reparameterized",
 ) -> ELBOTerms:
   """The evidence lower bound of one example, with reparameterised samples.
 
@@ -292,10 +293,19 @@ def elbo(
       Carlo estimate mean_k[log q(z_k|x) - log p(z_k)] from the same samples.
     prior: p(z): None for N(0, I), a prior of `vae.priors`, or any `z -> log p(z)`
       (its parameters may be traced, e.g. learned).
+    gradient_estimator: "reparameterized", or "stl" (Roeder et al. 2017): the Monte
+      Carlo KL with q scored at stopped parameters, so the encoder's gradient flows only
+      through z; the same values, an unbiased gradient of lower variance near the
+      posterior. It needs analytic_kl=False (a closed-form KL has no such estimator).
 
   Returns:
     ELBOTerms of scalars in nats per example.
   """
+  if gradient_estimator not in ("reparameterized", "stl"):
+    raise ValueError(f"gradient_estimator={gradient_estimator!r}: the ELBO takes "
+                     "'reparameterized' or 'stl' (DReG is for the IWAE family).")
+  if gradient_estimator == "stl" and analytic_kl:
+    raise ValueError("The STL estimator scores q's samples: pass analytic_kl=False.")
   log_likelihood = get_log_likelihood(likelihood)
   posterior = as_posterior(encode(x))
   if num_samples == 1:
@@ -307,6 +317,8 @@ def elbo(
   else:
     z, log_q = jax.vmap(lambda k: _draw(posterior, key, k))(jnp.arange(num_samples))
     reconstruction = jnp.mean(jax.vmap(lambda z_k: log_likelihood(x, decode(z_k)))(z))
+  if gradient_estimator == "stl":
+    log_q = jax.vmap(posterior.stop_gradient().log_prob)(z)
   if analytic_kl and prior is None and hasattr(posterior, "kl_standard_normal"):
     kl = posterior.kl_standard_normal()
   else:
@@ -445,6 +457,136 @@ def bound_gap(
                          num_samples)
 
 
+# ------------------------------------------------------------------ tighter objectives
+
+
+OBJECTIVES = ("elbo", "iwae", "miwae", "piwae", "ciwae")
+GRADIENT_ESTIMATORS = ("reparameterized", "stl", "dreg")
+
+
+class LogWeights(NamedTuple):
+  """log w_s = log p(x, z_s) - log q(z_s|x) of S reparameterised samples, (S,) each, three
+  times: the same values, with gradients that differ.
+
+  Attributes:
+    full: every gradient: through z (the path) and through q's parameters (the score
+      term, whose expectation is 0 but not its noise).
+    path: q scored at parameters whose gradient is stopped: the encoder's gradient flows
+      only through z (Roeder et al. 2017, "sticking the landing").
+    generative: z stopped as well: gradients reach only p's parameters (the decoder's
+      and a learned prior's).
+  """
+
+  full: Array
+  path: Array
+  generative: Array
+
+
+def log_weights(key: Array, x: Array, encode: Encoder, decode: Decoder, *,
+                num_samples: int, likelihood: Union[str, LogLikelihood] = "bernoulli",
+                prior: Prior | None = None) -> LogWeights:
+  """The log weights of samples 0..S-1 of q(z|x), sample s from fold_in(key, s), the
+  samples of `iwae_bound` with the same key (so `logsumexp(full) - log S` is IWAE_S)."""
+  log_likelihood = get_log_likelihood(likelihood)
+  log_prior = log_prior_fn(prior)
+  posterior = as_posterior(encode(x))
+  stopped = posterior.stop_gradient()
+  z, log_q = jax.vmap(lambda s: _draw(posterior, key, s))(jnp.arange(num_samples))
+  log_joint = lambda z_s: log_likelihood(x, decode(z_s)) + log_prior(z_s)
+  z_stopped = jax.lax.stop_gradient(z)
+  return LogWeights(
+      full=jax.vmap(log_joint)(z) - log_q,
+      path=jax.vmap(log_joint)(z) - jax.vmap(stopped.log_prob)(z),
+      generative=jax.vmap(log_joint)(z_stopped) - jax.vmap(stopped.log_prob)(z_stopped))
+
+
+def _mean_log_mean_exp(w: Array) -> Array:
+  """mean_m log (1/K) sum_k exp(w[m, k]) of (M, K) log weights: MIWAE(M, K)."""
+  return jnp.mean(jax.nn.logsumexp(w, axis=-1) - jnp.log(w.shape[-1]))
+
+
+def _surrogate(value: Array, encoder_weights: Array, encoder_terms: Array,
+               generative_weights: Array, generative_terms: Array) -> Array:
+  """`value`, with the gradient sum(encoder_weights * d encoder_terms) + sum(
+  generative_weights * d generative_terms) instead of its own; the weights carry none."""
+  sg = jax.lax.stop_gradient
+  surrogate = (jnp.sum(sg(encoder_weights) * encoder_terms)
+               + jnp.sum(sg(generative_weights) * generative_terms))
+  return sg(value) + surrogate - sg(surrogate)
+
+
+def _iwae_estimate(w: LogWeights, estimator: str) -> Array:
+  """MIWAE of (M, K) log weights with the estimator's gradient (DReG: the squared
+  normalised weights on the encoder's path gradient, Tucker et al. 2019)."""
+  if estimator == "reparameterized":
+    return _mean_log_mean_exp(w.full)
+  if estimator == "stl":
+    return _mean_log_mean_exp(w.path)
+  normalised = jax.nn.softmax(w.full, axis=-1) / w.full.shape[0]
+  return _surrogate(_mean_log_mean_exp(w.full), jnp.square(normalised) * w.full.shape[0],
+                    w.path - w.generative, normalised, w.generative)
+
+
+def bound_objective(
+    key: Array,
+    x: Array,
+    encode: Encoder,
+    decode: Decoder,
+    *,
+    objective: str = "iwae",
+    num_samples: int,
+    num_outer_samples: int = 1,
+    ciwae_beta: float | Array = 0.5,
+    gradient_estimator: str = "reparameterized",
+    likelihood: Union[str, LogLikelihood] = "bernoulli",
+    prior: Prior | None = None,
+) -> Array:
+  """A bound of the IWAE family for one example: its value is the bound, its gradient
+  (`jax.grad`) the chosen estimator's, in nats.
+
+  With K = num_samples and M = num_outer_samples (Rainforth et al. 2018), on M * K
+  samples of q (`log_weights`):
+    "iwae":  IWAE_K (M = 1);
+    "miwae": MIWAE(M, K) = mean over M groups of IWAE_K;
+    "piwae": the encoder's gradient of MIWAE(M, K), the decoder's (and a learned
+             prior's) of IWAE_{M K}; its value is IWAE_{M K};
+    "ciwae": ciwae_beta * ELBO + (1 - ciwae_beta) * IWAE_K on the same K samples.
+  Estimators of the encoder's gradient (the decoder's is the reparameterised one always):
+    "reparameterized": the plain gradient;
+    "stl": q scored at stopped parameters (path only): unbiased for the ELBO, biased for
+           IWAE_K with K > 1 (Tucker et al. 2019);
+    "dreg": the doubly reparameterised gradient (Tucker et al. 2019) of each IWAE_K:
+           unbiased, and its signal-to-noise ratio does not fall with K.
+  A VampPrior's pseudo-inputs count as the prior's: their gradient is the generative one.
+
+  Raises:
+    ValueError: an unknown objective or estimator, or M, K < 1.
+  """
+  if objective not in OBJECTIVES[1:] or gradient_estimator not in GRADIENT_ESTIMATORS:
+    raise ValueError(f"objective={objective!r} must be one of {OBJECTIVES[1:]} and "
+                     f"gradient_estimator={gradient_estimator!r} one of "
+                     f"{GRADIENT_ESTIMATORS}.")
+  outer = num_outer_samples if objective in ("miwae", "piwae") else 1
+  if min(num_samples, outer) < 1:
+    raise ValueError(f"num_samples={num_samples} and num_outer_samples={outer} must be >= 1.")
+  w = log_weights(key, x, encode, decode, num_samples=outer * num_samples,
+                  likelihood=likelihood, prior=prior)
+  w = LogWeights(*(a.reshape(outer, num_samples) for a in w))
+  if objective == "ciwae":
+    elbo_part = jnp.mean(w.full if gradient_estimator == "reparameterized" else w.path)
+    return ciwae_beta * elbo_part + (1.0 - ciwae_beta) * _iwae_estimate(w, gradient_estimator)
+  if objective != "piwae":
+    return _iwae_estimate(w, gradient_estimator)
+  encoder = _iwae_estimate(w, gradient_estimator)
+  miwae_weights = jax.nn.softmax(w.full, axis=-1) / outer
+  iwae_weights = jax.nn.softmax(w.full.reshape(-1)).reshape(w.full.shape)
+  value = jax.nn.logsumexp(w.full) - jnp.log(w.full.size)
+  # MIWAE's gradient, its generative part moved from MIWAE's weights to IWAE_{MK}'s.
+  zero = jnp.zeros(())
+  return (_surrogate(value, zero, zero, iwae_weights - miwae_weights, w.generative)
+          + encoder - jax.lax.stop_gradient(encoder))
+
+
 # ------------------------------------------------------------------ stochastic hierarchies
 
 
@@ -489,3 +631,4 @@ def _batched(per_example):
 elbo_batch = _batched(elbo)
 iwae_bound_batch = _batched(iwae_bound)
 bound_gap_batch = _batched(bound_gap)
+bound_objective_batch = _batched(bound_objective)

@@ -122,8 +122,9 @@ def make_loss_fn(model: Model, loss_config: ml_collections.ConfigDict):
   """Returns fn(params, key, x (B, H, W, C), beta) -> (loss, metrics), in nats per example.
 
   loss = -mean(objective). For "elbo" the objective is reconstruction - beta * kl; for
-  "iwae" it is IWAE_K with K = num_samples, and the ELBO terms are logged from one extra
-  sample without gradient. `elbo` in the metrics is always the beta = 1 bound. With
+  the IWAE family ("iwae", "miwae", "piwae", "ciwae": `losses.bound_objective`, with the
+  gradient of `gradient_estimator`) it is that bound with K = num_samples, and the ELBO
+  terms are logged from one extra sample without gradient. `elbo` in the metrics is always the beta = 1 bound. With
   several stochastic layers the metrics add each layer's KL (`train_keys`), from the
   samples of the logged ELBO terms.
   """
@@ -132,22 +133,32 @@ def make_loss_fn(model: Model, loss_config: ml_collections.ConfigDict):
     encode = functools.partial(model.encode, params)
     decode = functools.partial(model.decode, params)
     prior = model.prior(params)  # once per batch (the VampPrior encodes its inputs)
-    if loss_config.objective == "iwae":
-      objective = losses.iwae_bound_batch(key, x, encode, decode,
-                                          num_samples=loss_config.num_samples,
-                                          likelihood=model.likelihood, prior=prior)
-      terms = jax.lax.stop_gradient(losses.elbo_batch(
-          key, x, encode, decode, likelihood=model.likelihood, prior=prior))
-    else:
+    estimator = loss_config.gradient_estimator
+    if loss_config.objective == "elbo":
       terms = losses.elbo_batch(key, x, encode, decode, beta=beta,
                                 num_samples=loss_config.num_samples,
                                 likelihood=model.likelihood,
-                                analytic_kl=loss_config.analytic_kl, prior=prior)
+                                analytic_kl=loss_config.analytic_kl, prior=prior,
+                                gradient_estimator=estimator)
       objective = terms.objective
+    else:
+      if loss_config.objective == "iwae" and estimator == "reparameterized":
+        objective = losses.iwae_bound_batch(key, x, encode, decode,
+                                            num_samples=loss_config.num_samples,
+                                            likelihood=model.likelihood, prior=prior)
+      else:
+        objective = losses.bound_objective_batch(
+            key, x, encode, decode, objective=loss_config.objective,
+            num_samples=loss_config.num_samples,
+            num_outer_samples=loss_config.num_outer_samples,
+            ciwae_beta=loss_config.ciwae_beta, gradient_estimator=estimator,
+            likelihood=model.likelihood, prior=prior)
+      terms = jax.lax.stop_gradient(losses.elbo_batch(
+          key, x, encode, decode, likelihood=model.likelihood, prior=prior))
     per_example = dict(objective=objective, reconstruction=terms.reconstruction,
                        kl=terms.kl, elbo=terms.elbo)
     if model.is_hierarchy:
-      elbo_samples = 1 if loss_config.objective == "iwae" else loss_config.num_samples
+      elbo_samples = loss_config.num_samples if loss_config.objective == "elbo" else 1
       per_example.update(_layer_kls(model, key, x, encode, prior, elbo_samples))
     metrics = {k: jnp.mean(v) for k, v in per_example.items()}
     return -metrics["objective"], metrics
