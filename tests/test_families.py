@@ -138,7 +138,7 @@ def test_vectorized_family_points_match_the_points_alone(tmp_path):
 
 TRAINED = [  # (loss fields, model fields): every objective and estimator on richer models
     (dict(objective="miwae", num_samples=3, num_outer_samples=2, gradient_estimator="dreg"),
-     dict(posterior="iaf", prior="vamp", upper_latent_dims=(3,))),
+     dict(posterior="iaf", prior="mixture", upper_latent_dims=(3,))),
     (dict(objective="piwae", num_samples=3, num_outer_samples=2, gradient_estimator="stl"),
      dict(posterior="full_covariance", prior="mixture")),
     (dict(objective="ciwae", num_samples=4, ciwae_beta=0.3, gradient_estimator="dreg"),

@@ -66,10 +66,10 @@ def test_two_devices_match_one(one_device, tmp_path):
   assert "Model: mlp" in output
 
 
-def test_two_layers_with_a_flow_and_a_vampprior_on_two_devices_match_one(tmp_path):
+def test_two_layers_with_a_learned_prior_on_two_devices_match_one(tmp_path):
   args = ["--config.model.upper_latent_dims=(3,)", "--config.model.upper_hidden_sizes=(16,)",
-          "--config.model.posterior=iaf", "--config.model.flow_hidden=8",
-          "--config.model.prior=vamp", "--config.model.prior_components=5"]
+          "--config.model.posterior=full_covariance", "--config.model.prior=mixture",
+          "--config.model.prior_components=5"]
   run(args, tmp_path / "one")
   run(args, tmp_path / "two", {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
   got, want = (metric_writers.read_metrics(tmp_path / name) for name in ("two", "one"))
