@@ -13,17 +13,16 @@ Fig. 1; Tucker et al. 2019, Fig. 1). Writes `snr.md` (a Markdown table) and `snr
 decoder's rises.
 """
 
-import functools
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
+from bench.snr import snr  # noqa: E402
 from configs import default  # noqa: E402
 from vae import checkpoints, cli, data, losses, train  # noqa: E402
 from vae.models import build_model  # noqa: E402
@@ -35,36 +34,6 @@ _OUT = flags.DEFINE_string("out", "runs/gradient_snr", "Folder of snr.md and snr
 _KS = flags.DEFINE_list("ks", ["1", "5", "50", "500"], "Values of K.")
 _NUM_DRAWS = flags.DEFINE_integer("num_draws", 100, "Gradient draws per (K, estimator).")
 _NUM_EXAMPLES = flags.DEFINE_integer("num_examples", 8, "Test digits in the objective.")
-
-
-def snr(model, params, x, k: int, estimator: str, num_draws: int) -> dict[str, float]:
-  """{"encoder": mean SNR over its parameters, "decoder": ...} from running sums of g
-  and g^2 over `num_draws` draws (memory: two copies of the parameters)."""
-
-  def objective(p, key):
-    return jnp.mean(losses.bound_objective_batch(
-        key, x, functools.partial(model.encode, p), functools.partial(model.decode, p),
-        objective="iwae", num_samples=k, gradient_estimator=estimator,
-        likelihood=model.likelihood, prior=model.prior(p)))
-
-  grad = jax.grad(objective)
-
-  def body(sums, key):
-    total, squares = sums
-    g = grad(params, key)
-    return (jax.tree.map(jnp.add, total, g),
-            jax.tree.map(lambda q, gi: q + gi * gi, squares, g)), None
-
-  zeros = jax.tree.map(jnp.zeros_like, params)
-  (total, squares), _ = jax.jit(lambda keys: jax.lax.scan(body, (zeros, zeros), keys))(
-      jax.random.split(jax.random.PRNGKey(k), num_draws))
-  mean = jax.tree.map(lambda s: s / num_draws, total)
-  var = jax.tree.map(lambda q, m: jnp.maximum(q / num_draws - m * m, 0.0), squares, mean)
-  ratio = jax.tree.map(lambda m, v: jnp.abs(m) / (jnp.sqrt(v * num_draws / (num_draws - 1))
-                                                 + 1e-12), mean, var)
-  return {part: float(np.mean(np.concatenate(
-      [np.ravel(leaf) for leaf in jax.tree.leaves(ratio[part])])))
-          for part in ("encoder", "decoder")}
 
 
 def trained_run(workdir: str) -> str:

@@ -112,3 +112,21 @@ def test_sweep_benchmark_cli_runs(tmp_path):
   assert done.returncode == 0, done.stderr[-3000:]
   (row,) = json.loads(output.read_text())["rows"]
   assert row["num_points"] == 1 and row["sequential_s"] > 0 and row["vectorized_s"] > 0
+
+
+def test_gradient_snr_per_estimator_on_a_tiny_model():
+  """scripts/gradient_snr.py's measurement (scripts/bench/snr.py): DReG and STL coincide at K = 1, DReG leaves
+  the decoder's SNR unchanged, and the decoder's SNR rises with K."""
+  from bench import snr  # pylint: disable=import-outside-toplevel
+  from configs import tiny  # pylint: disable=import-outside-toplevel
+  model = build_model(tiny.get_config().model, (8, 8, 1))
+  params = model.init(jax.random.PRNGKey(0))
+  x = (jax.random.uniform(jax.random.PRNGKey(1), (4, 8, 8, 1)) > 0.5).astype(jnp.float32)
+  table = {(k, e): snr.snr(model, params, x, k, e, num_draws=30)
+           for k in (1, 8) for e in ("reparameterized", "stl", "dreg")}
+  assert table[(1, "stl")] == pytest.approx(table[(1, "dreg")], rel=1e-4)
+  for k in (1, 8):
+    assert table[(k, "dreg")]["decoder"] == pytest.approx(
+        table[(k, "reparameterized")]["decoder"], rel=1e-4)
+  assert table[(8, "reparameterized")]["decoder"] > table[(1, "reparameterized")]["decoder"]
+  assert all(np.isfinite(v) and v > 0 for snrs in table.values() for v in snrs.values())
