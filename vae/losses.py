@@ -41,6 +41,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, NamedTuple, Union
 
 import jax
@@ -482,21 +483,42 @@ class LogWeights(NamedTuple):
   generative: Array
 
 
+@jax.custom_vjp
+def _scale_gradient(z: Array, scale: Array) -> Array:
+  """z (S, D) itself, whose gradient is multiplied by scale (S,) sample by sample."""
+  return z
+
+
+def _scale_gradient_fwd(z, scale):
+  return z, scale
+
+
+def _scale_gradient_bwd(scale, cotangent):
+  return cotangent * scale[:, None], jnp.zeros_like(scale)
+
+
+_scale_gradient.defvjp(_scale_gradient_fwd, _scale_gradient_bwd)
+
+
 def log_weights(key: Array, x: Array, encode: Encoder, decode: Decoder, *,
                 num_samples: int, likelihood: Union[str, LogLikelihood] = "bernoulli",
-                prior: Prior | None = None) -> LogWeights:
+                prior: Prior | None = None, path_scale: Array | None = None) -> LogWeights:
   """The log weights of samples 0..S-1 of q(z|x), sample s from fold_in(key, s), the
-  samples of `iwae_bound` with the same key (so `logsumexp(full) - log S` is IWAE_S)."""
+  samples of `iwae_bound` with the same key (so `logsumexp(full) - log S` is IWAE_S).
+
+  path_scale: (S,) factors on the gradient that flows back into each z_s in `path`
+  (DReG's normalised weights); None for 1."""
   log_likelihood = get_log_likelihood(likelihood)
   log_prior = log_prior_fn(prior)
   posterior = as_posterior(encode(x))
   stopped = posterior.stop_gradient()
   z, log_q = jax.vmap(lambda s: _draw(posterior, key, s))(jnp.arange(num_samples))
   log_joint = lambda z_s: log_likelihood(x, decode(z_s)) + log_prior(z_s)
+  z_path = z if path_scale is None else _scale_gradient(z, jax.lax.stop_gradient(path_scale))
   z_stopped = jax.lax.stop_gradient(z)
   return LogWeights(
       full=jax.vmap(log_joint)(z) - log_q,
-      path=jax.vmap(log_joint)(z) - jax.vmap(stopped.log_prob)(z),
+      path=jax.vmap(log_joint)(z_path) - jax.vmap(stopped.log_prob)(z_path),
       generative=jax.vmap(log_joint)(z_stopped) - jax.vmap(stopped.log_prob)(z_stopped))
 
 
@@ -505,26 +527,19 @@ def _mean_log_mean_exp(w: Array) -> Array:
   return jnp.mean(jax.nn.logsumexp(w, axis=-1) - jnp.log(w.shape[-1]))
 
 
-def _surrogate(value: Array, encoder_weights: Array, encoder_terms: Array,
-               generative_weights: Array, generative_terms: Array) -> Array:
-  """`value`, with the gradient sum(encoder_weights * d encoder_terms) + sum(
-  generative_weights * d generative_terms) instead of its own; the weights carry none."""
-  sg = jax.lax.stop_gradient
-  surrogate = (jnp.sum(sg(encoder_weights) * encoder_terms)
-               + jnp.sum(sg(generative_weights) * generative_terms))
-  return sg(value) + surrogate - sg(surrogate)
+def _value_with_gradient(value: Array, weights: Array, terms: Array) -> Array:
+  """`value`, with the gradient sum(weights * d terms) instead of its own; the weights
+  carry none."""
+  surrogate = jnp.sum(jax.lax.stop_gradient(weights) * terms)
+  return jax.lax.stop_gradient(value) + surrogate - jax.lax.stop_gradient(surrogate)
 
 
 def _iwae_estimate(w: LogWeights, estimator: str) -> Array:
-  """MIWAE of (M, K) log weights with the estimator's gradient (DReG: the squared
-  normalised weights on the encoder's path gradient, Tucker et al. 2019)."""
-  if estimator == "reparameterized":
-    return _mean_log_mean_exp(w.full)
-  if estimator == "stl":
-    return _mean_log_mean_exp(w.path)
-  normalised = jax.nn.softmax(w.full, axis=-1) / w.full.shape[0]
-  return _surrogate(_mean_log_mean_exp(w.full), jnp.square(normalised) * w.full.shape[0],
-                    w.path - w.generative, normalised, w.generative)
+  """MIWAE of (M, K) log weights with the estimator's gradient. For "dreg" `w.path`
+  must carry the normalised weights as its path_scale (`log_weights`): the path
+  gradient of sample k, weighted w~_k by the logsumexp, then comes out weighted w~_k^2
+  (Tucker et al. 2019), in one backward pass through the decoder."""
+  return _mean_log_mean_exp(w.full if estimator == "reparameterized" else w.path)
 
 
 def bound_objective(
@@ -569,21 +584,27 @@ def bound_objective(
   outer = num_outer_samples if objective in ("miwae", "piwae") else 1
   if min(num_samples, outer) < 1:
     raise ValueError(f"num_samples={num_samples} and num_outer_samples={outer} must be >= 1.")
-  w = log_weights(key, x, encode, decode, num_samples=outer * num_samples,
-                  likelihood=likelihood, prior=prior)
-  w = LogWeights(*(a.reshape(outer, num_samples) for a in w))
+  sample = functools.partial(log_weights, key, x, encode, decode,
+                             num_samples=outer * num_samples, likelihood=likelihood,
+                             prior=prior)
+  w = sample()
+  scaled = w  # the weights whose `path` carries DReG's path_scale
+  if gradient_estimator == "dreg":
+    normalised = jax.nn.softmax(w.full.reshape(outer, num_samples), axis=-1)
+    scaled = sample(path_scale=normalised.reshape(-1))
+  w, scaled = (LogWeights(*(a.reshape(outer, num_samples) for a in t)) for t in (w, scaled))
   if objective == "ciwae":
     elbo_part = jnp.mean(w.full if gradient_estimator == "reparameterized" else w.path)
-    return ciwae_beta * elbo_part + (1.0 - ciwae_beta) * _iwae_estimate(w, gradient_estimator)
+    return (ciwae_beta * elbo_part
+            + (1.0 - ciwae_beta) * _iwae_estimate(scaled, gradient_estimator))
   if objective != "piwae":
-    return _iwae_estimate(w, gradient_estimator)
-  encoder = _iwae_estimate(w, gradient_estimator)
+    return _iwae_estimate(scaled, gradient_estimator)
+  encoder = _iwae_estimate(scaled, gradient_estimator)
   miwae_weights = jax.nn.softmax(w.full, axis=-1) / outer
   iwae_weights = jax.nn.softmax(w.full.reshape(-1)).reshape(w.full.shape)
   value = jax.nn.logsumexp(w.full) - jnp.log(w.full.size)
   # MIWAE's gradient, its generative part moved from MIWAE's weights to IWAE_{MK}'s.
-  zero = jnp.zeros(())
-  return (_surrogate(value, zero, zero, iwae_weights - miwae_weights, w.generative)
+  return (_value_with_gradient(value, iwae_weights - miwae_weights, w.generative)
           + encoder - jax.lax.stop_gradient(encoder))
 
 

@@ -23,11 +23,12 @@ def _mlp_400_20() -> ml_collections.ConfigDict:
   return config
 
 
-def _default_with(posterior: str = "diagonal", prior: str = "standard_normal"
+def _default_with(posterior: str = "diagonal", prior: str = "standard_normal", **loss
                   ) -> Callable[[], ml_collections.ConfigDict]:
   def config_factory() -> ml_collections.ConfigDict:
     config = default.get_config()
     config.model.posterior, config.model.prior = posterior, prior
+    config.loss.update(loss)
     return config
   return config_factory
 
@@ -45,6 +46,10 @@ MODELS: dict[str, tuple[str, Callable[[], ml_collections.ConfigDict]]] = {
     "default_iaf": ("configs/default.py, IAF posterior (2 steps)", _default_with(posterior="iaf")),
     "default_vamp": ("configs/default.py, VampPrior (50 pseudo-inputs)",
                      _default_with(prior="vamp")),
+    **{f"default_{name}{k}": (f"configs/default.py, {label} K = {k}", _default_with(
+        objective="iwae", num_samples=k, gradient_estimator=estimator))
+       for k in (5, 50) for name, label, estimator in (
+           ("iwae", "IWAE", "reparameterized"), ("dreg", "IWAE-DReG", "dreg"))},
 }
 """name -> (description, config factory); every model is Bernoulli on 28x28x1 images."""
 
