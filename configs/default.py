@@ -65,8 +65,12 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.optimizer = ml_collections.ConfigDict()
   config.optimizer.learning_rate = 1e-3
-  config.optimizer.schedule = "cosine"  # "constant" | "cosine".
+  config.optimizer.schedule = "cosine"  # "constant" | "cosine" | "piecewise".
   config.optimizer.warmup_steps = 100
+  # "piecewise": the rate times decay_factor**j after the j-th of decay_boundaries (steps).
+  config.optimizer.decay_boundaries = ()
+  config.optimizer.decay_factor = 0.1
+  config.optimizer.adam_eps = 1e-8  # Adam's epsilon (optax's default).
   config.optimizer.grad_clip_norm = config_dict.placeholder(float)  # None: no clipping.
 
   config.train = ml_collections.ConfigDict()

@@ -5,10 +5,11 @@ import os
 import shlex
 import textwrap
 
+import numpy as np
 import pytest
 
 from configs import tiny
-from vae import metric_writers, sweeps
+from vae import metric_writers, sweeps, update
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -145,3 +146,20 @@ def test_sweep_app_prints_one_command_per_point(tmp_path):
       cwd=REPO, capture_output=True, text=True, timeout=120)
   assert bad.returncode != 0 and "config.model.latent_dim=0" in bad.stderr
   assert "Traceback" not in bad.stderr
+
+
+def test_burda_table1_has_its_grid_and_schedule_and_every_point_is_valid():
+  from configs.sweeps import burda_table1  # pylint: disable=import-outside-toplevel
+  base = burda_table1.get_config()
+  base.data.name = "embedded_mnist"  # the checks read the data's shape, offline
+  named = sweeps.expand(base, burda_table1.get_sweep())
+  assert len(named) == 20
+  objectives = sorted({(c.loss.objective, c.loss.num_samples, c.loss.gradient_estimator,
+                        len(c.model.upper_latent_dims)) for _, c in named})
+  assert ("iwae", 50, "dreg", 1) in objectives and ("elbo", 5, "reparameterized", 0) in objectives
+  assert base.train.num_steps == 3280 * 2500  # Burda's 3,280 epochs of batch 20
+  schedule = update.unit_schedule(base)
+  boundaries = base.optimizer.decay_boundaries
+  # The rate falls by 10^(1/7) at each boundary: 10x, 10^4x, 10^7x lower after 1, 4, 7.
+  np.testing.assert_allclose([float(schedule(b)) ** -7 for b in boundaries[::3]],
+                             [10.0, 1e4, 1e7], rtol=1e-4)

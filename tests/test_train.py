@@ -102,6 +102,8 @@ def test_a_run_saved_before_the_newer_model_fields_still_resumes(finished_run, t
     del saved["model"][field]
   for field in ("num_outer_samples", "ciwae_beta", "gradient_estimator"):
     del saved["loss"][field]
+  for field in ("decay_boundaries", "decay_factor", "adam_eps"):
+    del saved["optimizer"][field]
   with open(path, "w") as f:
     json.dump(saved, f)
   config = tiny.get_config()
@@ -111,6 +113,21 @@ def test_a_run_saved_before_the_newer_model_fields_still_resumes(finished_run, t
   config.model.upper_latent_dims = (2,)
   with pytest.raises(ValueError, match=r"model.upper_latent_dims: \[\] -> \[2\]"):
     train.train_and_evaluate(config, workdir)
+
+
+@pytest.mark.parametrize("schedule, warmup, boundaries, want", [
+    ("constant", 0, (), [1.0, 1.0, 1.0, 1.0]),  # no warm-up: the full rate from step 0
+    ("constant", 10, (), [0.0, 0.5, 1.0, 1.0]),
+    ("piecewise", 0, (10, 20), [1.0, 1.0, 0.5, 0.25]),
+    ("piecewise", 10, (20,), [0.0, 0.5, 1.0, 0.5]),
+])
+def test_learning_rate_schedules(schedule, warmup, boundaries, want):
+  config = tiny.get_config()
+  config.train.num_steps = 40
+  config.optimizer.update(schedule=schedule, warmup_steps=warmup,
+                          decay_boundaries=boundaries, decay_factor=0.5)
+  got = [float(update.unit_schedule(config)(step)) for step in (0, 5, 10, 25)]
+  np.testing.assert_allclose(got, want, rtol=1e-6)
 
 
 def test_incompatible_checkpoint_stops_before_training(finished_run):

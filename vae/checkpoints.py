@@ -31,9 +31,12 @@ DAMAGED_DIR = "damaged_checkpoints"
 class DamagedCheckpointError(ValueError):
   """A checkpoint's files cannot be read back (truncated, missing, corrupted)."""
 
-# The loss fields added since the first version, with the behaviour runs had before them.
+# The loss and optimiser fields added since the first version, with the behaviour runs
+# had before them.
 LOSS_FIELDS_BEFORE = dict(num_outer_samples=1, ciwae_beta=0.5,
                           gradient_estimator="reparameterized")
+
+OPTIMIZER_FIELDS_BEFORE = dict(decay_boundaries=[], decay_factor=0.1, adam_eps=1e-8)
 
 # Fields a resumed run may change: how long it runs and how it reports, not what it learns.
 RESUMABLE_CHANGES = ("train.num_steps", "train.log_every", "train.eval_every",
@@ -209,6 +212,7 @@ def check_resumable(config: ml_collections.ConfigDict, workdir: str) -> None:
     saved["model"] = config_to_dict(models.with_defaults(
         ml_collections.ConfigDict(saved["model"])))
   saved["loss"] = {**LOSS_FIELDS_BEFORE, **saved.get("loss", {})}
+  saved["optimizer"] = {**OPTIMIZER_FIELDS_BEFORE, **saved.get("optimizer", {})}
   changed = incompatible_fields(saved, config_to_dict(config))
   if changed:
     saved_flat, current_flat = _flatten(saved), _flatten(config_to_dict(config))

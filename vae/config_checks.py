@@ -12,9 +12,10 @@ from __future__ import annotations
 import ml_collections
 
 from vae import ais, data, losses, models
-from vae.field_checks import fail, finite_at_least, get_field, int_at_least, one_of
+from vae.field_checks import (fail, finite_at_least, get_field, int_at_least, one_of,
+                              sizes)
 
-SCHEDULES = ("constant", "cosine")
+SCHEDULES = ("constant", "cosine", "piecewise")
 ESTIMATORS = ("iwae", "ais")
 
 
@@ -58,6 +59,13 @@ def check_loss_and_optimizer(config: ml_collections.ConfigDict) -> None:
   finite_at_least(config, "optimizer.learning_rate", 0.0, strict=True, fix="Try 1e-3.")
   one_of(config, "optimizer.schedule", SCHEDULES)
   int_at_least(config, "optimizer.warmup_steps", minimum=0)
+  finite_at_least(config, "optimizer.adam_eps", 0.0, strict=True, fix="Try 1e-8.")
+  if config.optimizer.schedule == "piecewise":
+    boundaries = tuple(config.optimizer.decay_boundaries)
+    sizes(config, "optimizer.decay_boundaries")
+    if list(boundaries) != sorted(set(boundaries)):
+      fail("optimizer.decay_boundaries", boundaries, "strictly increasing steps")
+    finite_at_least(config, "optimizer.decay_factor", 0.0, strict=True)
   if config.optimizer.grad_clip_norm is not None:
     finite_at_least(config, "optimizer.grad_clip_norm", 0.0, strict=True,
                     fix="Or None, for no clipping.")

@@ -52,13 +52,21 @@ def hyperparams(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
 
 def unit_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
   """step -> the learning rate's multiplier in [0, 1]: linear warm-up from 0, then
-  constant or cosine decay to 0 at train.num_steps (a warm-up as long as the run or
-  longer fills it)."""
+  constant, cosine decay to 0 at train.num_steps (a warm-up as long as the run or
+  longer fills it), or "piecewise": decay_factor**j after the j-th of decay_boundaries
+  (Burda et al.'s schedule)."""
   opt = config.optimizer
   if opt.schedule == "cosine" and opt.warmup_steps < config.train.num_steps:
     return optax.warmup_cosine_decay_schedule(0.0, 1.0, opt.warmup_steps,
                                               config.train.num_steps)
-  return optax.warmup_constant_schedule(0.0, 1.0, opt.warmup_steps)
+  # (optax's warm-up of 0 steps would stay at its initial value, 0, for ever.)
+  warmup = (optax.warmup_constant_schedule(0.0, 1.0, opt.warmup_steps)
+            if opt.warmup_steps > 0 else optax.constant_schedule(1.0))
+  if opt.schedule == "piecewise":
+    decay = optax.piecewise_constant_schedule(
+        1.0, {int(b): opt.decay_factor for b in opt.decay_boundaries})
+    return lambda step: warmup(step) * decay(step)
+  return warmup
 
 
 def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
@@ -72,7 +80,8 @@ def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransform
 
   def adam(peak_learning_rate, schedule_scale):
     return optax.chain(*([optax.clip_by_global_norm(clip_norm)] if clip_norm else []),
-                       optax.scale_by_adam(), optax.scale(schedule_scale),
+                       optax.scale_by_adam(eps=config.optimizer.adam_eps),
+                       optax.scale(schedule_scale),
                        optax.scale(-peak_learning_rate))
 
   return optax.inject_hyperparams(adam)(
