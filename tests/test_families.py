@@ -11,9 +11,11 @@ import pytest
 from configs import tiny
 from vae import checkpoints, config_checks, evaluate, metric_writers, train
 
-COMBINATIONS = [("full_covariance", "standard_normal", 1), ("iaf", "standard_normal", 1),
-                ("diagonal", "mixture", 1), ("diagonal", "vamp", 1), ("iaf", "vamp", 1),
-                ("diagonal", "standard_normal", 2), ("full_covariance", "vamp", 2)]
+# The IAF alone and the mixture prior train in the resume, vectorised and objective
+# tests below (iaf + mixture, two layers).
+COMBINATIONS = [("full_covariance", "standard_normal", 1), ("diagonal", "vamp", 1),
+                ("iaf", "vamp", 1), ("diagonal", "standard_normal", 2),
+                ("full_covariance", "vamp", 2)]
 FULLY_EVALUATED = [("iaf", "vamp", 1), ("full_covariance", "standard_normal", 1),
                    ("diagonal", "standard_normal", 2)]
 
