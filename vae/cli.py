@@ -14,32 +14,50 @@ from vae import config_files, distributed, errors
 _CHATTY_PACKAGES = ("/orbax/", "/tensorflow_datasets/", "/etils/")
 
 
+def _is_stray_read_error(error: BaseException | None) -> bool:
+  """A tensorstore read that failed after an orbax restore had already failed (a
+  damaged checkpoint, which the run reports in one line): one of the other reads of the
+  same checkpoint still in flight."""
+  return error is not None and "tensorstore_spec" in str(error)
+
+
+def _is_stray_tensorstore_read(record: std_logging.LogRecord) -> bool:
+  """asyncio's report ("... exception was never retrieved") of such a read."""
+  return record.name == "asyncio" and bool(record.exc_info) and _is_stray_read_error(
+      record.exc_info[1])
+
+
 def _is_ours_or_important(record: std_logging.LogRecord) -> bool:
   if "/orbax/" in record.pathname and record.exc_info:
     return False  # orbax raises the same error to us, which reports it in one line
+  if _is_stray_tensorstore_read(record):
+    return False
   if record.levelno >= std_logging.WARNING and "/tensorflow_datasets/" not in record.pathname:
     return True
   return not any(package in record.pathname for package in _CHATTY_PACKAGES)
 
 
 def quiet_dependency_logs() -> None:
-  """Drops orbax's, tfds's and etils's routine messages from the absl log handler, and
-  orbax's tracebacks of errors it raises to us."""
+  """Drops orbax's, tfds's and etils's routine messages from the absl log handler,
+  orbax's tracebacks of errors it raises to us, and asyncio's of the reads still in
+  flight when such an error was raised."""
   logging.get_absl_handler().addFilter(_is_ours_or_important)
 
 
 def _drop_closed_loop_errors(default_hook: Callable[[Any], None]) -> Callable[[Any], None]:
-  """An unraisable-exception hook that drops asyncio's "Event loop is closed".
+  """An unraisable-exception hook that drops asyncio's "Event loop is closed" and the
+  errors of stray tensorstore reads (`_is_stray_read_error`).
 
   When an orbax restore fails (a damaged or mismatched checkpoint), tensorstore reads
-  still in flight finish afterwards on orbax's closed event loop, and each prints that
-  error: dozens of tracebacks that say nothing about the cause. Everything else goes to
-  `default_hook`.
+  still in flight finish afterwards on orbax's closed event loop, and each prints such
+  an error: dozens of tracebacks that say nothing about the cause. Everything else goes
+  to `default_hook`.
   """
 
   def hook(unraisable) -> None:
-    if not (unraisable.exc_type is RuntimeError
-            and str(unraisable.exc_value) == "Event loop is closed"):
+    closed_loop = (unraisable.exc_type is RuntimeError
+                   and str(unraisable.exc_value) == "Event loop is closed")
+    if not (closed_loop or _is_stray_read_error(unraisable.exc_value)):
       default_hook(unraisable)
 
   return hook
