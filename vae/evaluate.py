@@ -49,14 +49,6 @@ from vae.progress import ProgressLine
 PER_EXAMPLE_KEYS = ("reconstruction", "kl", "elbo", "log_px", "bound_gap")
 
 
-def example_keys(model: Model) -> tuple[str, ...]:
-  """PER_EXAMPLE_KEYS, then kl_z1, ..., kl_zL for a model of several stochastic layers."""
-  return PER_EXAMPLE_KEYS + tuple(f"kl_{name}" for name in model.layer_names)
-
-
-# ------------------------------------------------------------------ per-example metrics
-
-
 def make_example_metrics(model: Model, eval_config: ml_collections.ConfigDict) -> Callable:
   """Returns fn(params, prior, key, x) -> (metrics dict of scalars, a point of q (D,))
   for one x, `prior` = `model.prior(params)` (computed once per batch).
@@ -84,7 +76,7 @@ def make_example_metrics(model: Model, eval_config: ml_collections.ConfigDict) -
     if model.is_hierarchy:
       kls = losses.layer_kls(elbo_key, x, encode, prior=prior,
                              num_samples=eval_config.num_elbo_samples)
-      metrics.update({f"kl_{name}": kls[l] for l, name in enumerate(model.layer_names)})
+      metrics.update({key: kls[l] for l, key in enumerate(model.layer_kl_keys)})
     return metrics, model.encode_mean(params, x)
 
   return example_metrics
@@ -381,8 +373,7 @@ def evaluate_params(model: Model, params: Any, images: np.ndarray | data.LazySpl
       num_examples=len(images), latent_dim=int(means.shape[1]), seed=seed,
       **{k: eval_config[k] for k in ("num_importance_samples", "chunk_size", "batch_size",
                                      "num_elbo_samples", "decompose_gap", "estimator")})
-  for name in ("elbo", "reconstruction", "kl", "log_px", "bound_gap") + example_keys(
-      model)[len(PER_EXAMPLE_KEYS):]:
+  for name in ("elbo", "reconstruction", "kl", "log_px", "bound_gap") + model.layer_kl_keys:
     summary.update(_mean_and_stderr(name, metrics[name]))
   summary["active_units"] = active_units(means)
   summary.update(layer_active_units(model, means))

@@ -426,6 +426,11 @@ class Model:
     return tuple(f"z{layer + 1}" for layer in range(len(self.latent_sizes))
                  ) if self.is_hierarchy else ()
 
+  @property
+  def layer_kl_keys(self) -> tuple[str, ...]:
+    """("kl_z1", ..., "kl_zL"): the per-layer KL metrics, () with one layer."""
+    return tuple(f"kl_{name}" for name in self.layer_names)
+
   def init(self, key: Array) -> Any:
     """Returns a fresh params pytree (no batch axis needed)."""
     return self.module.init(key, jnp.zeros(self.image_shape))["params"]

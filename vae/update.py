@@ -115,7 +115,7 @@ def beta_at(step: jax.Array, hp: dict[str, jax.Array]) -> jax.Array:
 def train_keys(model: Model) -> tuple[str, ...]:
   """The logged train metrics of `model`: TRAIN_KEYS, then kl_z1, ..., kl_zL for a model
   of several stochastic layers."""
-  return TRAIN_KEYS + tuple(f"kl_{name}" for name in model.layer_names)
+  return TRAIN_KEYS + model.layer_kl_keys
 
 
 def _layer_kls(model, key, x, encode, prior, num_samples):
@@ -124,7 +124,7 @@ def _layer_kls(model, key, x, encode, prior, num_samples):
                                                 num_samples=num_samples))(
       jax.random.split(key, x.shape[0]), x)
   kls = jax.lax.stop_gradient(kls)
-  return {f"kl_{name}": kls[:, layer] for layer, name in enumerate(model.layer_names)}
+  return {key: kls[:, layer] for layer, key in enumerate(model.layer_kl_keys)}
 
 
 def make_loss_fn(model: Model, loss_config: ml_collections.ConfigDict):
