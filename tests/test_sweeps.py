@@ -52,18 +52,18 @@ def test_repeated_points_are_rejected():
     sweeps.expand(tiny.get_config(), sweeps.axis("seed", [1, 1]))
 
 
-def write_sweep_file(tmp_path, sweep_expression):
+def write_sweep_file(tmp_path, sweep_expression, extra=""):
   path = tmp_path / "sweep.py"
   path.write_text(textwrap.dedent(f"""
       from configs import tiny
-      from vae import sweeps
+      from vae import sweep_summary, sweeps
 
       def get_config():
         return tiny.get_config()
 
       def get_sweep():
         return {sweep_expression}
-      """))
+      """) + textwrap.dedent(extra))
   return str(path)
 
 
@@ -73,7 +73,11 @@ def read_summary(workdir):
 
 
 def test_vectorized_beta_sweep_then_resume_skips_finished_points(tmp_path):
-  sweep_file = write_sweep_file(tmp_path, 'sweeps.axis("loss.beta", [0.5, 1.0, 4.0])')
+  sweep_file = write_sweep_file(tmp_path, 'sweeps.axis("loss.beta", [0.5, 1.0, 4.0])', """
+      def get_table():
+        return sweep_summary.Table("KL by beta", lambda r: "kl", lambda r: str(r["loss.beta"]),
+                                   lambda r: f"{r['kl']:.3f}")
+      """)
   workdir = str(tmp_path / "sweep")
   rows = sweeps.run_sweep(sweep_file, tiny.get_config(), sweeps.load_points(sweep_file),
                           workdir, mode="vectorized")
@@ -87,6 +91,9 @@ def test_vectorized_beta_sweep_then_resume_skips_finished_points(tmp_path):
     assert int(row["step"]) == 20
   assert os.path.exists(os.path.join(workdir, "rate_distortion.png"))
   assert "| loss.beta=4.0 |" in open(os.path.join(workdir, "summary.md")).read()
+  table = open(os.path.join(workdir, "table.md")).read().splitlines()
+  assert table[0] == "KL by beta" and table[2] == "| | 0.5 | 1.0 | 4.0 |"
+  assert table[4] == "| kl | " + " | ".join(f"{kl:.3f}" for kl in kls) + " |"
   before = {r["point"]: metric_writers.read_metrics(os.path.join(workdir, r["point"]))
             for r in rows}
   again = sweeps.run_sweep(sweep_file, tiny.get_config(), sweeps.load_points(sweep_file),
@@ -163,3 +170,21 @@ def test_burda_table1_has_its_grid_and_schedule_and_every_point_is_valid():
   # The rate falls by 10^(1/7) at each boundary: 10x, 10^4x, 10^7x lower after 1, 4, 7.
   np.testing.assert_allclose([float(schedule(b)) ** -7 for b in boundaries[::3]],
                              [10.0, 1e4, 1e7], rtol=1e-4)
+
+
+def test_burda_table1_lays_its_summary_out_as_the_paper():
+  from configs.sweeps import burda_table1  # pylint: disable=import-outside-toplevel
+  rows = [{**point, "log_px": -90.0 - i, "active_units": 7 + i}
+          for i, point in enumerate(burda_table1.get_sweep())]
+  for row in rows:
+    if row.get("model.upper_latent_dims"):
+      row.update(active_units_z1=row["active_units"] - 3, active_units_z2=3)
+  lines = burda_table1.get_table().markdown(rows).splitlines()
+  assert lines[2] == ("| | VAE | IWAE | IWAE-DReG | MIWAE (M = 8) | PIWAE (M = 8) "
+                      "| CIWAE (beta = 0.5) |")
+  assert [line.split(" |")[0] for line in lines[4:]] == [
+      "| 1 layer, k = 1", "| 2 layers, k = 1", "| 1 layer, k = 5", "| 2 layers, k = 5",
+      "| 1 layer, k = 50", "| 2 layers, k = 50", "| 1 layer, k = 64", "| 2 layers, k = 64"]
+  # Point 0 is the one-layer VAE with k = 1; point 13 the two-layer IWAE-DReG at k = 50.
+  assert lines[4].startswith("| 1 layer, k = 1 | 90.00 (7) | 96.00 (13) |  |")
+  assert "| 103.00 (17+3) |" in lines[9]

@@ -9,8 +9,9 @@ trained together in one vectorised program share its time equally).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
-from typing import Any
+from typing import Any, Callable
 
 import matplotlib
 
@@ -41,14 +42,42 @@ def summary_rows(named: list[tuple[str, ml_collections.ConfigDict]], points: lis
     metrics = final_metrics(os.path.join(workdir, name), tuple(config.eval.splits)) or {}
     row = {"point": name, **point}
     row.update({k: metrics.get(k, float("nan")) for k in METRIC_COLUMNS})
+    row.update({k: v for k, v in metrics.items() if k.startswith("active_units_")})
     row["step"] = metrics.get("step")
     row["wall_time_s"] = times.get(name, float("nan"))
     rows.append(row)
   return rows
 
 
-def write_summary(rows: list[dict[str, Any]], workdir: str) -> None:
-  """summary.csv, summary.md and the plots that the swept keys allow."""
+@dataclasses.dataclass(frozen=True)
+class Table:
+  """A sweep's own layout of its summary, a sweep file's optional `get_table()`.
+
+  Each summary row (a dict: the point's overrides and its final metrics) goes to the cell
+  at (row(r), column(r)), showing cell(r); rows and columns keep the order in which the
+  points first name them, and a cell no point fills stays empty.
+  """
+  title: str
+  row: Callable[[dict[str, Any]], str]
+  column: Callable[[dict[str, Any]], str]
+  cell: Callable[[dict[str, Any]], str]
+
+  def markdown(self, rows: list[dict[str, Any]]) -> str:
+    """The table as Markdown, its title first."""
+    cells = {(self.row(r), self.column(r)): self.cell(r) for r in rows}
+    row_names = list(dict.fromkeys(name for name, _ in cells))
+    columns = list(dict.fromkeys(column for _, column in cells))
+    lines = [self.title, "", "| | " + " | ".join(columns) + " |",
+             "|---|" + "---|" * len(columns)]
+    lines += ["| " + name + " | " + " | ".join(cells.get((name, c), "") for c in columns)
+              + " |" for name in row_names]
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(rows: list[dict[str, Any]], workdir: str, table: Table | None = None
+                  ) -> None:
+  """summary.csv, summary.md, the plots that the swept keys allow, and the sweep's own
+  table (table.md) where it has one."""
   columns = list(dict.fromkeys(k for row in rows for k in row))
   with open(os.path.join(workdir, "summary.csv"), "w", newline="") as f:
     writer = csv.DictWriter(f, columns)
@@ -59,6 +88,9 @@ def write_summary(rows: list[dict[str, Any]], workdir: str) -> None:
     f.write("|" + "---|" * len(columns) + "\n")
     for row in rows:
       f.write("| " + " | ".join(_cell(row.get(c)) for c in columns) + " |\n")
+  if table is not None:
+    with open(os.path.join(workdir, "table.md"), "w") as f:
+      f.write(table.markdown(rows))
   plot_rate_distortion(rows, os.path.join(workdir, "rate_distortion.png"))
   if len({row.get("model.latent_dim") for row in rows} - {None}) > 1:
     plot_against_latent_dim(rows, workdir)

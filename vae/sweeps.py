@@ -9,6 +9,9 @@ A sweep file is a config file with one more function:
     return sweeps.product(sweeps.axis("loss.beta", [0.5, 1, 2]),
                           sweeps.axis("seed", [0, 1]))
 
+and may define `get_table()`, a `vae.sweep_summary.Table` that lays its summary out
+as a paper's table does (configs/sweeps/burda_table1.py).
+
 Each point runs in its own sub-workdir named after its overrides, e.g.
 `runs/beta/loss.beta=0.5_seed=1`, and writes exactly what a single run writes. Points that
 differ only in values that keep every array shape (`vae.update.VECTORIZED_FIELDS`) can be
@@ -75,6 +78,12 @@ def load_points(sweep_file: str) -> list[Point]:
     raise ValueError(f"{sweep_file} has no get_sweep(); a sweep file defines get_config() "
                      "and get_sweep() (see configs/sweeps/beta.py).")
   return list(module.get_sweep())
+
+
+def load_table(sweep_file: str) -> sweep_summary.Table | None:
+  """The sweep file's own summary layout, its get_table(), or None where it has none."""
+  get_table = getattr(config_files.load_module(sweep_file), "get_table", None)
+  return get_table() if callable(get_table) else None
 
 
 def point_name(point: Point) -> str:
@@ -171,7 +180,8 @@ def run_sweep(sweep_file: str, base: ml_collections.ConfigDict, points: list[Poi
     base_overrides: the command-line overrides of the base, passed on in "parallel".
 
   Returns:
-    The summary rows (see `vae.sweep_summary.summary_rows`).
+    The summary rows (see `vae.sweep_summary.summary_rows`); a sweep file's get_table()
+    also writes table.md and logs it.
   """
   if mode not in MODES:
     raise ValueError(f"mode={mode!r} is unknown; valid modes are {list(MODES)}.")
@@ -208,7 +218,10 @@ def run_sweep(sweep_file: str, base: ml_collections.ConfigDict, points: list[Poi
       list(pool.map(run, [point_name(p) for p in todo_points], commands))
 
   rows = sweep_summary.summary_rows(named, points, workdir, times)
-  sweep_summary.write_summary(rows, workdir)
+  table = load_table(sweep_file)
+  sweep_summary.write_summary(rows, workdir, table)
+  if table is not None:
+    logging.info("%s", table.markdown(rows))
   return rows
 
 

@@ -19,11 +19,13 @@ the run, so the rate stays at 1e-3):
 
 Burda et al. report test NLL (IWAE-5000) 86.76 / 86.47 / 86.35 (VAE, k = 1 / 5 / 50) and
 86.76 / 85.54 / 84.78 (IWAE) with one layer, 85.33 / 85.01 / 84.78 and 85.33 / 83.89 /
-82.90 with two.
+82.90 with two. The sweep's table.md lays the results out as their Table 1: one row per
+depth and k, one column per objective, each cell the test NLL (IWAE-5000, nats) and the
+active units (per layer, top last).
 """
 
 from configs import burda_2layer, mnist_mlp
-from vae import sweeps
+from vae import sweep_summary, sweeps
 
 STEPS_PER_EPOCH = 50000 // 20
 EPOCHS = [3**i for i in range(8)]  # 1 + 3 + ... + 2187 = 3,280
@@ -62,3 +64,35 @@ def get_sweep():
       {"loss.objective": "ciwae", "loss.num_samples": 50, "loss.ciwae_beta": 0.5},
   ]
   return table + sweeps.product(tighter, _depths())
+
+
+OBJECTIVE_NAMES = {"elbo": "VAE", "iwae": "IWAE", "miwae": "MIWAE", "piwae": "PIWAE",
+                   "ciwae": "CIWAE"}
+
+
+def _row(point: dict) -> str:
+  layers = 2 if point.get("model.upper_latent_dims") else 1
+  k = point["loss.num_samples"] * point.get("loss.num_outer_samples", 1)
+  return f"{layers} layer{'s' * (layers > 1)}, k = {k}"
+
+
+def _column(point: dict) -> str:
+  name = OBJECTIVE_NAMES[point["loss.objective"]]
+  if point.get("loss.gradient_estimator") == "dreg":
+    return name + "-DReG"
+  if "loss.num_outer_samples" in point:
+    return f"{name} (M = {point['loss.num_outer_samples']})"
+  if "loss.ciwae_beta" in point:
+    return f"{name} (beta = {point['loss.ciwae_beta']})"
+  return name
+
+
+def _cell(row: dict) -> str:
+  layers = sorted(k for k in row if k.startswith("active_units_"))
+  units = "+".join(str(row[k]) for k in layers) if layers else str(row["active_units"])
+  return f"{-row['log_px']:.2f} ({units})"
+
+
+def get_table():
+  return sweep_summary.Table("Test NLL (IWAE-5000, nats) and active units, as in Burda "
+                             "et al. (2016) Table 1.", _row, _column, _cell)
