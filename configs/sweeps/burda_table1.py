@@ -89,7 +89,7 @@ def _column(point: dict) -> str:
 
 def _cell(row: dict) -> str:
   layers = sorted(k for k in row if k.startswith("active_units_"))
-  units = "+".join(str(row[k]) for k in layers) if layers else str(row["active_units"])
+  units = "+".join(f"{row[k]:.0f}" for k in layers or ["active_units"])
   return f"{-row['log_px']:.2f} ({units})"
 
 
