@@ -188,3 +188,17 @@ def test_burda_table1_lays_its_summary_out_as_the_paper():
   # Point 0 is the one-layer VAE with k = 1; point 13 the two-layer IWAE-DReG at k = 50.
   assert lines[4].startswith("| 1 layer, k = 1 | 90.00 (7) | 96.00 (13) |  |")
   assert "| 103.00 (17+3) |" in lines[9]
+
+
+@pytest.mark.parametrize("body, message", [
+    ("return 1 / 0", r"get_table\(\) failed: ZeroDivisionError"),
+    ("return {}", r"get_table\(\) returned dict, not a vae.sweep_summary.Table"),
+])
+def test_a_bad_get_table_stops_before_any_training(tmp_path, body, message):
+  sweep_file = write_sweep_file(tmp_path, 'sweeps.axis("loss.beta", [1.0])',
+                                f"\ndef get_table():\n  {body}\n")
+  workdir = tmp_path / "sweep"
+  with pytest.raises(ValueError, match=message):
+    sweeps.run_sweep(sweep_file, tiny.get_config(), sweeps.load_points(sweep_file),
+                     str(workdir), mode="sequential")
+  assert not workdir.exists()

@@ -81,9 +81,22 @@ def load_points(sweep_file: str) -> list[Point]:
 
 
 def load_table(sweep_file: str) -> sweep_summary.Table | None:
-  """The sweep file's own summary layout, its get_table(), or None where it has none."""
+  """The sweep file's own summary layout, its get_table(), or None where it has none.
+
+  Raises:
+    ValueError: get_table() fails or returns something else than a Table.
+  """
   get_table = getattr(config_files.load_module(sweep_file), "get_table", None)
-  return get_table() if callable(get_table) else None
+  if not callable(get_table):
+    return None
+  try:
+    table = get_table()
+  except Exception as e:  # pylint: disable=broad-except  (the user's code, named below)
+    raise ValueError(f"{sweep_file}: get_table() failed: {type(e).__name__}: {e}") from e
+  if not isinstance(table, sweep_summary.Table):
+    raise ValueError(f"{sweep_file}: get_table() returned {type(table).__name__}, not a "
+                     "vae.sweep_summary.Table.")
+  return table
 
 
 def point_name(point: Point) -> str:
@@ -186,6 +199,7 @@ def run_sweep(sweep_file: str, base: ml_collections.ConfigDict, points: list[Poi
   if mode not in MODES:
     raise ValueError(f"mode={mode!r} is unknown; valid modes are {list(MODES)}.")
   named = expand(base, points)
+  table = load_table(sweep_file)  # before the training, so that its errors come first
   os.makedirs(workdir, exist_ok=True)
   times = _load_times(workdir)
   todo = [(n, c) for n, c in named if not _is_finished(c, os.path.join(workdir, n))]
@@ -218,7 +232,6 @@ def run_sweep(sweep_file: str, base: ml_collections.ConfigDict, points: list[Poi
       list(pool.map(run, [point_name(p) for p in todo_points], commands))
 
   rows = sweep_summary.summary_rows(named, points, workdir, times)
-  table = load_table(sweep_file)
   sweep_summary.write_summary(rows, workdir, table)
   if table is not None:
     logging.info("%s", table.markdown(rows))
