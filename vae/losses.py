@@ -502,22 +502,26 @@ _scale_gradient.defvjp(_scale_gradient_fwd, _scale_gradient_bwd)
 
 def log_weights(key: Array, x: Array, encode: Encoder, decode: Decoder, *,
                 num_samples: int, likelihood: Union[str, LogLikelihood] = "bernoulli",
-                prior: Prior | None = None, path_scale: Array | None = None) -> LogWeights:
+                prior: Prior | None = None,
+                path_scale: Callable[[Array], Array] | None = None) -> LogWeights:
   """The log weights of samples 0..S-1 of q(z|x), sample s from fold_in(key, s), the
   samples of `iwae_bound` with the same key (so `logsumexp(full) - log S` is IWAE_S).
 
-  path_scale: (S,) factors on the gradient that flows back into each z_s in `path`
-  (DReG's normalised weights); None for 1."""
+  path_scale: full (S,) -> (S,) factors on the gradient that flows back into each z_s
+  in `path` (DReG's normalised weights), computed without gradient; None for 1."""
   log_likelihood = get_log_likelihood(likelihood)
   log_prior = log_prior_fn(prior)
   posterior = as_posterior(encode(x))
   stopped = posterior.stop_gradient()
   z, log_q = jax.vmap(lambda s: _draw(posterior, key, s))(jnp.arange(num_samples))
   log_joint = lambda z_s: log_likelihood(x, decode(z_s)) + log_prior(z_s)
-  z_path = z if path_scale is None else _scale_gradient(z, jax.lax.stop_gradient(path_scale))
+  full = jax.vmap(log_joint)(z) - log_q
+  z_path = z
+  if path_scale is not None:
+    z_path = _scale_gradient(z, jax.lax.stop_gradient(path_scale(full)))
   z_stopped = jax.lax.stop_gradient(z)
   return LogWeights(
-      full=jax.vmap(log_joint)(z) - log_q,
+      full=full,
       path=jax.vmap(log_joint)(z_path) - jax.vmap(stopped.log_prob)(z_path),
       generative=jax.vmap(log_joint)(z_stopped) - jax.vmap(stopped.log_prob)(z_stopped))
 
@@ -587,11 +591,10 @@ def bound_objective(
   sample = functools.partial(log_weights, key, x, encode, decode,
                              num_samples=outer * num_samples, likelihood=likelihood,
                              prior=prior)
-  w = sample()
-  scaled = w  # the weights whose `path` carries DReG's path_scale
-  if gradient_estimator == "dreg":
-    normalised = jax.nn.softmax(w.full.reshape(outer, num_samples), axis=-1)
-    scaled = sample(path_scale=normalised.reshape(-1))
+  normalised = lambda full: jax.nn.softmax(full.reshape(outer, -1), axis=-1).reshape(-1)
+  w = scaled = sample(path_scale=normalised if gradient_estimator == "dreg" else None)
+  if objective == "ciwae" and gradient_estimator == "dreg":
+    w = sample()  # the ELBO part's path gradient carries no DReG weights
   w, scaled = (LogWeights(*(a.reshape(outer, num_samples) for a in t)) for t in (w, scaled))
   if objective == "ciwae":
     elbo_part = jnp.mean(w.full if gradient_estimator == "reparameterized" else w.path)
