@@ -55,6 +55,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.loss.objective = "elbo"
   config.loss.beta = 1.0  # KL weight: objective = reconstruction - beta * kl.
   config.loss.kl_warmup_steps = 0  # Linear warm-up of beta from 0 over these steps.
+  # Free bits (Kingma et al. 2016), nats per latent dimension, 0 = off: the objective's KL
+  # is sum_d max(free_bits, KL_d), KL_d the batch's mean KL of dimension d, times beta
+  # (and its warm-up); dimensions below free_bits get no KL gradient. "elbo" with a
+  # diagonal posterior and the standard normal prior only. The logged elbo stays the bound.
+  config.loss.free_bits = 0.0
   config.loss.num_samples = 1  # z samples per example (K of the IWAE objective).
   config.loss.analytic_kl = True
   config.loss.num_outer_samples = 1  # M of "miwae" and "piwae": M groups of K samples.
@@ -88,6 +93,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval.num_importance_samples = 100  # K of the IWAE estimate of log p(x).
   config.eval.chunk_size = 100  # Importance samples evaluated at once.
   config.eval.num_elbo_samples = 10  # z samples for the reconstruction term of the ELBO.
+  # Draws of the first examples scored against the aggregate posterior of the whole split,
+  # for I(x; z) and the marginal KL (vae.collapse); 0 = off.
+  config.eval.mi_num_examples = 1000
   config.eval.num_images = 64  # Examples shown in reconstruction and sample grids.
   # What experiments.evaluate adds (each a flag there, e.g. --decompose_gap --ais_steps=100):
   config.eval.num_examples = 100  # The subset (first examples of the split) of these two:

@@ -19,7 +19,8 @@ MAIN_KEYS = ("workdir", "step", "split", "num_examples", "latent_dim", "seed",
              "decompose_gap", "estimator", "elbo", "elbo_stderr", "reconstruction",
              "reconstruction_stderr", "kl", "kl_stderr", "log_px", "log_px_stderr",
              "bound_gap", "bound_gap_stderr", "active_units", "ais", "gap_decomposition",
-             "seconds", "peak_rss_mib")
+             "seconds", "peak_rss_mib", "mi_num_examples", "kl_per_dim", "mutual_information",
+             "mutual_information_stderr", "marginal_kl", "marginal_kl_stderr")
 GAP_KEYS = ("num_examples", "log_px_estimator", "posterior_family", "log_px",
             "log_px_stderr", "elbo_encoder", "elbo_encoder_stderr", "elbo_optimal",
             "elbo_optimal_stderr", "total_gap", "total_gap_stderr", "approximation_gap",
@@ -57,6 +58,13 @@ def test_evaluate_run_writes_every_key_and_the_numbers_fit_together(run):
   assert results["bound_gap"] == pytest.approx(results["log_px"] - results["elbo"], abs=1e-4)
   assert results["log_px"] > results["elbo"] - 3 * results["elbo_stderr"]
   assert 0 <= results["active_units"] <= results["latent_dim"] == 4
+  assert len(results["kl_per_dim"]) == 4 and min(results["kl_per_dim"]) >= 0
+  assert sum(results["kl_per_dim"]) == pytest.approx(results["kl"], rel=1e-5)
+  mi, mi_err = results["mutual_information"], results["mutual_information_stderr"]
+  assert -3 * mi_err <= mi <= results["kl"] + 3 * mi_err
+  # I + marginal KL is the Monte Carlo KL of the draws, the closed-form KL within its error.
+  assert mi + results["marginal_kl"] == pytest.approx(
+      results["kl"], abs=4 * (mi_err + results["marginal_kl_stderr"]))
   gaps = results["gap_decomposition"]
   assert gaps["num_examples"] == 5 and gaps["log_px_estimator"] == "ais"
   assert gaps["log_px"] == pytest.approx(results["ais"]["log_px"], abs=1e-5)
@@ -68,10 +76,13 @@ def test_evaluate_run_writes_every_key_and_the_numbers_fit_together(run):
   per_example = np.load(os.path.join(run, "eval_test.npz"))
   assert per_example["log_px"].shape == (200,) and per_example["posterior_mean"].shape == (200, 4)
   assert per_example["gap_approximation_gap"].shape == per_example["ais_log_px"].shape == (5,)
+  assert per_example["kl_per_dim"].shape == (200, 4)
+  assert per_example["mutual_information"].shape == per_example["marginal_kl"].shape == (200, 1)
   np.testing.assert_allclose(per_example["log_px"].mean(), results["log_px"], rtol=1e-6)
   table = evaluate.format_report(results)
   for label in ("ELBO", "log p(x), IWAE with K = 100", "bound gap", "active units",
-                "log p(x), AIS", "approximation gap", "amortisation gap"):
+                "log p(x), AIS", "approximation gap", "amortisation gap", "I(x; z)",
+                "KL(q(z) || p(z))"):
     assert label in table
 
 
@@ -86,7 +97,8 @@ def test_chunks_and_batches_change_memory_not_numbers(run):
   results = [evaluate.evaluate_params(model, params, images, 0, options, progress=False)
              for options in (whole, chunked)]
   (summary_a, per_example_a), (summary_b, per_example_b) = results
-  for key in evaluate.PER_EXAMPLE_KEYS + ("posterior_mean",):
+  for key in evaluate.PER_EXAMPLE_KEYS + ("posterior_mean", "kl_per_dim",
+                                          "mutual_information", "marginal_kl"):
     np.testing.assert_allclose(per_example_a[key], per_example_b[key], rtol=1e-5, atol=1e-5)
   assert summary_a["log_px"] == pytest.approx(summary_b["log_px"], abs=1e-4)
 
@@ -95,7 +107,8 @@ def test_the_run_eval_settings_reproduce_its_logged_test_metrics(run):
   results = evaluate.evaluate_run(run, "test", write=False, progress=False)
   logged = [r for r in metric_writers.read_metrics(run) if r["split"] == "test"][-1]
   assert logged["step"] == results["step"]
-  for key in ("elbo", "log_px", "bound_gap", "reconstruction", "kl", "active_units"):
+  for key in ("elbo", "log_px", "bound_gap", "reconstruction", "kl", "active_units",
+              "mutual_information", "marginal_kl", "kl_per_dim"):
     assert results[key] == pytest.approx(logged[key], rel=1e-6, abs=1e-6), key
   assert results["gap_decomposition"] is None and results["ais"] is None
 

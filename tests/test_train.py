@@ -46,14 +46,35 @@ def test_run_writes_every_metric_file_and_image(finished_run):
       assert record["bound_gap"] == pytest.approx(record["log_px"] - record["elbo"], abs=1e-4)
       assert record["elbo"] == pytest.approx(record["reconstruction"] - record["kl"], abs=1e-4)
       assert 0 <= record["active_units"] <= 4
+      assert len(record["kl_per_dim"]) == 4
+      assert sum(record["kl_per_dim"]) == pytest.approx(record["kl"], rel=1e-5)
+      assert math.isfinite(record["mutual_information"] + record["marginal_kl"])
   assert results["test"]["elbo"] == evals[-1]["elbo"]
   assert results["test"]["elbo"] > train_records[0]["elbo"]  # it learned something
   files = set(os.listdir(os.path.join(workdir, "images")))
-  assert {"reconstructions_step10.png", "samples_step20.png", "traversal_step20.png"} <= files
+  assert {"reconstructions_step10.png", "samples_step20.png", "traversal_step20.png",
+          "kl_per_dim_step20.png"} <= files
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["10", "20"]
-  assert any(f.startswith("events.out") for f in os.listdir(os.path.join(workdir, "tensorboard")))
+  histograms = {(value.tag, event.step) for event in tensorboard_events(workdir)
+                for value in event.summary.value if value.HasField("histo")}
+  assert {("test/kl_per_dim", 20), ("validation/kl_per_dim", 10)} <= histograms
   with open(os.path.join(workdir, "config.json")) as f:
     assert json.load(f)["model"]["latent_dim"] == 4
+
+
+def tensorboard_events(workdir):
+  """Every Event of the run's TensorBoard files (TFRecords: length, CRC, data, CRC)."""
+  from tensorboardX.proto import event_pb2  # pylint: disable=import-outside-toplevel
+  folder = os.path.join(workdir, "tensorboard")
+  events = []
+  for name in sorted(os.listdir(folder)):
+    with open(os.path.join(folder, name), "rb") as f:
+      while header := f.read(12):
+        data = f.read(int.from_bytes(header[:8], "little"))
+        f.read(4)
+        events.append(event_pb2.Event.FromString(data))
+  assert events, "no TensorBoard events"
+  return events
 
 
 def comparable(records):

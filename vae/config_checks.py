@@ -44,6 +44,19 @@ def check_loss_and_optimizer(config: ml_collections.ConfigDict) -> None:
          "family has no KL weight", "Use config.loss.objective='elbo' for a beta-VAE"
          + (", or config.loss.ciwae_beta." if loss.objective == "ciwae" else "."))
   int_at_least(config, "loss.kl_warmup_steps", minimum=0)
+  finite_at_least(config, "loss.free_bits", 0.0)
+  if loss.free_bits and loss.objective != "elbo":
+    fail("loss.free_bits", loss.free_bits, f"0 with the {loss.objective!r} objective "
+         "(free bits is a floor under the ELBO's KL per dimension)",
+         "Use config.loss.objective='elbo'.")
+  if loss.free_bits and (config.model.posterior, config.model.prior) != (
+      "diagonal", "standard_normal"):
+    fail("loss.free_bits", loss.free_bits, "0 with a posterior or prior that does not "
+         "factorise over dimensions", "Use model.posterior='diagonal' and "
+         "model.prior='standard_normal', or a KL warm-up.")
+  if loss.free_bits and not loss.analytic_kl:
+    fail("loss.analytic_kl", False, "True with free bits, which floors the closed-form KL "
+         "of each dimension", "Set --config.loss.analytic_kl=True.")
   int_at_least(config, "loss.num_samples")
   int_at_least(config, "loss.num_outer_samples")
   finite_at_least(config, "loss.ciwae_beta", 0.0)
@@ -94,6 +107,7 @@ def check_eval(config: ml_collections.ConfigDict) -> None:
                 "gap.max_steps", "gap.check_every", "gap.patience", "gap.num_elbo_samples",
                 "ais.steps", "ais.chains", "ais.leapfrog_steps"):
     int_at_least(config, f"eval.{field}")
+  int_at_least(config, "eval.mi_num_examples", minimum=0)
   for split in config.eval.splits:
     if split not in data.SPLITS:
       fail("eval.splits", tuple(config.eval.splits), f"a tuple of names from {data.SPLITS}")

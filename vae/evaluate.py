@@ -37,12 +37,13 @@ import time
 from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
 
-from vae import (ais, checkpoints, config_checks, data, distributed, field_checks,
-                 inference_gap, keys, losses)
+from vae import (ais, checkpoints, collapse, config_checks, data, distributed,
+                 field_checks, inference_gap, keys, losses)
 from vae.models import Model, build_model
 from vae.progress import ProgressLine
 
@@ -50,8 +51,8 @@ PER_EXAMPLE_KEYS = ("reconstruction", "kl", "elbo", "log_px", "bound_gap")
 
 
 def make_example_metrics(model: Model, eval_config: ml_collections.ConfigDict) -> Callable:
-  """Returns fn(params, prior, key, x) -> (metrics dict of scalars, a point of q (D,))
-  for one x, `prior` = `model.prior(params)` (computed once per batch).
+  """Returns fn(params, prior, key, x) -> (metrics dict of scalars, a point of q (D,),
+  latents) for one x, `prior` = `model.prior(params)` (computed once per batch).
 
   In nats per example: `reconstruction` = E_q log p(x|z) over `num_elbo_samples`
   samples; `kl` = KL(q(z|x) || p(z)), in closed form for a Gaussian q and p = N(0, I),
@@ -59,6 +60,8 @@ def make_example_metrics(model: Model, eval_config: ml_collections.ConfigDict) -
   beta = 1 bound); `log_px` = IWAE_K with K = `num_importance_samples`; `bound_gap` =
   log_px - elbo, the estimate of KL(q(z|x) || p(z|x)); with several stochastic layers
   `kl_z1`, ..., `kl_zL`, each layer's Monte Carlo KL from the samples of `kl`.
+  latents: one draw of q and its per-layer densities (`vae.collapse.OwnTerms` fields z,
+  log_q, log_p), and, where q and p factorise, `kl_per_dim` (D,), summing to `kl`.
   """
 
   def example_metrics(params, prior, key, x):
@@ -77,7 +80,11 @@ def make_example_metrics(model: Model, eval_config: ml_collections.ConfigDict) -
       kls = losses.layer_kls(elbo_key, x, encode, prior=prior,
                              num_samples=eval_config.num_elbo_samples)
       metrics.update({key: kls[l] for l, key in enumerate(model.layer_kl_keys)})
-    return metrics, model.encode_mean(params, x)
+    latents = collapse.own_terms(jax.random.fold_in(key, 1), x, encode, prior=prior)._asdict()
+    if collapse.factorizes(losses.as_posterior(encode(x)), prior):
+      latents["kl_per_dim"] = collapse.kl_per_dim(
+          elbo_key, x, encode, prior=prior, num_samples=eval_config.num_elbo_samples)
+    return metrics, model.encode_mean(params, x), latents
 
   return example_metrics
 
@@ -87,21 +94,18 @@ def _fold_in_each(key: jax.Array, indices: jax.Array) -> jax.Array:
   return jax.vmap(lambda i: jax.random.fold_in(key, i))(indices)
 
 
-def _map_batches(fn: Callable, arrays: tuple[Any, ...], batch_size: int,
-                 mesh: jax.sharding.Mesh, progress: ProgressLine | None = None) -> Any:
-  """Applies fn(indices (B,), *batches) to fixed-size batches of `arrays` (each (N, ...)).
+def _dispatch_batches(fn: Callable, arrays: tuple[Any, ...], batch_size: int,
+                      mesh: jax.sharding.Mesh, with_valid: bool = False):
+  """Calls fn(indices (B,), [valid (B,),] *batches) on fixed-size batches of `arrays`
+  (each (N, ...)) and yields (result, valid, positions, number done) per call.
 
   `arrays` are the whole split's (numpy arrays, or `vae.data.LazySplit`s that read only
   what is asked for): each process reads only its part, `distributed.process_rows(N)`,
   and fills rows p/P to (p+1)/P of every global batch from it, padded with zeros where
   its part runs out (so fn compiles once); `indices` are the examples' indices in the
-  split. fn's arguments are split over the mesh's "data" axis and it returns replicated
-  arrays, so every process gets every result. The next batch is dispatched before the
-  previous one is fetched, so the host never leaves the devices idle.
-
-  Returns:
-    fn's output pytree with leaves concatenated over the N examples in split order, as
-    numpy arrays.
+  split, `valid` (host numpy; also passed to fn if `with_valid`) marks the rows that are
+  not padding and `positions` their places in the split. fn's arguments are split over
+  the mesh's "data" axis.
   """
   num = len(arrays[0])
   if num == 0:
@@ -111,8 +115,35 @@ def _map_batches(fn: Callable, arrays: tuple[Any, ...], batch_size: int,
   processes = jax.process_count()
   per_process, local_batch = -(-num // processes), batch_size // processes
   by_example = distributed.sharded_along(mesh, 0)
-  outputs, positions, pending = [], [], None
   done = 0
+  # Every process makes the same number of calls, whatever the size of its part.
+  for start in range(0, per_process, local_batch):
+    offsets = start + np.arange(local_batch)
+    # Process q's rows of this batch are examples q * per_process + offsets.
+    batch_positions = (np.arange(processes)[:, None] * per_process + offsets).ravel()
+    valid = np.tile(offsets < per_process, processes) & (batch_positions < num)
+    batches = [rows.start + offsets]
+    if with_valid:
+      batches.append(valid.reshape(processes, local_batch)[jax.process_index()])
+    batches += [_zero_padded(array[start:start + local_batch], local_batch)
+                for array in local]
+    result = fn(*(distributed.put_process_rows(b, by_example) for b in batches))
+    done += int(valid.sum())
+    yield result, valid, batch_positions[valid], done
+
+
+def _map_batches(fn: Callable, arrays: tuple[Any, ...], batch_size: int,
+                 mesh: jax.sharding.Mesh, progress: ProgressLine | None = None) -> Any:
+  """Applies fn(indices (B,), *batches) to fixed-size batches of `arrays` (each (N, ...);
+  see `_dispatch_batches`). fn returns replicated arrays, so every process gets every
+  result. The next batch is dispatched before the previous one is fetched, so the host
+  never leaves the devices idle.
+
+  Returns:
+    fn's output pytree with leaves concatenated over the N examples in split order, as
+    numpy arrays.
+  """
+  outputs, positions, pending = [], [], None
 
   def fetch(item):
     result, valid, num_done = item
@@ -120,24 +151,25 @@ def _map_batches(fn: Callable, arrays: tuple[Any, ...], batch_size: int,
     if progress is not None:
       progress.update(num_done)
 
-  # Every process makes the same number of calls, whatever the size of its part.
-  for start in range(0, per_process, local_batch):
-    offsets = start + np.arange(local_batch)
-    batches = [rows.start + offsets]
-    batches += [_zero_padded(array[start:start + local_batch], local_batch)
-                for array in local]
-    result = fn(*(distributed.put_process_rows(b, by_example) for b in batches))
-    # Process q's rows of this batch are examples q * per_process + offsets.
-    batch_positions = (np.arange(processes)[:, None] * per_process + offsets).ravel()
-    valid = np.tile(offsets < per_process, processes) & (batch_positions < num)
-    positions.append(batch_positions[valid])
-    done += int(valid.sum())
+  for result, valid, batch_positions, done in _dispatch_batches(fn, arrays, batch_size, mesh):
+    positions.append(batch_positions)
     if pending is not None:
       fetch(pending)
     pending = (result, valid, done)
   fetch(pending)
   order = np.argsort(np.concatenate(positions))
   return jax.tree.map(lambda *leaves: np.concatenate(leaves)[order], *outputs)
+
+
+def _reduce_batches(fn: Callable, arrays: tuple[Any, ...], batch_size: int,
+                    mesh: jax.sharding.Mesh, combine: Callable) -> np.ndarray:
+  """combine(...combine(fn(batch 1), fn(batch 2))...) over fixed-size batches of
+  `arrays`, fn(indices, valid, *batches) returning a replicated array that leaves the
+  padding rows (valid False) out; combined on the devices, fetched once."""
+  total = None
+  for result, *_ in _dispatch_batches(fn, arrays, batch_size, mesh, with_valid=True):
+    total = result if total is None else combine(total, result)
+  return np.asarray(jax.device_get(total))
 
 
 def _zero_padded(rows: np.ndarray, size: int) -> np.ndarray:
@@ -177,10 +209,25 @@ class Evaluator:
           params, model.prior(params), keys, x)
 
     self._batch_metrics = _data_parallel_jit(batch_metrics, self.mesh, 2, 2)
+    self.mi_num_examples = eval_config.mi_num_examples
+    chunk_size = eval_config.chunk_size
+
+    def batch_aggregate(params, draws, indices, valid, x, z):
+      """(M, L) logsumexp over this batch's valid examples n of log q_l(draws_j | n);
+      z (B, D): the examples' own draws, whose layers condition the layers above."""
+      del indices
+      encode = functools.partial(model.encode, params)
+      layers = jax.vmap(lambda xi, zi: collapse.layer_posteriors(
+          losses.as_posterior(encode(xi)), zi))(x, z)
+      return collapse.aggregate_logsumexp(layers, valid, draws, model.latent_sizes,
+                                          chunk_size)
+
+    self._batch_aggregate = _data_parallel_jit(batch_aggregate, self.mesh, 2, 4)
 
   def per_example(self, params: Any, key: jax.Array, images: np.ndarray | data.LazySplit,
-                  ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Metrics of every example of `images` (N, H, W, C): ({name: (N,)}, means (N, D)).
+                  ) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, np.ndarray]]:
+    """Metrics of every example of `images` (N, H, W, C): ({name: (N,)}, means (N, D),
+    latents {z, log_q, log_p, kl_per_dim?: (N, ...)}, `make_example_metrics`'s).
 
     `images` may be a `vae.data.LazySplit`: each process then reads only its part."""
     return self._per_example(params, key, images)
@@ -189,12 +236,51 @@ class Evaluator:
     return _map_batches(lambda indices, x: self._batch_metrics(params, key, indices, x),
                         (images,), self.batch_size, self.mesh, progress)
 
+  def information(self, params: Any, images: np.ndarray | data.LazySplit,
+                  latents: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per-draw terms of I(x; z) and KL(q(z) || p(z)), {"mutual_information",
+    "marginal_kl"}: (M, L) nats for the draws of the first M = mi_num_examples examples
+    (or all N if fewer) under the aggregate posterior of all N examples of `images`
+    (`vae.collapse`); {} if mi_num_examples is 0."""
+    if self.mi_num_examples <= 0:
+      return {}
+    num = len(images)
+    own = collapse.OwnTerms(*(latents[k][:self.mi_num_examples]
+                              for k in collapse.OwnTerms._fields))
+    draws = jax.device_put(own.z, distributed.replicated(self.mesh))
+    lse = _reduce_batches(
+        lambda *batches: self._batch_aggregate(params, draws, *batches),
+        (images, latents["z"]), self.batch_size, self.mesh, jnp.logaddexp)
+    mi, marginal_kl = collapse.information_terms(own, lse - np.log(num))
+    return {"mutual_information": np.asarray(mi), "marginal_kl": np.asarray(marginal_kl)}
+
   def evaluate(self, params: Any, key: jax.Array, images: np.ndarray | data.LazySplit
-               ) -> dict[str, float]:
-    """Means over the split (nats per example), standard errors, and active units (of
-    each layer as well, with several)."""
-    per_example, means = self.per_example(params, key, images)
-    return summarize(per_example, means) | layer_active_units(self.model, means)
+               ) -> dict[str, Any]:
+    """Means over the split (nats per example), standard errors, active units (of each
+    layer as well, with several), `kl_per_dim` (a (D,) list) and the mutual information
+    and marginal KL (`information_summary`)."""
+    per_example, means, latents = self.per_example(params, key, images)
+    return (summarize(per_example, means) | layer_active_units(self.model, means)
+            | latent_summary(self.model, latents, self.information(params, images, latents)))
+
+
+def latent_summary(model: Model, latents: dict[str, np.ndarray],
+                   information: dict[str, np.ndarray]) -> dict[str, Any]:
+  """`kl_per_dim` (a list of D floats, the mean over examples; absent where q or p does
+  not factorise), and `mutual_information` and `marginal_kl` with standard errors, of
+  the whole z and, with several stochastic layers, of each (`_z1`, ...), in nats."""
+  summary: dict[str, Any] = {}
+  if "kl_per_dim" in latents:
+    summary["kl_per_dim"] = [float(v) for v in np.mean(latents["kl_per_dim"], axis=0)]
+  for name, terms in information.items():
+    # I(x; z) = I(x; z_1); the whole z's marginal KL is its KL minus I(x; z).
+    whole = terms[:, 0] if name == "mutual_information" else (
+        np.sum(terms, axis=1) + np.sum(information["mutual_information"][:, 1:], axis=1))
+    summary.update(_mean_and_stderr(name, whole))
+    if model.is_hierarchy:
+      for layer, layer_name in enumerate(model.layer_names):
+        summary.update(_mean_and_stderr(f"{name}_{layer_name}", terms[:, layer]))
+  return summary
 
 
 def active_units(posterior_means: np.ndarray, threshold: float = 0.01) -> int:
@@ -212,6 +298,17 @@ def layer_active_units(model: Model, posterior_means: np.ndarray) -> dict[str, i
   layers = np.split(posterior_means, np.cumsum(model.latent_sizes)[:-1], axis=1)
   return {f"active_units_{name}": active_units(layer)
           for name, layer in zip(model.layer_names, layers)}
+
+
+def collapse_warning(summary: dict[str, Any], latent_dim: int) -> str | None:
+  """One line when more than half of the latent dimensions are inactive, naming the
+  remedies the config offers; None otherwise."""
+  active = summary["active_units"]
+  if 2 * active >= latent_dim:
+    return None
+  return (f"Posterior collapse: only {active} of {latent_dim} latent dimensions are active "
+          "(see kl_per_dim); try a KL warm-up (config.loss.kl_warmup_steps), free bits "
+          "(config.loss.free_bits) or a smaller config.loss.beta.")
 
 
 def _stderr(values: np.ndarray) -> float:
@@ -367,17 +464,21 @@ def evaluate_params(model: Model, params: Any, images: np.ndarray | data.LazySpl
   evaluator = Evaluator(model, eval_config)
   meter = (ProgressLine(f"IWAE log p(x), K={eval_config.num_importance_samples}:",
                         len(images)) if progress else None)
-  metrics, means = evaluator._per_example(  # pylint: disable=protected-access
+  metrics, means, latents = evaluator._per_example(  # pylint: disable=protected-access
       params, keys.stream(seed, keys.EVAL), images, meter)
+  information = evaluator.information(params, images, latents)
   summary: dict[str, Any] = dict(
       num_examples=len(images), latent_dim=int(means.shape[1]), seed=seed,
       **{k: eval_config[k] for k in ("num_importance_samples", "chunk_size", "batch_size",
-                                     "num_elbo_samples", "decompose_gap", "estimator")})
+                                     "num_elbo_samples", "mi_num_examples",
+                                     "decompose_gap", "estimator")})
   for name in ("elbo", "reconstruction", "kl", "log_px", "bound_gap") + model.layer_kl_keys:
     summary.update(_mean_and_stderr(name, metrics[name]))
   summary["active_units"] = active_units(means)
   summary.update(layer_active_units(model, means))
-  per_example = dict(metrics, posterior_mean=means)
+  summary.update(latent_summary(model, latents, information))
+  per_example = dict(metrics, posterior_mean=means, **information,
+                     **{k: v for k, v in latents.items() if k == "kl_per_dim"})
 
   subset = min(eval_config.num_examples, len(images))
   summary["ais"] = summary["gap_decomposition"] = None
@@ -474,6 +575,9 @@ def evaluate_run(workdir: str, split: str = "test", *, step: int | None = None,
                                          progress)
   results = dict(workdir=os.path.abspath(workdir), step=checkpoint_step, split=split,
                  **summary)
+  warning = collapse_warning(results, model.latent_dim)
+  if warning and distributed.is_primary():
+    logging.warning(warning)
   if write and distributed.is_primary():
     with open(os.path.join(workdir, f"eval_{split}.json"), "w") as f:
       json.dump(results, f, indent=2)
@@ -502,6 +606,12 @@ def format_report(results: dict[str, Any]) -> str:
   layers = [key[len("kl_"):] for key in results if key.startswith("kl_z")
             and not key.endswith("_stderr")]
   lines += [_row(f"    of layer {name}", results, f"kl_{name}") for name in layers]
+  if "mutual_information" in results:
+    lines += [_row("  = I(x; z), aggregate posterior", results, "mutual_information"),
+              _row("  + KL(q(z) || p(z)), marginal", results, "marginal_kl")]
+    for name in layers:
+      lines += [_row(f"    of layer {name}: I", results, f"mutual_information_{name}"),
+                _row(f"    of layer {name}: marginal KL", results, f"marginal_kl_{name}")]
   lines += [
       _row(f"log p(x), IWAE with K = {k}", results, "log_px"),
       _row("bound gap log p(x) - ELBO ~ KL(q || p(z|x))", results, "bound_gap"),

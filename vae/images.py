@@ -48,6 +48,31 @@ def save_png(path: str, grid: np.ndarray, min_size: int = 256) -> None:
   Image.fromarray(picture[..., 0] if picture.shape[-1] == 1 else picture).save(path)
 
 
+def kl_bar_chart(kl_per_dim: np.ndarray, layer_sizes: tuple[int, ...]) -> np.ndarray:
+  """The KL of each latent dimension (D,) nats as bars, each layer's sorted from the
+  largest, layers side by side; (H, W, 3) uint8."""
+  import matplotlib  # pylint: disable=import-outside-toplevel  (only runs that draw it)
+  matplotlib.use("Agg")
+  from matplotlib import figure  # pylint: disable=import-outside-toplevel
+  from matplotlib.backends import backend_agg  # pylint: disable=import-outside-toplevel
+  fig = figure.Figure(figsize=(max(4.0, 0.08 * len(kl_per_dim) + 1.5), 2.6), dpi=100)
+  backend_agg.FigureCanvasAgg(fig)
+  axes = fig.add_subplot()
+  start = 0
+  for layer, size in enumerate(layer_sizes):
+    values = np.sort(np.asarray(kl_per_dim[start:start + size]))[::-1]
+    axes.bar(start + np.arange(size), values, width=0.9,
+             label=f"z{layer + 1}" if len(layer_sizes) > 1 else None)
+    start += size
+  axes.set_xlabel("latent dimension (sorted by KL)")
+  axes.set_ylabel("KL (nats)")
+  if len(layer_sizes) > 1:
+    axes.legend(fontsize="small")
+  fig.tight_layout()
+  fig.canvas.draw()
+  return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+
+
 class ImageWriter:
   """A run's pictures: reconstructions beside inputs, samples of p(z) decoded, and latent
   traversals, as PNG files in `workdir/images` and TensorBoard images.
@@ -65,15 +90,21 @@ class ImageWriter:
     self._mean_image = jax.jit(model.mean_image)
     self._sample_prior = jax.jit(model.sample_prior, static_argnums=2)
     self._decoded_dims = model.latent_sizes[0]  # the decoder reads z_1
+    self._layer_sizes = model.latent_sizes
 
-  def _save(self, step: int, name: str, grid: np.ndarray) -> None:
+  def _save(self, step: int, name: str, grid: np.ndarray, min_size: int = 256) -> None:
     if not self._writer.enabled:
       return
-    save_png(os.path.join(self._dir, f"{name}_step{step}.png"), grid)
+    save_png(os.path.join(self._dir, f"{name}_step{step}.png"), grid, min_size)
     self._writer.write_image(step, name, grid)
 
-  def write(self, step: int, params: Any, inputs: np.ndarray) -> None:
-    """inputs: (N, H, W, C) evaluation images; the first num_images are shown."""
+  def write(self, step: int, params: Any, inputs: np.ndarray,
+            metrics: dict[str, Any] | None = None) -> None:
+    """inputs: (N, H, W, C) evaluation images; the first num_images are shown. With
+    `metrics` holding `kl_per_dim`, its bar chart too (`kl_bar_chart`)."""
+    if metrics and "kl_per_dim" in metrics and self._writer.enabled:
+      self._save(step, "kl_per_dim", kl_bar_chart(metrics["kl_per_dim"], self._layer_sizes),
+                 min_size=0)
     inputs = inputs[:self._num_images]
     reconstructions = self._mean_image(params, self._encode_mean(params, inputs))
     columns = 2 * math.ceil(math.sqrt(len(inputs)))

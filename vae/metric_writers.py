@@ -12,7 +12,7 @@ METRICS_FILE = "metrics.jsonl"
 
 
 class MetricWriter:
-  """Writes scalars per (step, split) and images, to every sink at once.
+  """Writes metrics per (step, split) and images, to every sink at once.
 
   `workdir/metrics.jsonl` gets one JSON object per call: {"step", "split", **metrics}.
   TensorBoard scalars are named "<split>/<metric>". On resume, `truncate_after(step)`
@@ -34,15 +34,24 @@ class MetricWriter:
     with open(self.path, "w") as f:
       f.writelines(records)
 
-  def write_scalars(self, step: int, split: str, metrics: dict[str, float]) -> None:
+  def write_metrics(self, step: int, split: str, metrics: dict[str, float | list[float]]
+                    ) -> None:
+    """Scalars, and vectors (lists, e.g. kl_per_dim) as JSON lists and TensorBoard
+    histograms of their values."""
     if not self.enabled:
       return
     record = {"step": int(step), "split": split}
-    record.update({k: float(v) for k, v in metrics.items()})
+    record.update({k: [float(x) for x in v] if isinstance(v, (list, np.ndarray)) else float(v)
+                   for k, v in metrics.items()})
     with open(self.path, "a") as f:
       f.write(json.dumps(record) + "\n")
-    for name, value in metrics.items():
-      self._tensorboard.add_scalar(f"{split}/{name}", float(value), step)
+    for name, value in record.items():
+      if name in ("step", "split"):
+        continue
+      if isinstance(value, list):
+        self._tensorboard.add_histogram(f"{split}/{name}", np.asarray(value), step)
+      else:
+        self._tensorboard.add_scalar(f"{split}/{name}", value, step)
 
   def write_image(self, step: int, name: str, grid: np.ndarray) -> None:
     """grid: (H, W, C) uint8."""

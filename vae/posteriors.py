@@ -87,12 +87,20 @@ class DiagonalGaussian(NamedTuple):
   def log_prob(self, z: Array) -> Array:
     return diagonal_gaussian_log_prob(z, self.mean, self.logvar)
 
+  def log_prob_per_dim(self, z: Array) -> Array:
+    """(D,): log N(z_d; mean_d, exp(logvar_d)), whose sum is `log_prob(z)`."""
+    return -0.5 * (_LOG_2PI + self.logvar + jnp.square(z - self.mean) * jnp.exp(-self.logvar))
+
   def stop_gradient(self) -> DiagonalGaussian:
     return DiagonalGaussian(*jax.lax.stop_gradient(tuple(self)))
 
   def kl_standard_normal(self) -> Array:
     """KL(q || N(0, I)) = 0.5 sum(mean^2 + expm1(logvar) - logvar), >= 0."""
     return 0.5 * jnp.sum(jnp.square(self.mean) + jnp.expm1(self.logvar) - self.logvar)
+
+  def kl_standard_normal_per_dim(self) -> Array:
+    """(D,): KL(q_d || N(0, 1)) of each dimension, whose sum is `kl_standard_normal()`."""
+    return 0.5 * (jnp.square(self.mean) + jnp.expm1(self.logvar) - self.logvar)
 
 
 class FullCovarianceGaussian(NamedTuple):
@@ -289,14 +297,23 @@ class Hierarchical(NamedTuple):
 
   def layer_log_probs(self, z: Array) -> Array:
     """(L,): log q(z_1|x), log q(z_2|z_1), ... at the layers of z."""
-    layers = self._layers(z)
-    log_probs = [self.first.log_prob(layers[0])]
-    for below, above, conditional in zip(layers, layers[1:], self.upper):
-      log_probs.append(as_posterior(conditional(below)).log_prob(above))
-    return jnp.stack(log_probs)
+    return jnp.stack([layer.log_prob(z_l) for layer, z_l
+                      in zip(self.layer_posteriors(z), self._layers(z))])
 
   def log_prob(self, z: Array) -> Array:
     return jnp.sum(self.layer_log_probs(z))
+
+  def log_prob_per_dim(self, z: Array) -> Array:
+    """(D_1 + ... + D_L,): each dimension's term of `log_prob(z)`, for layers that all
+    factorise over their dimensions (AttributeError otherwise)."""
+    return jnp.concatenate([layer.log_prob_per_dim(z_l) for layer, z_l
+                            in zip(self.layer_posteriors(z), self._layers(z))])
+
+  def layer_posteriors(self, z: Array) -> list[Any]:
+    """[q(z_1|x), q(z_2|z_1), ...] given the layers of z below each, as posteriors."""
+    layers = self._layers(z)
+    return [self.first] + [as_posterior(conditional(below))
+                           for below, conditional in zip(layers, self.upper)]
 
   def stop_gradient(self) -> Hierarchical:
     return Hierarchical(self.first.stop_gradient(), self.upper_stopped, self.upper_stopped,

@@ -37,6 +37,10 @@ class StandardNormal(NamedTuple):
   def log_prob(self, z: Array) -> Array:
     return -0.5 * jnp.sum(math.log(2.0 * math.pi) + jnp.square(z))
 
+  def log_prob_per_dim(self, z: Array) -> Array:
+    """(D,): log N(z_d; 0, 1)."""
+    return -0.5 * (math.log(2.0 * math.pi) + jnp.square(z))
+
 
 class GaussianMixture(NamedTuple):
   """sum_c softmax(logits)_c N(z; means_c, diag(exp(logvars_c))); logits (C,), means and
@@ -108,6 +112,15 @@ class Hierarchical(NamedTuple):
 
   def log_prob(self, z: Array) -> Array:
     return jnp.sum(self.layer_log_probs(z))
+
+  def log_prob_per_dim(self, z: Array) -> Array:
+    """(D_1 + ... + D_L,): each dimension's term of `log_prob(z)`, for layers that all
+    factorise over their dimensions (AttributeError otherwise)."""
+    layers = jnp.split(z, np.cumsum(self.sizes)[:-1])
+    per_dim = [posteriors.as_posterior(conditional(above)).log_prob_per_dim(below)
+               for below, above, conditional in zip(layers, layers[1:], self.conditionals)]
+    top = StandardNormal() if self.top is None else self.top
+    return jnp.concatenate(per_dim + [top.log_prob_per_dim(layers[-1])])
 
   def sample(self, key: Array) -> Array:
     """One z (D_1 + ... + D_L,): z_L from fold_in(key, L - 1), then down the layers."""

@@ -28,14 +28,14 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from vae import (checkpoints, config_checks, data, distributed, errors, field_checks,
-                 images, keys, metric_writers, update)
+from vae import (checkpoints, config_checks, data, distributed, errors, evaluate,
+                 field_checks, images, keys, metric_writers, update)
 from vae import workdirs as workdirs_lib
-from vae.evaluate import Evaluator
 from vae.models import build_model
 from vae.prefetch import prefetch_to_device
 
-_EVAL_LOG_KEYS = ("elbo", "log_px", "bound_gap", "reconstruction", "kl", "active_units")
+_EVAL_LOG_KEYS = ("elbo", "log_px", "bound_gap", "reconstruction", "kl", "mutual_information",
+                  "active_units")
 
 
 def check_vectorizable(configs: list[ml_collections.ConfigDict]) -> None:
@@ -136,7 +136,7 @@ class RunGroup(contextlib.AbstractContextManager):
       self.close()
       raise
     self.last_checkpoint = self.start_step if self.start_step > 0 else None
-    self.evaluator = Evaluator(self.model, self.config.eval, self.mesh)
+    self.evaluator = evaluate.Evaluator(self.model, self.config.eval, self.mesh)
     self._unstack = jax.jit(lambda tree, i: jax.tree.map(lambda leaf: leaf[i], tree),
                             static_argnums=1, out_shardings=distributed.replicated(self.mesh))
     num_params = sum(leaf.size for leaf in jax.tree.leaves(self.state.params)) // len(self.runs)
@@ -270,7 +270,7 @@ class RunGroup(contextlib.AbstractContextManager):
       metrics = update.mean_metrics(acc, self.config.train.steps_per_dispatch)
       metrics["steps_per_sec"] = int(acc["count"]) / seconds
       metrics["learning_rate"] = float(rates[i])
-      run.writer.write_scalars(step, "train", metrics)
+      run.writer.write_metrics(step, "train", metrics)
       logged.append(metrics)
     fresh = update.empty_accumulator(update.train_keys(self.model))
     self.acc = jax.device_put(update.stack_runs([fresh] * len(self.runs)),
@@ -295,11 +295,14 @@ class RunGroup(contextlib.AbstractContextManager):
       results = {}
       for split, split_images in self.eval_images.items():
         results[split] = self.evaluator.evaluate(params, run.eval_key, split_images)
-        run.writer.write_scalars(step, split, results[split])
+        run.writer.write_metrics(step, split, results[split])
         logging.info("eval %-10s step %d%s: %s", split, step,
                      f" [{run.workdir}]" if len(self.runs) > 1 else "",
                      metric_writers.format_metrics(results[split], _EVAL_LOG_KEYS))
-      run.images.write(step, _local(params), self.shown_images)
+      warning = evaluate.collapse_warning(results[split], self.model.latent_dim)
+      if warning:
+        logging.warning("%s%s", warning, f" [{run.workdir}]" if len(self.runs) > 1 else "")
+      run.images.write(step, _local(params), self.shown_images, results[split])
       run.writer.flush()
       all_results.append(results)
     return all_results

@@ -18,7 +18,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from vae import distributed, losses
+from vae import collapse, distributed, losses
 from vae.models import Model
 
 # Config fields that keep every array shape, so runs differing only in them can be trained
@@ -127,10 +127,20 @@ def _layer_kls(model, key, x, encode, prior, num_samples):
   return {key: kls[:, layer] for layer, key in enumerate(model.layer_kl_keys)}
 
 
+def _free_bits_kl(key, x, encode, prior, num_samples, threshold):
+  """sum_d max(threshold, mean over the batch of KL_d): the free-bits KL of a batch, with
+  the samples of `losses.elbo_batch(key, x, ...)` where it is not in closed form."""
+  kl_dims = jax.vmap(lambda k, xi: collapse.kl_per_dim(k, xi, encode, prior=prior,
+                                                       num_samples=num_samples))(
+      jax.random.split(key, x.shape[0]), x)
+  return collapse.free_bits_kl(jnp.mean(kl_dims, axis=0), threshold)
+
+
 def make_loss_fn(model: Model, loss_config: ml_collections.ConfigDict):
   """Returns fn(params, key, x (B, H, W, C), beta) -> (loss, metrics), in nats per example.
 
-  loss = -mean(objective). For "elbo" the objective is reconstruction - beta * kl; for
+  loss = -mean(objective). For "elbo" the objective is reconstruction - beta * kl (with
+  free_bits > 0: beta * `collapse.free_bits_kl` of the batch's mean KL per dimension); for
   the IWAE family ("iwae", "miwae", "piwae", "ciwae": `losses.bound_objective`, with the
   gradient of `gradient_estimator`) it is that bound with K = num_samples, and the ELBO
   terms are logged from one extra sample without gradient. `elbo` in the metrics is always the beta = 1 bound. With
@@ -150,6 +160,9 @@ def make_loss_fn(model: Model, loss_config: ml_collections.ConfigDict):
                                 analytic_kl=loss_config.analytic_kl, prior=prior,
                                 gradient_estimator=estimator)
       objective = terms.objective
+      if loss_config.free_bits:
+        objective = terms.reconstruction - beta * _free_bits_kl(
+            key, x, encode, prior, loss_config.num_samples, loss_config.free_bits)
     else:
       if loss_config.objective == "iwae" and estimator == "reparameterized":
         objective = losses.iwae_bound_batch(key, x, encode, decode,

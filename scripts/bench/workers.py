@@ -126,7 +126,8 @@ def worker_iwae(task: dict[str, Any]) -> dict[str, Any]:
   eval_config = ml_collections.ConfigDict(dict(
       batch_size=min(task["batch_size"], len(images)),
       num_importance_samples=task["num_samples"], chunk_size=task["chunk_size"],
-      num_elbo_samples=config.eval.num_elbo_samples))
+      num_elbo_samples=config.eval.num_elbo_samples,
+      mi_num_examples=config.eval.mi_num_examples))
   evaluator = evaluate.Evaluator(model, eval_config)
   key = jax.random.PRNGKey(1)
   rss_start = peak_rss_mib()
