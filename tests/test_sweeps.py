@@ -89,7 +89,14 @@ def test_vectorized_beta_sweep_then_resume_skips_finished_points(tmp_path):
   for row in summary:
     assert float(row["log_px"]) > float(row["elbo"]) - 1.0
     assert int(row["step"]) == 20
-  assert os.path.exists(os.path.join(workdir, "rate_distortion.png"))
+  for row in summary:  # the rate's two parts, each within the rate up to their error
+    assert -0.1 <= float(row["mutual_information"]) <= float(row["kl"]) + 0.1
+    assert float(row["mutual_information"]) + float(row["marginal_kl"]) == pytest.approx(
+        float(row["kl"]), abs=0.2)
+  assert float(summary[0]["mutual_information"]) > float(summary[2]["mutual_information"])
+  assert len(rows[0]["kl_per_dim"]) == 4 and "kl_per_dim" not in summary[0]
+  for plot in ("rate_distortion.png", "kl_per_dim_heatmap.png", "information_vs_beta.png"):
+    assert os.path.exists(os.path.join(workdir, plot)), plot
   assert "| loss.beta=4.0 |" in open(os.path.join(workdir, "summary.md")).read()
   table = open(os.path.join(workdir, "table.md")).read().splitlines()
   assert table[0] == "KL by beta" and table[2] == "| | 0.5 | 1.0 | 4.0 |"
@@ -112,7 +119,7 @@ def test_sequential_latent_sweep_plots_against_latent_size(tmp_path):
   assert [int(r["model.latent_dim"]) for r in summary] == [1, 2, 3]
   assert all(0 <= float(r["active_units"]) <= int(r["model.latent_dim"]) for r in summary)
   for plot in ("log_px_and_gap_vs_latent_dim.png", "active_units_vs_latent_dim.png",
-               "rate_distortion.png"):
+               "rate_distortion.png", "kl_per_dim_heatmap.png"):
     assert os.path.getsize(os.path.join(workdir, plot)) > 1000
 
 

@@ -2,7 +2,7 @@
 
 Rows hold each point's overrides and its final evaluation on the test split (or the last
 split it evaluates), in nats per example: reconstruction, KL (the rate), ELBO, log p̂(x),
-bound gap and active units, with the wall time the sweep spent on the point (points
+bound gap, active units, I(x; z) and the marginal KL, with the wall time the sweep spent on the point (points
 trained together in one vectorised program share its time equally).
 """
 
@@ -22,7 +22,9 @@ import numpy as np  # noqa: E402
 
 from vae import metric_writers  # noqa: E402
 
-METRIC_COLUMNS = ("reconstruction", "kl", "elbo", "log_px", "bound_gap", "active_units")
+METRIC_COLUMNS = ("reconstruction", "kl", "elbo", "log_px", "bound_gap", "active_units",
+                  "mutual_information", "marginal_kl")
+_LAYER_PREFIXES = ("active_units_", "mutual_information_z", "marginal_kl_z")
 
 
 def final_metrics(workdir: str, splits) -> dict[str, float] | None:
@@ -36,13 +38,17 @@ def final_metrics(workdir: str, splits) -> dict[str, float] | None:
 
 def summary_rows(named: list[tuple[str, ml_collections.ConfigDict]], points: list[dict],
                  workdir: str, times: dict[str, float]) -> list[dict[str, Any]]:
-  """One row per point: 'point', its overrides, METRIC_COLUMNS, 'step', 'wall_time_s'."""
+  """One row per point: 'point', its overrides, METRIC_COLUMNS (and those of each layer),
+  'step', 'wall_time_s', and 'kl_per_dim' (a list; absent where the runs do not log it)."""
   rows = []
   for (name, config), point in zip(named, points):
     metrics = final_metrics(os.path.join(workdir, name), tuple(config.eval.splits)) or {}
     row = {"point": name, **point}
     row.update({k: metrics.get(k, float("nan")) for k in METRIC_COLUMNS})
-    row.update({k: v for k, v in metrics.items() if k.startswith("active_units_")})
+    row.update({k: v for k, v in metrics.items() if k.startswith(_LAYER_PREFIXES)
+                and not k.endswith("_stderr")})
+    if "kl_per_dim" in metrics:
+      row["kl_per_dim"] = metrics["kl_per_dim"]
     row["step"] = metrics.get("step")
     row["wall_time_s"] = times.get(name, float("nan"))
     rows.append(row)
@@ -77,10 +83,11 @@ class Table:
 def write_summary(rows: list[dict[str, Any]], workdir: str, table: Table | None = None
                   ) -> None:
   """summary.csv, summary.md, the plots that the swept keys allow, and the sweep's own
-  table (table.md) where it has one."""
-  columns = list(dict.fromkeys(k for row in rows for k in row))
+  table (table.md) where it has one. Vectors (kl_per_dim) go to the heatmap only."""
+  columns = list(dict.fromkeys(k for row in rows for k, v in row.items()
+                               if not isinstance(v, list)))
   with open(os.path.join(workdir, "summary.csv"), "w", newline="") as f:
-    writer = csv.DictWriter(f, columns)
+    writer = csv.DictWriter(f, columns, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
   with open(os.path.join(workdir, "summary.md"), "w") as f:
@@ -94,6 +101,69 @@ def write_summary(rows: list[dict[str, Any]], workdir: str, table: Table | None 
   plot_rate_distortion(rows, os.path.join(workdir, "rate_distortion.png"))
   if len({row.get("model.latent_dim") for row in rows} - {None}) > 1:
     plot_against_latent_dim(rows, workdir)
+  swept = swept_key(rows)
+  if swept and all("kl_per_dim" in row for row in rows):
+    plot_kl_per_dim_heatmap(rows, swept, os.path.join(workdir, "kl_per_dim_heatmap.png"))
+  if len({row.get("loss.beta") for row in rows} - {None}) > 1 and all(
+      np.isfinite(row["mutual_information"]) for row in rows):
+    plot_information_against_beta(rows, os.path.join(workdir, "information_vs_beta.png"))
+
+
+def swept_key(rows: list[dict[str, Any]]) -> str | None:
+  """The swept value the plots use: loss.beta or model.latent_dim where it varies, else
+  the first override that does; None if none does."""
+  varying = [k for k in dict.fromkeys(k for row in rows for k in row)
+             if ("." in k or k == "seed") and len({repr(row.get(k)) for row in rows}) > 1]
+  for key in ("loss.beta", "model.latent_dim"):
+    if key in varying:
+      return key
+  return varying[0] if varying else None
+
+
+def plot_kl_per_dim_heatmap(rows: list[dict[str, Any]], swept: str, path: str) -> None:
+  """One row per point, ordered by the swept value: the KL of each latent dimension,
+  sorted from the largest (nats, log colour scale), so switched-off dimensions show as
+  the dark tail of each row."""
+  order = sorted(rows, key=lambda r: (repr(type(r.get(swept))), r.get(swept), r["point"]))
+  width = max(len(r["kl_per_dim"]) for r in order)
+  grid = np.full((len(order), width), np.nan)
+  for i, row in enumerate(order):
+    values = np.sort(np.asarray(row["kl_per_dim"], float))[::-1]
+    grid[i, :len(values)] = np.maximum(values, 1e-4)
+  fig, ax = plt.subplots(figsize=(min(12, 3 + 0.12 * width), 1.5 + 0.35 * len(order)))
+  image = ax.imshow(grid, aspect="auto", cmap="viridis", interpolation="nearest",
+                    norm=matplotlib.colors.LogNorm(vmin=1e-3, vmax=max(1.0, np.nanmax(grid))))
+  ax.set_yticks(range(len(order)), [_label(r) for r in order], fontsize=7)
+  ax.set_xlabel("latent dimension, sorted by its KL")
+  ax.set_title(f"KL per dimension (test split) against {swept}")
+  fig.colorbar(image, ax=ax, label="KL [nats]")
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def plot_information_against_beta(rows: list[dict[str, Any]], path: str) -> None:
+  """The KL and its two parts, I(x; z) and KL(q(z) || p(z)), against beta (means over
+  the points of each beta)."""
+  betas = sorted({row["loss.beta"] for row in rows})
+
+  def mean_of(key):
+    return [np.nanmean([r[key] for r in rows if r["loss.beta"] == b]) for b in betas]
+
+  fig, ax = plt.subplots(figsize=(6, 4.5))
+  ax.plot(betas, mean_of("kl"), "o-", label="KL(q(z|x) || p(z)) (the rate)")
+  ax.plot(betas, mean_of("mutual_information"), "s-", label="I(x; z)")
+  ax.plot(betas, mean_of("marginal_kl"), "^-", label="KL(q(z) || p(z)), marginal")
+  if min(betas) > 0:
+    ax.set_xscale("log")
+  ax.set_xlabel("beta")
+  ax.set_ylabel("nats per example")
+  ax.set_title("The rate and its parts (test split)")
+  ax.legend()
+  ax.grid(alpha=0.3)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
 
 
 def _cell(value) -> str:
