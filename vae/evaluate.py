@@ -258,7 +258,7 @@ class Evaluator:
                ) -> dict[str, Any]:
     """Means over the split (nats per example), standard errors, active units (of each
     layer as well, with several), `kl_per_dim` (a (D,) list) and the mutual information
-    and marginal KL (`information_summary`)."""
+    and marginal KL (`latent_summary`)."""
     per_example, means, latents = self.per_example(params, key, images)
     return (summarize(per_example, means) | layer_active_units(self.model, means)
             | latent_summary(self.model, latents, self.information(params, images, latents)))

@@ -39,7 +39,7 @@ def final_metrics(workdir: str, splits) -> dict[str, float] | None:
 def summary_rows(named: list[tuple[str, ml_collections.ConfigDict]], points: list[dict],
                  workdir: str, times: dict[str, float]) -> list[dict[str, Any]]:
   """One row per point: 'point', its overrides, METRIC_COLUMNS (and those of each layer),
-  'step', 'wall_time_s', and 'kl_per_dim' (a list; absent where the runs do not log it)."""
+  'num_examples', 'step', 'wall_time_s', and 'kl_per_dim' (a list; absent where the runs do not log it)."""
   rows = []
   for (name, config), point in zip(named, points):
     metrics = final_metrics(os.path.join(workdir, name), tuple(config.eval.splits)) or {}
@@ -49,6 +49,7 @@ def summary_rows(named: list[tuple[str, ml_collections.ConfigDict]], points: lis
                 and not k.endswith("_stderr")})
     if "kl_per_dim" in metrics:
       row["kl_per_dim"] = metrics["kl_per_dim"]
+    row["num_examples"] = metrics.get("num_examples")
     row["step"] = metrics.get("step")
     row["wall_time_s"] = times.get(name, float("nan"))
     rows.append(row)
@@ -154,6 +155,10 @@ def plot_information_against_beta(rows: list[dict[str, Any]], path: str) -> None
   ax.plot(betas, mean_of("kl"), "o-", label="KL(q(z|x) || p(z)) (the rate)")
   ax.plot(betas, mean_of("mutual_information"), "s-", label="I(x; z)")
   ax.plot(betas, mean_of("marginal_kl"), "^-", label="KL(q(z) || p(z)), marginal")
+  num = max(row.get("num_examples") or 0 for row in rows)
+  if num > 1:
+    ax.axhline(np.log(num), color="grey", linestyle=":",
+               label=f"log N = {np.log(num):.2f}, the ceiling of I's estimate")
   if min(betas) > 0:
     ax.set_xscale("log")
   ax.set_xlabel("beta")

@@ -1,0 +1,106 @@
+r"""What the collapse diagnostics add to an evaluation's wall time, measured in one process.
+
+  python scripts/diagnostics_cost.py                       # configs/default.py, ~1 min
+  python scripts/diagnostics_cost.py --config=configs/burda_2layer.py --repeats=3
+
+On the config's test split (random-init params: the speed does not depend on the
+weights), each timed after a warm-up call, median of --repeats:
+
+  * the per-example pass as it was before the diagnostics (ELBO terms, IWAE log p(x),
+    posterior means: `make_example_metrics` with its latents dropped, so XLA removes them);
+  * the same pass with the diagnostics' per-example part (one draw of q, its densities,
+    `kl_per_dim`);
+  * the aggregate-posterior pass for I(x; z) and the marginal KL
+    (`Evaluator.information`, eval.mi_num_examples draws against every example);
+
+at the config's K (training's evaluations) and at K = 5000 (experiments.evaluate's).
+Prints a Markdown table; the share is (diagnostics) / (evaluation without them).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from vae import cli, config_files, data, evaluate  # noqa: E402
+from vae.models import build_model  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("config", "configs/default.py", "The config file whose model and eval.")
+flags.DEFINE_integer("repeats", 3, "Timed calls per figure (the median is reported).")
+flags.DEFINE_list("num_importance_samples", None, "K values (default: the config's, 5000).")
+
+
+def _median_seconds(fn, repeats: int) -> float:
+  fn()  # compilation and warm-up
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - start)
+  return float(np.median(times))
+
+
+def measure(config, k: int, repeats: int) -> dict[str, float]:
+  """Seconds of the three passes on the test split at K = k."""
+  with config.unlocked():
+    config.eval.num_importance_samples = k
+  info = data.dataset_info(config.data)
+  model = build_model(config.model, info.image_shape)
+  params = model.init(jax.random.PRNGKey(0))
+  images = data.load_split(config.data, "test")
+  evaluator = evaluate.Evaluator(model, config.eval)
+  key = jax.random.PRNGKey(1)
+  example_metrics = evaluate.make_example_metrics(model, config.eval)
+
+  def without_latents(params, key, indices, x):
+    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(indices)
+    metrics, means, _ = jax.vmap(example_metrics, in_axes=(None, None, 0, 0))(
+        params, model.prior(params), keys, x)
+    return metrics, means
+
+  plain = jax.jit(without_latents)
+  run_plain = lambda: evaluate._map_batches(  # pylint: disable=protected-access
+      functools.partial(plain, params, key), (images,), evaluator.batch_size, evaluator.mesh)
+  run_full = lambda: evaluator.per_example(params, key, images)
+  latents = run_full()[2]
+  run_information = lambda: evaluator.information(params, images, latents)
+  seconds = {name: _median_seconds(fn, repeats) for name, fn in
+             (("before", run_plain), ("with_latents", run_full),
+              ("information", run_information))}
+  added = seconds["with_latents"] - seconds["before"] + seconds["information"]
+  return dict(k=k, num_examples=len(images), **seconds, added=added,
+              share=added / seconds["before"])
+
+
+def report(argv):
+  del argv
+  config = config_files.load_config(FLAGS.config)
+  ks = ([int(k) for k in FLAGS.num_importance_samples] if FLAGS.num_importance_samples
+        else [config.eval.num_importance_samples, 5000])
+  rows = [measure(config, k, FLAGS.repeats) for k in ks]
+  print(f"{FLAGS.config}, test split ({rows[0]['num_examples']} examples), "
+        f"eval.mi_num_examples={config.eval.mi_num_examples}, batch "
+        f"{config.eval.batch_size}; seconds, median of {FLAGS.repeats}:\n")
+  print("| K | evaluation before | with per-example diagnostics | aggregate pass (I, "
+        "marginal KL) | added | share |")
+  print("|---|---|---|---|---|---|")
+  for r in rows:
+    print(f"| {r['k']} | {r['before']:.2f} | {r['with_latents']:.2f} | "
+          f"{r['information']:.2f} | {r['added']:.2f} | {100 * r['share']:.1f}% |")
+
+
+def main(argv):
+  cli.run(report, argv)
+
+
+if __name__ == "__main__":
+  app.run(main)
