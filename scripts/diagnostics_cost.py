@@ -1,7 +1,8 @@
 r"""What the collapse diagnostics add to an evaluation's wall time, measured in one process.
 
   python scripts/diagnostics_cost.py                       # configs/default.py, ~1 min
-  python scripts/diagnostics_cost.py --config=configs/burda_2layer.py --repeats=3
+  python scripts/diagnostics_cost.py --config=configs/burda_2layer.py
+  python scripts/diagnostics_cost.py --config.model.posterior=iaf
 
 On the config's test split (random-init params: the speed does not depend on the
 weights), each timed after a warm-up call, median of --repeats:
@@ -29,12 +30,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
 
-from vae import cli, config_files, data, evaluate  # noqa: E402
+from vae import cli, data, evaluate  # noqa: E402
 from vae.models import build_model  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("config", "configs/default.py", "The config file whose model and eval.")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", "configs/default.py", "The config whose model, data and eval are measured "
+    "(--config.a.b=value overrides a field).")
 flags.DEFINE_integer("repeats", 3, "Timed calls per figure (the median is reported).")
 flags.DEFINE_list("num_importance_samples", None, "K values (default: the config's, 5000).")
 
@@ -83,11 +87,12 @@ def measure(config, k: int, repeats: int) -> dict[str, float]:
 
 def report(argv):
   del argv
-  config = config_files.load_config(FLAGS.config)
+  config = _CONFIG.value
   ks = ([int(k) for k in FLAGS.num_importance_samples] if FLAGS.num_importance_samples
         else [config.eval.num_importance_samples, 5000])
   rows = [measure(config, k, FLAGS.repeats) for k in ks]
-  print(f"{FLAGS.config}, test split ({rows[0]['num_examples']} examples), "
+  print(f"{config.model.posterior} posterior, {config.model.prior} prior, latent sizes "
+        f"{(config.model.latent_dim,) + tuple(config.model.upper_latent_dims)}, test split ({rows[0]['num_examples']} examples), "
         f"eval.mi_num_examples={config.eval.mi_num_examples}, batch "
         f"{config.eval.batch_size}; seconds, median of {FLAGS.repeats}:\n")
   print("| K | evaluation before | with per-example diagnostics | aggregate pass (I, "
