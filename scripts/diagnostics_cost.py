@@ -99,8 +99,8 @@ def report(argv):
         "marginal KL) | added | share |")
   print("|---|---|---|---|---|---|")
   for r in rows:
-    print(f"| {r['k']} | {r['before']:.2f} | {r['with_latents']:.2f} | "
-          f"{r['information']:.2f} | {r['added']:.2f} | {100 * r['share']:.1f}% |")
+    print(f"| {r['k']} | {r['before']:.3g} | {r['with_latents']:.3g} | "
+          f"{r['information']:.3g} | {r['added']:.3g} | {100 * r['share']:.1f}% |")
 
 
 def main(argv):

@@ -114,6 +114,19 @@ def test_sweep_benchmark_cli_runs(tmp_path):
   assert row["num_points"] == 1 and row["sequential_s"] > 0 and row["vectorized_s"] > 0
 
 
+def test_diagnostics_cost_prints_its_table():
+  done = subprocess.run(
+      [sys.executable, os.path.join(REPO, "scripts", "diagnostics_cost.py"),
+       "--config=configs/tiny.py", "--repeats=1", "--num_importance_samples=5"],
+      cwd=REPO, capture_output=True, text=True, timeout=600,
+      env={**os.environ, "JAX_DISABLE_MOST_OPTIMIZATIONS": "1"})
+  assert done.returncode == 0, done.stderr[-3000:]
+  (row,) = [line for line in done.stdout.splitlines() if line.startswith("| 5 |")]
+  cells = [cell.strip() for cell in row.strip("|").split("|")]
+  before, with_latents, aggregate = (float(c) for c in cells[1:4])
+  assert before > 0 and with_latents > 0 and aggregate > 0 and cells[5].endswith("%")
+
+
 def test_gradient_snr_per_estimator_on_a_tiny_model():
   """scripts/gradient_snr.py's measurement (scripts/bench/snr.py): DReG and STL coincide at K = 1, DReG leaves
   the decoder's SNR unchanged, and the decoder's SNR rises with K."""

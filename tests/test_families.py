@@ -49,6 +49,14 @@ def test_family_trains_and_evaluates(tmp_path, posterior, prior, layers):
     assert logged[-1]["kl_z1"] + logged[-1]["kl_z2"] == pytest.approx(logged[-1]["kl"],
                                                                       abs=1e-3)
     assert test["active_units_z1"] + test["active_units_z2"] == test["active_units"]
+    # The rate's parts per layer: I(x; z) = I(x; z_1); every part adds up to the whole.
+    assert test["mutual_information"] == test["mutual_information_z1"]
+    parts = sum(test[f"{name}_z{l}"] for name in ("mutual_information", "marginal_kl")
+                for l in (1, 2))
+    assert parts == pytest.approx(test["mutual_information"] + test["marginal_kl"], abs=1e-4)
+  # Every family reports I(x; z) and the marginal KL; kl_per_dim where q and p factorise.
+  assert math.isfinite(test["mutual_information"] + test["marginal_kl"])
+  assert ("kl_per_dim" in test) == (posterior == "diagonal" and prior == "standard_normal")
   if (posterior, prior, layers) not in FULLY_EVALUATED:
     return
   summary = evaluate.evaluate_run(workdir, "test", overrides={
