@@ -58,9 +58,12 @@ def test_kl_per_dim_refuses_a_q_that_does_not_factorise():
   assert not collapse.factorizes(q)
   with pytest.raises(TypeError, match="factorise"):
     collapse.kl_per_dim(jax.random.PRNGKey(0), None, lambda x: q)
-  assert not collapse.factorizes(diagonal(np.random.default_rng(0), 2),
-                                 priors.GaussianMixture(jnp.zeros(2), jnp.zeros((2, 2)),
-                                                        jnp.zeros((2, 2))))
+  mixture = priors.GaussianMixture(jnp.zeros(2), jnp.zeros((2, 2)), jnp.zeros((2, 2)))
+  assert not collapse.factorizes(diagonal(np.random.default_rng(0), 2), mixture)
+  encode, prior = two_layer()
+  q = encode(jnp.zeros(6))
+  assert collapse.factorizes(q, prior)
+  assert not collapse.factorizes(q, prior._replace(top=mixture))  # a learned top layer
 
 
 def information(encode, inputs, key, prior=None, sizes=None, batches=1, chunk_size=100):

@@ -47,10 +47,13 @@ def factorizes(posterior: Any, prior: Any = None) -> bool:
   """Whether q and p (None: N(0, I)) split into terms per dimension, so the KL has a
   per-dimension form: diagonal Gaussian layers and N(0, I) or diagonal Gaussian
   conditional priors (decided from their Python types, so at trace time)."""
-  return (hasattr(posterior, "log_prob_per_dim")
-          and (prior is None or hasattr(prior, "log_prob_per_dim"))
-          and (not isinstance(posterior, posteriors.Hierarchical)
-               or hasattr(posterior.first, "log_prob_per_dim")))
+  parts = [posterior, prior]  # None (N(0, I), or a hierarchy's N(0, I) top) factorises
+  if isinstance(posterior, posteriors.Hierarchical):
+    parts.append(posterior.first)
+  if isinstance(prior, priors.Hierarchical):
+    parts.append(prior.top)
+  return posterior is not None and all(
+      part is None or hasattr(part, "log_prob_per_dim") for part in parts)
 
 
 def kl_per_dim(key: Array, x: Array, encode: Callable, *, prior: Any = None,
