@@ -3,10 +3,29 @@
 Also the session's fake TFDS catalog sets (see tests/tfds_fakes.py), prepared once.
 """
 
+import os
+
 import jax
 import pytest
 
 jax.config.update("jax_disable_most_optimizations", True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def compilation_cache(tmp_path_factory):
+  """One persistent compilation cache for the session, in-process and in the apps the
+  tests launch (they read VAE_JAX_CACHE_DIR): the many tiny runs compile the same
+  programs. Never the user's own cache folder."""
+  from vae import compilation_cache as cache  # pylint: disable=import-outside-toplevel
+  folder = str(tmp_path_factory.mktemp("xla_cache"))
+  previous = os.environ.get(cache.ENV_VAR)
+  os.environ[cache.ENV_VAR] = folder
+  cache.enable(folder)
+  yield folder
+  if previous is None:
+    os.environ.pop(cache.ENV_VAR, None)
+  else:
+    os.environ[cache.ENV_VAR] = previous
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""What every command-line app shares: quiet dependency logs and plain error messages."""
+"""What every command-line app shares: quiet dependency logs, plain error messages and the
+persistent compilation cache (`vae.compilation_cache`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any, Callable
 import ml_collections
 from absl import app, flags, logging
 
-from vae import config_files, distributed, errors
+from vae import compilation_cache, config_files, distributed, errors
 
 _CHATTY_PACKAGES = ("/orbax/", "/tensorflow_datasets/", "/etils/")
 
@@ -64,11 +65,12 @@ def _drop_closed_loop_errors(default_hook: Callable[[Any], None]) -> Callable[[A
 
 
 def run(fn: Callable[..., Any], *args, **kwargs) -> Any:
-  """Calls fn with quiet logs; a user error (`vae.errors.USER_ERRORS`) or Ctrl-C exits
-  with one plain message, its traceback only at --verbosity=1. Any other error, JAX's
-  and XLA's among them, keeps its traceback."""
+  """Calls fn with quiet logs and the compilation cache on; a user error
+  (`vae.errors.USER_ERRORS`) or Ctrl-C exits with one plain message, its traceback only
+  at --verbosity=1. Any other error, JAX's and XLA's among them, keeps its traceback."""
   quiet_dependency_logs()
   sys.unraisablehook = _drop_closed_loop_errors(sys.unraisablehook)
+  compilation_cache.enable()
   try:
     return fn(*args, **kwargs)
   except errors.USER_ERRORS as error:
