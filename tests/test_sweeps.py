@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from configs import tiny
+from tensorboard_events import tensorboard_events
 from vae import metric_writers, sweeps, update
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -98,6 +99,14 @@ def test_vectorized_beta_sweep_then_resume_skips_finished_points(tmp_path):
   for plot in ("rate_distortion.png", "kl_per_dim_heatmap.png", "information_vs_beta.png"):
     assert os.path.exists(os.path.join(workdir, plot)), plot
   assert "| loss.beta=4.0 |" in open(os.path.join(workdir, "summary.md")).read()
+  # Each point's HParams session: its swept value and final metrics, for TensorBoard.
+  events = tensorboard_events(os.path.join(workdir, "loss.beta=4.0", "tensorboard", "hparams"))
+  plugin = [value.metadata.plugin_data for event in events for value in event.summary.value
+            if value.metadata.plugin_data.plugin_name == "hparams"]
+  assert len(plugin) == 3 and b"loss.beta" in plugin[1].content  # experiment, start, end
+  finals = {value.tag: value.simple_value for event in events for value in event.summary.value
+            if value.tag.startswith("final/")}
+  assert finals["final/kl"] == pytest.approx(kls[2], rel=1e-5)
   table = open(os.path.join(workdir, "table.md")).read().splitlines()
   assert table[0] == "KL by beta" and table[2] == "| | 0.5 | 1.0 | 4.0 |"
   assert table[4] == "| kl | " + " | ".join(f"{kl:.3f}" for kl in kls) + " |"

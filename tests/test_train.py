@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from configs import tiny
+from tensorboard_events import tensorboard_events
 from vae import checkpoints, data, errors, metric_writers, runs, train, update
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -55,26 +56,11 @@ def test_run_writes_every_metric_file_and_image(finished_run):
   assert {"reconstructions_step10.png", "samples_step20.png", "traversal_step20.png",
           "kl_per_dim_step20.png"} <= files
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["10", "20"]
-  histograms = {(value.tag, event.step) for event in tensorboard_events(workdir)
+  histograms = {(value.tag, event.step) for event in tensorboard_events(os.path.join(workdir, "tensorboard"))
                 for value in event.summary.value if value.HasField("histo")}
   assert {("test/kl_per_dim", 20), ("validation/kl_per_dim", 10)} <= histograms
   with open(os.path.join(workdir, "config.json")) as f:
     assert json.load(f)["model"]["latent_dim"] == 4
-
-
-def tensorboard_events(workdir):
-  """Every Event of the run's TensorBoard files (TFRecords: length, CRC, data, CRC)."""
-  from tensorboardX.proto import event_pb2  # pylint: disable=import-outside-toplevel
-  folder = os.path.join(workdir, "tensorboard")
-  events = []
-  for name in sorted(os.listdir(folder)):
-    with open(os.path.join(folder, name), "rb") as f:
-      while header := f.read(12):
-        data = f.read(int.from_bytes(header[:8], "little"))
-        f.read(4)
-        events.append(event_pb2.Event.FromString(data))
-  assert events, "no TensorBoard events"
-  return events
 
 
 def comparable(records):

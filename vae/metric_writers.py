@@ -1,11 +1,15 @@
-"""Where a run's numbers go: metrics.jsonl, TensorBoard event files and the console."""
+"""Where a run's numbers go: metrics.jsonl, TensorBoard event files (and its HParams
+session, for sweeps) and the console."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+from typing import Any
 
 import numpy as np
+import tensorboardX.summary
 from tensorboardX import SummaryWriter
 
 METRICS_FILE = "metrics.jsonl"
@@ -65,6 +69,24 @@ class MetricWriter:
   def close(self) -> None:
     if self.enabled:
       self._tensorboard.close()
+
+
+def write_hparams(workdir: str, hparams: dict[str, Any], metrics: dict[str, float],
+                  step: int) -> None:
+  """A run's hyperparameters and final metrics for TensorBoard's HParams view, in
+  workdir/tensorboard/hparams (rewritten on every call, so a rerun does not add a second
+  session). Values that are not bool, int, float or str are shown as text; metrics are
+  named "final/<name>"."""
+  folder = os.path.join(workdir, "tensorboard", "hparams")
+  shutil.rmtree(folder, ignore_errors=True)
+  hparams = {k: v if isinstance(v, (bool, int, float, str)) else str(v)
+             for k, v in hparams.items()}
+  metrics = {f"final/{k}": float(v) for k, v in metrics.items()}
+  with SummaryWriter(folder) as writer:
+    for summary in tensorboardX.summary.hparams(hparams, metrics):
+      writer.file_writer.add_summary(summary)
+    for name, value in metrics.items():
+      writer.add_scalar(name, value, step)
 
 
 def read_metrics(workdir: str) -> list[dict]:

@@ -32,9 +32,11 @@ from concurrent import futures
 from typing import Any, Sequence
 
 import ml_collections
+import numpy as np
 from absl import logging
 
-from vae import checkpoints, config_checks, config_files, errors, sweep_summary, train, update
+from vae import (checkpoints, config_checks, config_files, errors, metric_writers,
+                 sweep_summary, train, update)
 
 Point = dict[str, Any]
 MODES = ("sequential", "vectorized", "parallel")
@@ -233,6 +235,10 @@ def run_sweep(sweep_file: str, base: ml_collections.ConfigDict, points: list[Poi
 
   rows = sweep_summary.summary_rows(named, points, workdir, times)
   sweep_summary.write_summary(rows, workdir, table)
+  for row, point in zip(rows, points):
+    metrics = {k: row[k] for k in sweep_summary.METRIC_COLUMNS if np.isfinite(row[k])}
+    metric_writers.write_hparams(os.path.join(workdir, row["point"]), point, metrics,
+                                 row["step"] or 0)
   if table is not None:
     logging.info("%s", table.markdown(rows))
   return rows
