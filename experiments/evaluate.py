@@ -70,5 +70,10 @@ def main(argv):
   print(f"Written to {_WORKDIR.value}/eval_{_SPLIT.value}.json")
 
 
-if __name__ == "__main__":
+def run():
+  """The `vae-evaluate` command."""
   app.run(main, flags_parser=cli.flags_parser())
+
+
+if __name__ == "__main__":
+  run()

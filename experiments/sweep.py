@@ -44,5 +44,10 @@ def main(argv):
   cli.run(sweep)
 
 
-if __name__ == "__main__":
+def run():
+  """The `vae-sweep` command."""
   app.run(main, flags_parser=cli.flags_parser("sweep"))
+
+
+if __name__ == "__main__":
+  run()

@@ -32,5 +32,10 @@ def main(argv):
   cli.run(initialize_and_train)
 
 
-if __name__ == "__main__":
+def run():
+  """The `vae-train` command."""
   app.run(main, flags_parser=cli.flags_parser("config"))
+
+
+if __name__ == "__main__":
+  run()

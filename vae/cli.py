@@ -83,6 +83,9 @@ def run(fn: Callable[..., Any], *args, **kwargs) -> Any:
 def flags_parser(*config_flag_names: str) -> Callable[[list[str]], list[str]]:
   """absl's flag parsing, for `app.run(main, flags_parser=cli.flags_parser("config"))`.
 
+  A config flag's value may name a shipped file (`--config=tiny`, `--sweep=beta`;
+  `vae.config_files.resolve`) instead of giving its path.
+
   A file of the named config flags that is missing, does not run or has no
   get_config(), and an override of a field its config does not have, stop with one
   plain line naming the file or the field (and the nearest fields) instead of a
@@ -90,6 +93,10 @@ def flags_parser(*config_flag_names: str) -> Callable[[list[str]], list[str]]:
   """
 
   def parse(argv: list[str]) -> list[str]:
+    try:
+      argv = config_files.resolve_argv(argv, list(config_flag_names))
+    except ValueError as error:
+      raise SystemExit(f"error: {error}") from None
     try:
       remaining = app.parse_flags_with_usage(argv)
       for name in config_flag_names:  # a missing file shows only when its value is read

@@ -65,6 +65,52 @@ def load_config(path: str) -> ml_collections.ConfigDict:
   return config
 
 
+# Where the shipped files of each config flag live, as packages: `--config=tiny` and
+# `--sweep=beta` name them from any folder (in a checkout and in an installed copy).
+SHIPPED = {"config": "configs", "sweep": "configs.sweeps"}
+_NOT_SHIPPED = ("__init__", "base")
+
+
+def shipped_names(flag: str) -> list[str]:
+  """The names of the shipped files that --flag accepts, e.g. ["burda_2layer", ...]."""
+  spec = importlib.util.find_spec(SHIPPED[flag])
+  folder = os.path.dirname(spec.origin)
+  return sorted(os.path.splitext(name)[0] for name in os.listdir(folder)
+                if name.endswith(".py") and os.path.splitext(name)[0] not in _NOT_SHIPPED)
+
+
+def resolve(value: str, flag: str) -> str:
+  """The file that --flag=value means: a path as given, or the path of a shipped file
+  named `value` (its ':argument' kept).
+
+  Raises:
+    ValueError: a bare name that no shipped file has (the shipped names are listed).
+  """
+  name, colon, argument = value.partition(":")
+  if os.path.exists(name) or not name.isidentifier():
+    return value
+  try:
+    spec = importlib.util.find_spec(f"{SHIPPED[flag]}.{name}")
+  except ImportError:
+    spec = None
+  if spec is None or name in _NOT_SHIPPED:
+    raise ValueError(f"--{flag}={name}: no such file and no shipped {flag} of that name; "
+                     f"the shipped ones are {', '.join(shipped_names(flag))} (or give a "
+                     "path).")
+  return spec.origin + colon + argument
+
+
+def resolve_argv(argv: list[str], flags: list[str]) -> list[str]:
+  """argv with every --flag=NAME of `flags` replaced by the shipped file's path."""
+  resolved = []
+  for arg in argv:
+    for flag in flags:
+      if arg.startswith(f"--{flag}="):
+        arg = f"--{flag}=" + resolve(arg.split("=", 1)[1], flag)
+    resolved.append(arg)
+  return resolved
+
+
 def check_override_fields(config: ml_collections.ConfigDict, fields: list[str],
                           flag: str) -> None:
   """Raises ValueError for the first of `fields` (dotted) that config does not have,
