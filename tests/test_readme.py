@@ -20,32 +20,26 @@ def test_reuse_example_runs_and_prints_a_finite_bound():
   assert log_px >= elbo - 1.0
 
 
-def test_posterior_and_prior_example_runs_after_the_first():
+def run_after_the_first(index, max_lines):
+  """The printed words of the reuse section's block `index`, run after its first block."""
   section = re.search(r"## Reusing the loss(.*?)\n## ", open(README).read(), re.S).group(1)
-  first, second, _ = re.findall(r"```python\n(.*?)```", section, re.S)
-  assert len(second.strip().splitlines()) <= 15
+  blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+  assert len(blocks) == 3 and len(blocks[index].strip().splitlines()) <= max_lines
   namespace, out = {}, io.StringIO()
+  exec(compile(blocks[0], "README.md", "exec"), namespace)  # its print goes to pytest
   with contextlib.redirect_stdout(out):
-    exec(compile(first, "README.md", "exec"), namespace)
-    out.truncate(0)
-    out.seek(0)
-    exec(compile(second, "README.md", "exec"), namespace)
-  elbo, log_px, gap = (float(v) for v in out.getvalue().split())
+    exec(compile(blocks[index], "README.md", "exec"), namespace)
+  return out.getvalue().split()
+
+
+def test_posterior_and_prior_example_runs_after_the_first():
+  elbo, log_px, gap = (float(v) for v in run_after_the_first(1, max_lines=15))
   assert elbo < 0 and log_px < 0 and gap >= 0
   assert log_px >= elbo - 1.0
 
 
 def test_nnx_example_trains_a_flax_nnx_module_with_the_kernels():
-  section = re.search(r"## Reusing the loss(.*?)\n## ", open(README).read(), re.S).group(1)
-  first, _, nnx_example = re.findall(r"```python\n(.*?)```", section, re.S)
-  assert len(nnx_example.strip().splitlines()) <= 20
-  namespace, out = {}, io.StringIO()
-  with contextlib.redirect_stdout(out):
-    exec(compile(first, "README.md", "exec"), namespace)
-    out.truncate(0)
-    out.seek(0)
-    exec(compile(nnx_example, "README.md", "exec"), namespace)
-  first_loss, second_loss = (float(v) for v in out.getvalue().split())
+  first_loss, second_loss = (float(v) for v in run_after_the_first(2, max_lines=20))
   assert 0 < second_loss < first_loss  # -ELBO in nats per example, falling after one step
 
 
