@@ -45,8 +45,10 @@ def test_quick_run_writes_every_section(tmp_path):
   (sweep,) = results["sweep"]
   assert {"sequential_s", "vectorized_s", "speedup", "num_points"} <= set(sweep)
   assert sorted(r["device_count"] for r in results["data_parallel"]) == [1, 2]
-  (main,) = results["main_command"]
-  assert main["config"] == "tiny" and main["num_logs"] == 2 and main["median_steps_per_s"] > 0
+  assert [main["cache"] for main in results["main_command"]] == ["cold", "warm"]
+  for main in results["main_command"]:
+    assert main["config"] == "tiny" and main["num_logs"] == 2 and main["median_steps_per_s"] > 0
+    assert 0 < main["first_step_s"] < main["seconds"]
   assert all({"target", "value", "met"} <= set(t) for t in results["targets"])
   markdown = (tmp_path / "benchmark.md").read_text()
   assert markdown == results["markdown"] and "| model | batch |" in markdown
