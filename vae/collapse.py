@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vae import posteriors, priors
+from vae import losses, posteriors, priors
 
 Array = jax.Array
 
@@ -126,9 +126,8 @@ def own_terms(key: Array, x: Array, encode: Callable, *, prior: Any = None) -> O
   sizes = _layer_sizes(posterior, z)
   log_q = jnp.stack([layer.log_prob(z_l) for layer, z_l
                      in zip(layer_posteriors(posterior, z), _split_layers(z, sizes))])
-  prior = priors.StandardNormal() if prior is None else prior
-  log_p = (prior.layer_log_probs(z) if hasattr(prior, "layer_log_probs")
-           else jnp.reshape(getattr(prior, "log_prob", prior)(z), (1,)))
+  log_p = (prior.layer_log_probs(z) if isinstance(prior, priors.Hierarchical)
+           else jnp.reshape(losses.log_prior_fn(prior)(z), (1,)))
   return OwnTerms(z, log_q, log_p)
 
 

@@ -80,10 +80,12 @@ def make_example_metrics(model: Model, eval_config: ml_collections.ConfigDict) -
       kls = losses.layer_kls(elbo_key, x, encode, prior=prior,
                              num_samples=eval_config.num_elbo_samples)
       metrics.update({key: kls[l] for l, key in enumerate(model.layer_kl_keys)})
-    latents = collapse.own_terms(jax.random.fold_in(key, 1), x, encode, prior=prior)._asdict()
-    if collapse.factorizes(losses.as_posterior(encode(x)), prior):
+    posterior = losses.as_posterior(encode(x))
+    encoded = lambda _: posterior  # the encoder's pass, once for the latents below
+    latents = collapse.own_terms(jax.random.fold_in(key, 1), x, encoded, prior=prior)._asdict()
+    if collapse.factorizes(posterior, prior):
       latents["kl_per_dim"] = collapse.kl_per_dim(
-          elbo_key, x, encode, prior=prior, num_samples=eval_config.num_elbo_samples)
+          elbo_key, x, encoded, prior=prior, num_samples=eval_config.num_elbo_samples)
     return metrics, model.encode_mean(params, x), latents
 
   return example_metrics
