@@ -42,6 +42,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.posterior = "diagonal"  # q(z|x): "diagonal" | "full_covariance" | "iaf".
   config.model.flow_steps = 2  # IAF steps ("iaf").
   config.model.flow_hidden = 64  # Width of each IAF step's MADE and of its context h ("iaf").
+  # Params at step 0: "lecun_normal" (flax's LeCun-normal kernels, zero biases) |
+  # "fan_in_uniform" (PyTorch's nn.Linear/nn.Conv: kernels and biases U(+-1/sqrt(fan_in))).
+  config.model.init = "lecun_normal"
   config.model.prior = "standard_normal"  # p(z): "standard_normal" | "mixture" | "vamp".
   config.model.prior_components = 50  # Mixture components or VampPrior pseudo-inputs.
   # Stochastic layers above z_1 (whose size is latent_dim), bottom to top, e.g. (50,) for

@@ -96,6 +96,7 @@ def test_params_vmap_over_two_seeds():
 @pytest.mark.parametrize("field, value, message", [
     ("architecture", "resnet", r"architecture='resnet' is invalid.*\['conv', 'mlp'\]"),
     ("likelihood", "poisson", r"likelihood='poisson' is invalid.*\['bernoulli', 'gaussian'\]"),
+    ("init", "xavier", r"init='xavier' is invalid.*\['fan_in_uniform', 'lecun_normal'\]"),
 ])
 def test_unknown_names_list_the_valid_ones(field, value, message):
   with pytest.raises(ValueError, match=message):
@@ -106,3 +107,30 @@ def test_conv_needs_divisible_image_size():
   cfg = model_config(architecture="conv", conv_features=(8, 8, 8))
   with pytest.raises(ValueError, match=r"conv_features.*divide by 8.*28x28"):
     models.build_model(cfg, (28, 28, 1))
+
+
+@pytest.mark.parametrize("architecture, image_shape", [("mlp", (28, 28, 1)), ("conv", (8, 8, 3))])
+def test_fan_in_uniform_draws_every_kernel_and_bias_as_pytorch_does(architecture, image_shape):
+  config = model_config(architecture=architecture, init="fan_in_uniform", posterior="iaf",
+                        conv_features=(4,), conv_hidden_size=8, hidden_sizes=(32,))
+  params = models.build_model(config, image_shape).init(jax.random.PRNGKey(0))
+  again = models.build_model(config, image_shape).init(jax.random.PRNGKey(0))
+  kernels = {path[:-1]: leaf for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]
+             if path[-1].key == "kernel"}
+  checked = 0
+  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+    if path[-1].key not in ("kernel", "bias"):
+      continue
+    if any(getattr(entry, "key", None) == "extra" for entry in path):
+      assert not np.any(leaf), "the family's head starts at zero"  # diagonal Gaussian at 0
+      continue
+    bound = 1 / np.sqrt(np.prod(kernels[path[:-1]].shape[:-1]))
+    assert np.all(np.abs(leaf) <= bound), path
+    assert leaf.size < 32 or np.abs(leaf).max() > 0.8 * bound, path  # spread to the bound
+    checked += 1
+  assert checked >= 8
+  jax.tree.map(np.testing.assert_array_equal, params, again)  # deterministic in the key
+  flax_default = models.build_model(model_config(architecture=architecture, hidden_sizes=(32,),
+                                                 conv_features=(4,), conv_hidden_size=8),
+                                    image_shape).init(jax.random.PRNGKey(0))
+  assert not np.any(flax_default["encoder"]["Dense_0"]["bias"])  # flax's zero biases

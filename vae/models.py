@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from typing import Any, Callable, Sequence
 
 import flax.linen as nn
@@ -71,6 +72,40 @@ LIKELIHOOD_HEADS: dict[str, LikelihoodHead] = {
     "gaussian": LikelihoodHead(
         2, _split_mean_logvar, lambda params: jnp.clip(params[0], 0.0, 1.0)
     ),
+}
+
+
+# ------------------------------------------------------------------ initialisation
+
+
+def _fan_in_uniform(key: Array, params: Any) -> Any:
+  """PyTorch's default for nn.Linear and nn.Conv: every kernel and bias uniform in
+  +-1/sqrt(fan_in), fan_in = the kernel's size without its output axis. A module named
+  "extra" keeps its zeros (a posterior family's head starts at the diagonal Gaussian)."""
+  paths_and_leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
+  fan_ins = {_module_path(path): math.prod(leaf.shape[:-1])
+             for path, leaf in paths_and_leaves if path[-1].key == "kernel"}
+
+  def redraw(leaf_key, path, leaf):
+    if path[-1].key not in ("kernel", "bias") or "extra" in _module_path(path):
+      return leaf
+    bound = 1.0 / math.sqrt(fan_ins[_module_path(path)])
+    return jax.random.uniform(leaf_key, leaf.shape, leaf.dtype, -bound, bound)
+
+  leaf_keys = jax.random.split(key, len(paths_and_leaves))
+  return jax.tree_util.tree_unflatten(treedef, [
+      redraw(k, path, leaf) for k, (path, leaf) in zip(leaf_keys, paths_and_leaves)])
+
+
+def _module_path(path) -> tuple[str, ...]:
+  """The names of the modules that hold the leaf at a `tree_flatten_with_path` path."""
+  return tuple(entry.key for entry in path[:-1])
+
+
+# config.model.init: the params Model.init returns, from flax's own initialisers.
+INITIALIZATIONS: dict[str, Callable[[Array, Any], Any] | None] = {
+    "lecun_normal": None,  # flax's defaults: LeCun-normal kernels, zero biases
+    "fan_in_uniform": _fan_in_uniform,  # PyTorch's defaults
 }
 
 
@@ -329,6 +364,7 @@ def check_model_config(cfg: ml_collections.ConfigDict, image_shape: ImageShape) 
   field_checks.sizes(config, "model.upper_hidden_sizes")
   field_checks.one_of(config, "model.posterior", POSTERIORS)
   field_checks.one_of(config, "model.prior", PRIORS)
+  field_checks.one_of(config, "model.init", INITIALIZATIONS)
   if cfg.posterior == "iaf":
     field_checks.int_at_least(config, "model.flow_steps")
     field_checks.int_at_least(config, "model.flow_hidden")
@@ -409,6 +445,7 @@ class Model:
   latent_sizes: tuple[int, ...]
   posterior: str = "diagonal"
   prior_name: str = "standard_normal"
+  initialization: str = "lecun_normal"
 
   @property
   def latent_dim(self) -> int:
@@ -432,8 +469,13 @@ class Model:
     return tuple(f"kl_{name}" for name in self.layer_names)
 
   def init(self, key: Array) -> Any:
-    """Returns a fresh params pytree (no batch axis needed)."""
-    return self.module.init(key, jnp.zeros(self.image_shape))["params"]
+    """Returns a fresh params pytree (no batch axis needed), initialised as
+    `INITIALIZATIONS[initialization]` says."""
+    module_key, redraw_key = jax.random.split(key)
+    redraw = INITIALIZATIONS[self.initialization]
+    if redraw is None:  # flax's own, from `key` itself (the numbers of earlier versions)
+      return self.module.init(key, jnp.zeros(self.image_shape))["params"]
+    return redraw(redraw_key, self.module.init(module_key, jnp.zeros(self.image_shape))["params"])
 
   def _apply(self, params: Any, method: Callable, *args) -> Any:
     return self.module.apply({"params": params}, *args, method=method)
@@ -537,12 +579,14 @@ def build_model(cfg: ml_collections.ConfigDict, image_shape: ImageShape) -> Mode
   conditionals = tuple(GaussianMLP(hidden, below, cfg.activation) for below in sizes[:-1])
   module = VAE(encoder, decoder, flow, _prior_module(cfg, image_shape), upper_encoders,
                conditionals)
-  return Model(module, cfg.likelihood, tuple(image_shape), sizes, cfg.posterior, cfg.prior)
+  return Model(module, cfg.likelihood, tuple(image_shape), sizes, cfg.posterior, cfg.prior,
+               cfg.init)
 
 
 # What a run saved before these fields existed had.
 _BEFORE_THE_FIELDS = dict(posterior="diagonal", prior="standard_normal",
-                          upper_latent_dims=(), upper_hidden_sizes=(100, 100))
+                          upper_latent_dims=(), upper_hidden_sizes=(100, 100),
+                          init="lecun_normal")
 
 
 def with_defaults(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
