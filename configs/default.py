@@ -89,6 +89,13 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.eval_every = 2000
   config.train.checkpoint_every = 2000
   config.train.keep_checkpoints = 3
+  # Decay of an exponential moving average of the params (0 = off; VDVAE uses 0.9999),
+  # min(ema_decay, (1 + t) / (10 + t)) at update t. When on, evaluations, images,
+  # experiments.evaluate and the best checkpoint use the average ("params": "ema").
+  config.train.ema_decay = 0.0
+  # Keep the params of the best evaluation on the validation split by this metric,
+  # "log_px" or "elbo" (higher is better), in workdir/best/, with best.json; "" = off.
+  config.train.keep_best = ""
 
   config.eval = ml_collections.ConfigDict()
   config.eval.splits = ("validation", "test")

@@ -25,6 +25,8 @@ from vae import cli, distributed, evaluate, field_checks
 _WORKDIR = flags.DEFINE_string("workdir", None, "The run's folder (config and checkpoints).")
 _SPLIT = flags.DEFINE_string("split", "test", "train, validation or test.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step to evaluate; default the latest.")
+_BEST = flags.DEFINE_boolean("best", False, "Evaluate the best checkpoint (a run trained "
+                             "with config.train.keep_best) instead of --step's.")
 _INITIALIZE_DISTRIBUTED = cli.define_distributed_flags()
 flags.mark_flags_as_required(["workdir"])
 
@@ -61,7 +63,7 @@ def main(argv):
   def initialize_and_evaluate():
     _INITIALIZE_DISTRIBUTED()
     return evaluate.evaluate_run(_WORKDIR.value, _SPLIT.value, step=_STEP.value,
-                                 overrides=overrides, defaults=_DEFAULTS)
+                                 best=_BEST.value, overrides=overrides, defaults=_DEFAULTS)
 
   results = cli.run(initialize_and_evaluate)
   if not distributed.is_primary():

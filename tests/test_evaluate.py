@@ -14,7 +14,8 @@ from vae import checkpoints, data, evaluate, metric_writers, train
 from vae.models import build_model
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MAIN_KEYS = ("workdir", "step", "split", "num_examples", "latent_dim", "seed",
+MAIN_KEYS = ("workdir", "step", "split", "params", "best", "num_examples", "latent_dim",
+             "seed",
              "num_importance_samples", "chunk_size", "batch_size", "num_elbo_samples",
              "decompose_gap", "estimator", "elbo", "elbo_stderr", "reconstruction",
              "reconstruction_stderr", "kl", "kl_stderr", "log_px", "log_px_stderr",

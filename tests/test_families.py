@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from configs import tiny
+from records import assert_same_metrics
 from vae import checkpoints, config_checks, evaluate, metric_writers, train
 
 # The IAF alone and the mixture prior train in the resume, vectorised and objective
@@ -88,13 +89,8 @@ def test_a_family_run_resumes_to_the_same_numbers(tmp_path):
   assert checkpoints.latest_step(resumed) == 10
   config.train.num_steps = 20
   train.train_and_evaluate(config, resumed)
-  strip = lambda records: [{k: v for k, v in r.items() if k != "steps_per_sec"}
-                           for r in records]
-  got, want = (strip(metric_writers.read_metrics(w)) for w in (resumed, reference))
-  assert [r["step"] for r in got] == [r["step"] for r in want]
-  for g, w in zip(got, want):
-    for key in w.keys() - {"step", "split"}:
-      assert g[key] == pytest.approx(w[key], rel=1e-5, abs=1e-5), key
+  assert_same_metrics(metric_writers.read_metrics(resumed),
+                      metric_writers.read_metrics(reference), tolerance=1e-5)
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -135,13 +131,8 @@ def test_vectorized_family_points_match_the_points_alone(tmp_path):
   train.train_vectorized(configs, together)
   alone = str(tmp_path / "alone")
   train.train_and_evaluate(configs[1], alone)
-  strip = lambda records: [{k: v for k, v in r.items() if k != "steps_per_sec"}
-                           for r in records]
-  got, want = (strip(metric_writers.read_metrics(w)) for w in (together[1], alone))
-  assert [(r["step"], r["split"]) for r in got] == [(r["step"], r["split"]) for r in want]
-  for g, w in zip(got, want):
-    for key in w.keys() - {"step", "split"}:
-      assert g[key] == pytest.approx(w[key], rel=1e-4, abs=1e-4), key
+  assert_same_metrics(metric_writers.read_metrics(together[1]),
+                      metric_writers.read_metrics(alone))
 
 
 # ------------------------------------------------------------------ objectives and estimators

@@ -19,6 +19,7 @@ import jax
 import numpy as np
 import pytest
 
+from records import assert_same_metrics
 from vae import distributed, metric_writers
 from vae import evaluate as vae_evaluate
 
@@ -52,12 +53,6 @@ def one_device(one_device_workdir):
   return metric_writers.read_metrics(one_device_workdir)
 
 
-def assert_same_metrics(got, want):
-  assert [(r["step"], r["split"]) for r in got] == [(r["step"], r["split"]) for r in want]
-  for g, w in zip(got, want):
-    assert g.keys() == w.keys()
-    for key in w.keys() - {"step", "split", "steps_per_sec"}:
-      assert g[key] == pytest.approx(w[key], rel=1e-4, abs=1e-4), (key, g, w)
 
 
 def test_two_devices_match_one(one_device, tmp_path):

@@ -37,10 +37,12 @@ LOSS_FIELDS_BEFORE = dict(num_outer_samples=1, ciwae_beta=0.5,
                           gradient_estimator="reparameterized")
 
 OPTIMIZER_FIELDS_BEFORE = dict(decay_boundaries=[], decay_factor=0.1, adam_eps=1e-8)
+TRAIN_FIELDS_BEFORE = dict(ema_decay=0.0, keep_best="")
 
 # Fields a resumed run may change: how long it runs and how it reports, not what it learns.
 RESUMABLE_CHANGES = ("train.num_steps", "train.log_every", "train.eval_every",
-                     "train.checkpoint_every", "train.keep_checkpoints", "eval.")
+                     "train.checkpoint_every", "train.keep_checkpoints", "train.keep_best",
+                     "eval.")
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
@@ -100,10 +102,10 @@ def latest_step(workdir: str) -> int | None:
 
 
 class Checkpointer:
-  """Keeps the last `max_to_keep` checkpoints of a pytree under `workdir/checkpoints`."""
+  """Keeps the last `max_to_keep` checkpoints of a pytree under `workdir/<folder>`."""
 
-  def __init__(self, workdir: str, max_to_keep: int):
-    self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+  def __init__(self, workdir: str, max_to_keep: int, folder: str = "checkpoints"):
+    self.directory = os.path.join(os.path.abspath(workdir), folder)
     self._manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
@@ -213,6 +215,7 @@ def check_resumable(config: ml_collections.ConfigDict, workdir: str) -> None:
         ml_collections.ConfigDict(saved["model"])))
   saved["loss"] = {**LOSS_FIELDS_BEFORE, **saved.get("loss", {})}
   saved["optimizer"] = {**OPTIMIZER_FIELDS_BEFORE, **saved.get("optimizer", {})}
+  saved["train"] = {**TRAIN_FIELDS_BEFORE, **saved.get("train", {})}
   changed = incompatible_fields(saved, config_to_dict(config))
   if changed:
     saved_flat, current_flat = _flatten(saved), _flatten(config_to_dict(config))
@@ -234,7 +237,8 @@ def load_params(workdir: str, step: int | None = None) -> tuple[ml_collections.C
     step: which checkpoint; None for the latest.
 
   Returns:
-    (config, params pytree, step).
+    (config, params pytree, step); the params' average where the run keeps one
+    (config.train.ema_decay > 0), as its evaluations used.
 
   Raises:
     ValueError: no config or no checkpoint in workdir, naming what to run first.
@@ -249,7 +253,13 @@ def load_params(workdir: str, step: int | None = None) -> tuple[ml_collections.C
   if step not in available:
     raise ValueError(f"{workdir} has no checkpoint of step {step}; it has {available}.")
   try:
-    params = checkpointer.restore(step)["state"]["params"]
+    state = checkpointer.restore(step)["state"]
   finally:
     checkpointer.close()
-  return config, params, step
+  return config, state[evaluated_params_name(state)], step
+
+
+def evaluated_params_name(state: dict) -> str:
+  """"ema_params" if a restored state (a dict) keeps the params' average, else
+  "params": the ones a run evaluates (`vae.update.evaluated_params`)."""
+  return "ema_params" if state.get("ema_params") is not None else "params"

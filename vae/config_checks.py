@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from vae import ais, data, losses, models
+from vae import ais, best_checkpoint, data, losses, models
 from vae.field_checks import (fail, finite_at_least, get_field, int_at_least, one_of,
                               sizes)
 
@@ -91,6 +91,15 @@ def check_schedule(config: ml_collections.ConfigDict) -> None:
                 "train.log_every", "train.eval_every", "train.checkpoint_every",
                 "train.keep_checkpoints"):
     int_at_least(config, field)
+  finite_at_least(config, "train.ema_decay", 0.0)
+  if config.train.ema_decay >= 1:
+    fail("train.ema_decay", config.train.ema_decay, "in [0, 1) (0 = off)", "Try 0.999.")
+  if config.train.keep_best:
+    one_of(config, "train.keep_best", best_checkpoint.METRICS)
+    if "validation" not in config.eval.splits:
+      fail("train.keep_best", config.train.keep_best, "'' unless config.eval.splits "
+           f"includes 'validation' (it selects on validation; splits are "
+           f"{tuple(config.eval.splits)})", "Add 'validation' to config.eval.splits.")
   block = config.train.steps_per_dispatch
   for field in ("train.num_steps", "train.log_every", "train.eval_every",
                 "train.checkpoint_every"):

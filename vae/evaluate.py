@@ -42,8 +42,8 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from vae import (ais, checkpoints, collapse, config_checks, data, distributed,
-                 field_checks, inference_gap, keys, losses)
+from vae import (ais, best_checkpoint, checkpoints, collapse, config_checks, data,
+                 distributed, field_checks, inference_gap, keys, losses)
 from vae.models import Model, build_model
 from vae.progress import ProgressLine
 
@@ -529,7 +529,7 @@ def eval_settings(saved: ml_collections.ConfigDict, overrides: dict[str, Any] | 
 
 
 def evaluate_run(workdir: str, split: str = "test", *, step: int | None = None,
-                 overrides: dict[str, Any] | None = None,
+                 best: bool = False, overrides: dict[str, Any] | None = None,
                  defaults: ml_collections.ConfigDict | None = None, write: bool = True,
                  progress: bool = True) -> dict[str, Any]:
   """Evaluates the latest (or `step`'s) checkpoint of a run on one split.
@@ -545,6 +545,7 @@ def evaluate_run(workdir: str, split: str = "test", *, step: int | None = None,
     workdir: the run's folder.
     split: "train", "validation" or "test".
     step: the checkpoint to evaluate; None for the latest.
+    best: evaluate the best checkpoint instead (`config.train.keep_best`).
     overrides: {field of config.eval: value} replacing the run's own settings, e.g.
       {"num_importance_samples": 5000, "decompose_gap": True, "ais.steps": 100}.
     defaults: a `config.eval` whose fields fill those the run's config lacks.
@@ -566,7 +567,10 @@ def evaluate_run(workdir: str, split: str = "test", *, step: int | None = None,
   with config.unlocked():
     config.eval = eval_settings(config.eval, overrides, defaults)
   config_checks.check_eval(config)
-  _, params, checkpoint_step = checkpoints.load_params(workdir, step)
+  if best:
+    params, checkpoint_step = best_checkpoint.load_params(workdir)
+  else:
+    _, params, checkpoint_step = checkpoints.load_params(workdir, step)
   model = build_model(config.model, data.dataset_info(config.data).image_shape)
   images = data.LazySplit(config.data, split)  # each process reads only its part
   if len(images) == 0:
@@ -575,8 +579,9 @@ def evaluate_run(workdir: str, split: str = "test", *, step: int | None = None,
                len(images), split)
   summary, per_example = evaluate_params(model, params, images, config.seed, config.eval,
                                          progress)
+  averaged = config.train.get("ema_decay", 0.0) > 0  # checkpoints.load_params's choice
   results = dict(workdir=os.path.abspath(workdir), step=checkpoint_step, split=split,
-                 **summary)
+                 params="ema" if averaged else "raw", best=best, **summary)
   warning = collapse_warning(results, model.latent_dim)
   if warning and distributed.is_primary():
     logging.warning(warning)

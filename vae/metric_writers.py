@@ -41,16 +41,16 @@ class MetricWriter:
   def write_metrics(self, step: int, split: str, metrics: dict[str, float | list[float]]
                     ) -> None:
     """Scalars, and vectors (lists, e.g. kl_per_dim) as JSON lists and TensorBoard
-    histograms of their values."""
+    histograms of their values; strings (labels, e.g. which params) in the JSON only."""
     if not self.enabled:
       return
     record = {"step": int(step), "split": split}
-    record.update({k: [float(x) for x in v] if isinstance(v, (list, np.ndarray)) else float(v)
-                   for k, v in metrics.items()})
+    record.update({k: [float(x) for x in v] if isinstance(v, (list, np.ndarray))
+                   else v if isinstance(v, str) else float(v) for k, v in metrics.items()})
     with open(self.path, "a") as f:
       f.write(json.dumps(record) + "\n")
     for name, value in record.items():
-      if name in ("step", "split"):
+      if name in ("step", "split") or isinstance(value, str):  # labels: JSON only
         continue
       if isinstance(value, list):
         self._tensorboard.add_histogram(f"{split}/{name}", np.asarray(value), step)

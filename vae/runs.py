@@ -28,8 +28,8 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from vae import (checkpoints, config_checks, data, distributed, errors, evaluate,
-                 field_checks, images, keys, metric_writers, update)
+from vae import (best_checkpoint, checkpoints, config_checks, data, distributed, errors,
+                 evaluate, field_checks, images, keys, metric_writers, update)
 from vae import workdirs as workdirs_lib
 from vae.models import build_model
 from vae.prefetch import prefetch_to_device
@@ -59,7 +59,8 @@ class Run:
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: str, model: Any,
                train_images: np.ndarray, shards: range, resources: contextlib.ExitStack):
-    self.config, self.workdir = config, workdir
+    self.config, self.workdir, self._resources = config, workdir, resources
+    self.best = None  # a best_checkpoint.BestCheckpoint with keep_best, once restored
     self.checkpointer = resources.enter_context(contextlib.closing(
         checkpoints.Checkpointer(workdir, config.train.keep_checkpoints)))
     if self.checkpointer.latest_step() is not None:
@@ -76,7 +77,15 @@ class Run:
 
   def init_or_restore(self, model: Any) -> tuple[int, Any, Any]:
     """(step, state, accumulator) on the host: from the newest intact checkpoint, or
-    fresh at step 0. A damaged checkpoint is set aside with one warning line."""
+    fresh at step 0; then the best checkpoint's keeper, with keep_best."""
+    step, state, acc = self._init_or_restore(model)
+    if self.config.train.keep_best:
+      self.best = self._resources.enter_context(contextlib.closing(
+          best_checkpoint.BestCheckpoint(self.workdir, self.config.train.keep_best, step)))
+    return step, state, acc
+
+  def _init_or_restore(self, model: Any) -> tuple[int, Any, Any]:
+    """A damaged checkpoint is set aside with one warning line."""
     state = update.init_state(model, self.config, self.init_key)
     like = jax.device_get({"state": state,
                            "metrics": update.empty_accumulator(update.train_keys(model))})
@@ -291,12 +300,14 @@ class RunGroup(contextlib.AbstractContextManager):
     metrics), and its reconstructions and samples; returns {split: metrics} per run."""
     self.check_finite()
     all_results = []
-    for run, params in self.per_run(self.state.params):
+    which = "ema" if self.config.train.ema_decay > 0 else "raw"
+    for run, params in self.per_run(update.evaluated_params(self.state)):
       results = {}
       for split, split_images in self.eval_images.items():
         results[split] = self.evaluator.evaluate(params, run.eval_key, split_images)
-        run.writer.write_metrics(step, split, results[split])
-        logging.info("eval %-10s step %d%s: %s", split, step,
+        run.writer.write_metrics(step, split, {**results[split], "params": which})
+        logging.info("eval %-10s step %d%s%s: %s", split, step,
+                     " (EMA params)" if which == "ema" else "",
                      f" [{run.workdir}]" if len(self.runs) > 1 else "",
                      metric_writers.format_metrics(results[split], _EVAL_LOG_KEYS))
       warning = evaluate.collapse_warning(results[split], self.model.latent_dim)
@@ -304,11 +315,27 @@ class RunGroup(contextlib.AbstractContextManager):
         logging.warning("%s%s", warning, f" [{run.workdir}]" if len(self.runs) > 1 else "")
       run.images.write(step, _local(params), self.shown_images, results[split])
       run.writer.flush()
+      if run.best is not None and run.best.offer(step, _local(params), results):
+        logging.info("%s: best %s %s so far (%.2f nats), kept in %s.", run.workdir,
+                     best_checkpoint.SPLIT, run.best.metric, run.best.record["value"],
+                     os.path.join(run.workdir, best_checkpoint.FOLDER))
       all_results.append(results)
     return all_results
 
+  def log_best(self, step: int) -> None:
+    """One line per run that keeps its best evaluation: the best step and the last."""
+    for run in self.runs:
+      if run.best is not None and run.best.record is not None:
+        record = run.best.record
+        last = _logged_results(run.workdir, step, (best_checkpoint.SPLIT,))
+        logging.info("%s: best evaluation at step %d (%s %s %.2f nats; params in %s); "
+                     "last at step %d (%.2f).", run.workdir, record["step"], record["split"],
+                     record["metric"], record["value"],
+                     os.path.join(run.workdir, best_checkpoint.FOLDER), step,
+                     last[best_checkpoint.SPLIT][record["metric"]] if last else float("nan"))
+
   def write_traversals(self, step: int) -> None:
-    for run, params in self.per_run(self.state.params):
+    for run, params in self.per_run(update.evaluated_params(self.state)):
       run.images.write_traversal(step, _local(params), self.shown_images)
 
   def finished_results(self) -> list[dict[str, dict[str, float]]]:
@@ -337,5 +364,6 @@ def _logged_results(workdir: str, step: int, splits) -> dict[str, dict[str, floa
   records = {r["split"]: r for r in metric_writers.read_metrics(workdir) if r["step"] == step}
   if not all(split in records for split in splits):
     return None
-  return {split: {k: v for k, v in records[split].items() if k not in ("step", "split")}
+  return {split: {k: v for k, v in records[split].items()
+                  if k not in ("step", "split", "params")}
           for split in splits}

@@ -85,6 +85,7 @@ def _loop(group: RunGroup) -> list[dict[str, dict[str, float]]]:
         with timer.paused():
           results = group.evaluate(step)
   group.write_traversals(step)
+  group.log_best(step)
   return results
 
 

@@ -41,6 +41,22 @@ class TrainState:
   step: jax.Array  # int32 scalar: the number of updates applied.
   params: Any
   opt_state: Any
+  # The exponential moving average of params (config.train.ema_decay > 0), else None
+  # (then the state's pytree is that of runs saved before the average existed).
+  ema_params: Any = None
+
+
+def evaluated_params(state: TrainState) -> Any:
+  """The params a run evaluates, shows and exports: the average when it keeps one."""
+  return state.params if state.ema_params is None else state.ema_params
+
+
+def ema_decay_at(step: jax.Array, decay: float) -> jax.Array:
+  """The average's decay at the update after `step` updates: min(decay, (1 + step) /
+  (10 + step)), so early averages forget the initialisation quickly (TensorFlow's
+  ExponentialMovingAverage with num_updates)."""
+  step = jnp.asarray(step, jnp.float32)
+  return jnp.minimum(decay, (1.0 + step) / (10.0 + step))
 
 
 def hyperparams(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
@@ -99,7 +115,9 @@ def init_state(model: Model, config: ml_collections.ConfigDict, key: jax.Array
                ) -> TrainState:
   """A fresh state at step 0: params from `key`, the optimiser of the config."""
   params = model.init(key)
-  return TrainState(jnp.zeros((), jnp.int32), params, make_optimizer(config).init(params))
+  ema_params = params if config.train.ema_decay > 0 else None
+  return TrainState(jnp.zeros((), jnp.int32), params, make_optimizer(config).init(params),
+                    ema_params)
 
 
 def beta_at(step: jax.Array, hp: dict[str, jax.Array]) -> jax.Array:
@@ -220,8 +238,9 @@ def mean_metrics(acc: dict[str, np.ndarray], steps_per_dispatch: int) -> dict[st
 # ------------------------------------------------------------------ the block of steps
 
 
-def _make_step(loss_fn, optimizer, hp, train_key):
-  """step(carry=(state, acc), (x, is_last)) -> (carry, None): one update of one run."""
+def _make_step(loss_fn, optimizer, hp, train_key, ema_decay: float):
+  """step(carry=(state, acc), (x, is_last)) -> (carry, None): one update of one run
+  (and of its params' average when the state keeps one)."""
 
   def step(carry, inputs):
     state, acc = carry
@@ -237,7 +256,11 @@ def _make_step(loss_fn, optimizer, hp, train_key):
     grad_norm = jax.lax.cond(is_last, optax.tree.norm, lambda _: jnp.float32(0), grads)
     metrics.update(loss=loss, beta=beta, grad_norm=grad_norm)
     acc = _accumulate(acc, metrics, state.step, loss)
-    return (TrainState(state.step + 1, params, opt_state), acc), None
+    ema_params = state.ema_params
+    if ema_params is not None:
+      ema_params = optax.incremental_update(params, ema_params,
+                                            1.0 - ema_decay_at(state.step, ema_decay))
+    return (TrainState(state.step + 1, params, opt_state, ema_params), acc), None
 
   return step
 
@@ -257,7 +280,8 @@ def make_train_block(model: Model, config: ml_collections.ConfigDict, shared_dat
   loss_fn = make_loss_fn(model, config.loss)
 
   def one_block(state, acc, hp, train_key, batches):
-    step = _make_step(loss_fn, make_optimizer(config), hp, train_key)
+    step = _make_step(loss_fn, make_optimizer(config), hp, train_key,
+                      config.train.ema_decay)
     num_steps = batches.shape[0]
     if num_steps == 1:
       # No loop: XLA:CPU compiles the convolutions of a loop body (even a loop of one

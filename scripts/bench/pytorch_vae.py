@@ -9,13 +9,15 @@ initialisation, constant learning rate; the digits binarised afresh every epoch
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 
 
 def available() -> str | None:
   """None if torch imports, else the reason it does not."""
   try:
-    import torch  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+    importlib.import_module("torch")  # a wheel without its CUDA libraries fails here
   except ImportError as error:
     return str(error)
   return None
