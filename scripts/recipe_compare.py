@@ -40,6 +40,15 @@ RECIPES = {
     "flax_init": {"optimizer.schedule": "constant", "optimizer.warmup_steps": 0},
     "cosine": {"model.init": "fan_in_uniform"},  # warm-up then cosine to 0 at the end
     "flax_init_cosine": {},  # configs/default.py's recipe before issue 20
+    "ema": {"model.init": "fan_in_uniform", "optimizer.schedule": "constant",
+            "optimizer.warmup_steps": 0, "train.ema_decay": 0.999},
+    "lr2e-3_cosine": {"model.init": "fan_in_uniform", "optimizer.learning_rate": 2e-3},
+    "lr3e-3_cosine": {"model.init": "fan_in_uniform", "optimizer.learning_rate": 3e-3},
+    "lr2e-3_ema": {"model.init": "fan_in_uniform", "optimizer.schedule": "constant",
+                   "optimizer.warmup_steps": 0, "optimizer.learning_rate": 2e-3,
+                   "train.ema_decay": 0.999},
+    "lr3e-3_cosine_ema": {"model.init": "fan_in_uniform", "optimizer.learning_rate": 3e-3,
+                          "train.ema_decay": 0.999},
 }
 SPLITS = ("validation", "test")
 

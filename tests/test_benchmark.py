@@ -145,3 +145,36 @@ def test_gradient_snr_per_estimator_on_a_tiny_model():
         table[(k, "reparameterized")]["decoder"], rel=1e-4)
   assert table[(8, "reparameterized")]["decoder"] > table[(1, "reparameterized")]["decoder"]
   assert all(np.isfinite(v) and v > 0 for snrs in table.values() for v in snrs.values())
+
+
+def test_recipe_compare_prints_its_tables_and_says_where_torch_is_missing(tmp_path):
+  done = subprocess.run(
+      [sys.executable, os.path.join(REPO, "scripts", "recipe_compare.py"), "--epochs=1",
+       "--seeds=0", "--recipes=pytorch,flax_init", "--num_importance_samples=5",
+       f"--out={tmp_path}", "--notorch"],
+      cwd=REPO, capture_output=True, text=True, timeout=600,
+      env={**os.environ, "JAX_DISABLE_MOST_OPTIMIZATIONS": "1"})
+  assert done.returncode == 0, done.stderr[-3000:]
+  rows = {line.split(" | ")[0]: line for line in done.stdout.splitlines() if " | " in line}
+  assert {"pytorch", "flax_init"} <= set(rows)
+  assert "The PyTorch example's loop was not run (--notorch)" in done.stdout
+  (result,) = json.loads((tmp_path / "recipe_compare.json").read_text())[:1]
+  assert result["epochs"] == 1 and 50 < result["nll"][0]["test"] < 600  # nats per digit
+
+
+def test_the_pytorch_examples_weights_fit_our_model_of_its_shape():
+  from bench import pytorch_vae  # pylint: disable=import-outside-toplevel
+  from configs import default  # pylint: disable=import-outside-toplevel
+  shapes = {"fc1": (400, 784), "fc21": (20, 400), "fc22": (20, 400), "fc3": (400, 20),
+            "fc4": (784, 400)}
+  weights = {}
+  for name, (out, fan_in) in shapes.items():
+    weights[f"{name}.weight"] = np.random.default_rng(0).normal(size=(out, fan_in))
+    weights[f"{name}.bias"] = np.zeros(out)
+  config = default.get_config().model
+  config.hidden_sizes, config.latent_dim = (400,), 20
+  ours = build_model(config, (28, 28, 1)).init(jax.random.PRNGKey(0))
+  theirs = pytorch_vae.as_flax_params(weights)
+  assert jax.tree.structure(ours) == jax.tree.structure(theirs)
+  assert jax.tree.map(np.shape, ours) == jax.tree.map(np.shape, theirs)
+  np.testing.assert_array_equal(theirs["encoder"]["Dense_0"]["kernel"], weights["fc1.weight"].T)
