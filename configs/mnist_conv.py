@@ -19,6 +19,8 @@ def get_config():
   config.model.architecture = "conv"
   config.model.conv_features = (32, 64)
   config.model.latent_dim = 32
+  config.model.init = "lecun_normal"  # the conv recipe, not re-tuned by issue 20
+  config.optimizer.learning_rate = 1e-3
   # One step per call: XLA:CPU runs convolutions inside a lax.scan ~3x slower, and a conv
   # step is long enough that dispatching each one costs nothing (vae.train).
   config.train.steps_per_dispatch = 1
