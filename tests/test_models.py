@@ -131,6 +131,7 @@ def test_fan_in_uniform_draws_every_kernel_and_bias_as_pytorch_does(architecture
   assert checked >= 8
   jax.tree.map(np.testing.assert_array_equal, params, again)  # deterministic in the key
   flax_default = models.build_model(model_config(architecture=architecture, hidden_sizes=(32,),
-                                                 conv_features=(4,), conv_hidden_size=8),
+                                                 conv_features=(4,), conv_hidden_size=8,
+                                                 init="lecun_normal"),
                                     image_shape).init(jax.random.PRNGKey(0))
   assert not np.any(flax_default["encoder"]["Dense_0"]["bias"])  # flax's zero biases

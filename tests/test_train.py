@@ -117,6 +117,7 @@ def test_a_run_saved_before_the_newer_model_fields_still_resumes(finished_run, t
   with open(path, "w") as f:
     json.dump(saved, f)
   config = tiny.get_config()
+  config.model.init = "lecun_normal"  # what a run saved without the field was initialised by
   config.train.num_steps = 30
   assert train.train_and_evaluate(config, workdir)["test"]["num_examples"] > 0
   assert checkpoints.Checkpointer(workdir, 3).latest_step() == 30

@@ -34,7 +34,7 @@ def _default_with(posterior: str = "diagonal", prior: str = "standard_normal", *
 
 
 MODELS: dict[str, tuple[str, Callable[[], ml_collections.ConfigDict]]] = {
-    "default": ("configs/default.py: MLP 784-512-256-16 relu", default.get_config),
+    "default": ("configs/default.py: MLP 784-400-20 relu", default.get_config),
     "burda_mlp": ("configs/mnist_mlp.py: MLP 784-200-200-50 tanh", mnist_mlp.get_config),
     "burda_2layer": ("configs/burda_2layer.py: 784-[200-200]-100-[100-100]-50 tanh",
                      burda_2layer.get_config),
