@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 
+import flax
 import jax
 import numpy as np
 import pytest
@@ -97,12 +98,27 @@ def test_finished_run_is_not_trained_again(finished_run):
   assert metric_writers.read_metrics(workdir) == before
 
 
+@flax.struct.dataclass
+class TrainStateBeforeTheAverage:  # update.TrainState before config.train.ema_decay
+  step: jax.Array
+  params: dict
+  opt_state: tuple
+
+
 def test_a_run_saved_before_the_newer_model_fields_still_resumes(finished_run, tmp_path):
-  """A config.json without the posterior, prior, stochastic-layer and estimator fields (a
-  run of an earlier version) is the model they default to: it resumes, and other changes
-  still stop."""
+  """A config.json without the posterior, prior, stochastic-layer and estimator fields,
+  and a checkpoint of the state before the params' average (a run of an earlier version):
+  the model they default to; it resumes, and other changes still stop."""
   workdir = str(tmp_path / "old")
   shutil.copytree(finished_run[0], workdir)
+  checkpointer = checkpoints.Checkpointer(workdir, 3)
+  restored = checkpointer.restore(20)
+  shutil.rmtree(os.path.join(checkpointer.directory, "20"))
+  checkpointer.close()
+  checkpointer = checkpoints.Checkpointer(workdir, 3)
+  checkpointer.save(20, {"state": TrainStateBeforeTheAverage(**restored["state"]),
+                         "metrics": restored["metrics"]})
+  checkpointer.close()
   path = os.path.join(workdir, checkpoints.CONFIG_FILE)
   with open(path) as f:
     saved = json.load(f)
@@ -121,6 +137,7 @@ def test_a_run_saved_before_the_newer_model_fields_still_resumes(finished_run, t
   config.train.num_steps = 30
   assert train.train_and_evaluate(config, workdir)["test"]["num_examples"] > 0
   assert checkpoints.Checkpointer(workdir, 3).latest_step() == 30
+  assert not os.path.exists(os.path.join(workdir, checkpoints.DAMAGED_DIR))  # it was read
   config.model.upper_latent_dims = (2,)
   with pytest.raises(ValueError, match=r"model.upper_latent_dims: \[\] -> \[2\]"):
     train.train_and_evaluate(config, workdir)

@@ -87,7 +87,7 @@ class Run:
   def _init_or_restore(self, model: Any) -> tuple[int, Any, Any]:
     """A damaged checkpoint is set aside with one warning line."""
     state = update.init_state(model, self.config, self.init_key)
-    like = jax.device_get({"state": state,
+    like = jax.device_get({"state": update.checkpoint_tree(state),
                            "metrics": update.empty_accumulator(update.train_keys(model))})
     for step in reversed(self.checkpointer.all_steps()):
       try:
@@ -99,9 +99,9 @@ class Run:
       logging.info("%s: resumed from the checkpoint of step %d.", self.workdir, step)
       self._warn_if_schedule_changed(step)
       self.writer.truncate_after(step)
-      return step, restored["state"], restored["metrics"]
+      return step, update.from_checkpoint_tree(restored["state"]), restored["metrics"]
     self.writer.truncate_after(-1)
-    return 0, like["state"], like["metrics"]
+    return 0, update.from_checkpoint_tree(like["state"]), like["metrics"]
 
   def _warn_if_schedule_changed(self, step: int) -> None:
     """One warning line when a resume changes the learning rate of the planned steps:
@@ -289,7 +289,8 @@ class RunGroup(contextlib.AbstractContextManager):
   def save(self, step: int) -> None:
     """A checkpoint of every run (state and pending metric sums) at `step`."""
     self.check_finite()
-    for run, tree in self.per_run({"state": self.state, "metrics": self.acc}):
+    for run, tree in self.per_run({"state": update.checkpoint_tree(self.state),
+                                   "metrics": self.acc}):
       run.checkpointer.save(step, tree)
     self.last_checkpoint = step
 

@@ -46,6 +46,21 @@ class TrainState:
   ema_params: Any = None
 
 
+def checkpoint_tree(state: TrainState) -> dict[str, Any]:
+  """The state as checkpoints hold it: a dict of its fields, the average only where the
+  run keeps one, so a run without it has the layout of versions before it (and resumes
+  from their checkpoints)."""
+  tree = {"step": state.step, "params": state.params, "opt_state": state.opt_state}
+  if state.ema_params is not None:
+    tree["ema_params"] = state.ema_params
+  return tree
+
+
+def from_checkpoint_tree(tree: dict[str, Any]) -> TrainState:
+  """The inverse of `checkpoint_tree`."""
+  return TrainState(tree["step"], tree["params"], tree["opt_state"], tree.get("ema_params"))
+
+
 def evaluated_params(state: TrainState) -> Any:
   """The params a run evaluates, shows and exports: the average when it keeps one."""
   return state.params if state.ema_params is None else state.ema_params
