@@ -32,12 +32,15 @@ from configs import default  # noqa: E402
 from vae import cli, data, evaluate, train  # noqa: E402
 from vae.models import build_model  # noqa: E402
 
-def recipe(init: str, schedule: str, learning_rate: float, ema_decay: float = 0.0) -> dict:
+def recipe(init: str, schedule: str, learning_rate: float, ema_decay: float = 0.0,
+           adam_eps: float = 1e-8) -> dict:
   """Every field a recipe sets (the rest is configs/default.py's): the initialisation,
-  a constant rate or a 100-step warm-up then cosine to 0, the (peak) rate, the EMA."""
+  a constant rate or a 100-step warm-up then cosine to 0, the (peak) rate, the EMA and
+  Adam's epsilon (1e-8: PyTorch's and optax's)."""
   return {"model.init": init, "optimizer.schedule": schedule,
           "optimizer.warmup_steps": 100 if schedule == "cosine" else 0,
-          "optimizer.learning_rate": learning_rate, "train.ema_decay": ema_decay}
+          "optimizer.learning_rate": learning_rate, "train.ema_decay": ema_decay,
+          "optimizer.adam_eps": adam_eps}
 
 
 RECIPES = {
@@ -55,6 +58,7 @@ RECIPES = {
     "lr3e-3_cosine_ema": recipe("fan_in_uniform", "cosine", 3e-3, ema_decay=0.999),
     "lr2e-3_ema": recipe("fan_in_uniform", "constant", 2e-3, ema_decay=0.999),
     "lr3e-3_ema": recipe("fan_in_uniform", "constant", 3e-3, ema_decay=0.999),
+    "lr3e-3_cosine_eps1e-4": recipe("fan_in_uniform", "cosine", 3e-3, adam_eps=1e-4),
 }
 DEFAULT_RECIPES = ["pytorch", "flax_init", "cosine", "flax_init_cosine", "lr3e-3_cosine",
                    "lr5e-3_cosine"]
