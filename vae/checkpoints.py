@@ -259,6 +259,12 @@ def load_params(workdir: str, step: int | None = None) -> tuple[ml_collections.C
   return config, state[evaluated_params_name(state)], step
 
 
+def params_label(config: ml_collections.ConfigDict) -> str:
+  """Which params a run evaluates, checkpoints for export and `load_params` returns:
+  "ema" when it averages them (config.train.ema_decay > 0), else "raw"."""
+  return "ema" if config.train.get("ema_decay", 0.0) > 0 else "raw"
+
+
 def evaluated_params_name(state: dict) -> str:
   """"ema_params" if a restored state (a dict) keeps the params' average, else
   "params": the ones a run evaluates (`vae.update.evaluated_params`)."""

@@ -579,9 +579,8 @@ def evaluate_run(workdir: str, split: str = "test", *, step: int | None = None,
                len(images), split)
   summary, per_example = evaluate_params(model, params, images, config.seed, config.eval,
                                          progress)
-  averaged = config.train.get("ema_decay", 0.0) > 0  # checkpoints.load_params's choice
   results = dict(workdir=os.path.abspath(workdir), step=checkpoint_step, split=split,
-                 params="ema" if averaged else "raw", best=best, **summary)
+                 params=checkpoints.params_label(config), best=best, **summary)
   warning = collapse_warning(results, model.latent_dim)
   if warning and distributed.is_primary():
     logging.warning(warning)

@@ -301,7 +301,7 @@ class RunGroup(contextlib.AbstractContextManager):
     metrics), and its reconstructions and samples; returns {split: metrics} per run."""
     self.check_finite()
     all_results = []
-    which = "ema" if self.config.train.ema_decay > 0 else "raw"
+    which = checkpoints.params_label(self.config)
     for run, params in self.per_run(update.evaluated_params(self.state)):
       results = {}
       for split, split_images in self.eval_images.items():
