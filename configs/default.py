@@ -114,8 +114,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval.chunk_size = 100  # Importance samples evaluated at once.
   config.eval.num_elbo_samples = 10  # z samples for the reconstruction term of the ELBO.
   # Draws of the first examples scored against the aggregate posterior of the whole split,
-  # for I(x; z) and the marginal KL (vae.collapse); 0 = off.
-  config.eval.mi_num_examples = 1000
+  # for I(x; z) and the marginal KL (vae.collapse); 0 = off; -1 = the posterior family's
+  # number (vae.models.POSTERIORS: 1000, the IAF 32, its density being dear).
+  config.eval.mi_num_examples = -1
   config.eval.num_images = 64  # Examples shown in reconstruction and sample grids.
   # What experiments.evaluate adds (each a flag there, e.g. --decompose_gap --ais_steps=100):
   config.eval.num_examples = 100  # The subset (first examples of the split) of these two:

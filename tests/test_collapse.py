@@ -76,9 +76,8 @@ def information(encode, inputs, key, prior=None, sizes=None, batches=1, chunk_si
   for part in np.array_split(np.arange(num), batches):
     padded = np.concatenate([part, [0, 0]])  # two padding rows, masked out
     valid = jnp.asarray(np.arange(len(padded)) < len(part))
-    layers = jax.vmap(lambda x, z: collapse.layer_posteriors(encode(x), z))(
-        inputs[padded], own.z[padded])
-    lse = collapse.aggregate_logsumexp(layers, valid, own.z, sizes, chunk_size)
+    layers, axes = collapse.batch_layer_posteriors(encode, inputs[padded], own.z[padded])
+    lse = collapse.aggregate_logsumexp(layers, axes, valid, own.z, sizes, chunk_size)
     total = lse if total is None else jnp.logaddexp(total, lse)
   mi, marginal = collapse.information_terms(own, total - math.log(num))
   return np.asarray(mi), np.asarray(marginal), own
@@ -197,3 +196,19 @@ def test_one_warning_line_when_most_dimensions_are_inactive():
   for remedy in ("kl_warmup_steps", "free_bits", "beta"):
     assert remedy in warning
   assert evaluate.collapse_warning({"active_units": 2}, 4) is None
+
+
+def test_a_batch_of_flows_holds_their_steps_once_and_scores_as_each_alone():
+  rng = np.random.default_rng(5)
+  steps = posteriors.init_made_steps(jax.random.PRNGKey(0), 2, 3, 8, 4, scale=0.5)
+  inputs = jnp.asarray(rng.normal(size=(5, 10)), jnp.float32)  # mean, logvar, context
+  encode = lambda x: posteriors.InverseAutoregressiveFlow(
+      posteriors.DiagonalGaussian(x[:3], 0.3 * x[3:6]), steps, x[6:])
+  z = jnp.asarray(rng.normal(size=(5, 3)), jnp.float32)
+  layers, axes = collapse.batch_layer_posteriors(encode, inputs, z)
+  assert layers[0].steps.w_in.shape == steps.w_in.shape  # not broadcast to (5, ...)
+  assert layers[0].context.shape == (5, 4)
+  valid = jnp.asarray([True, True, True, True, False])
+  lse = collapse.aggregate_logsumexp(layers, axes, valid, z, (3,), chunk_size=2)
+  alone = np.array([[encode(x).log_prob(z_j) for x in inputs[:4]] for z_j in z])
+  np.testing.assert_allclose(lse[:, 0], jax.nn.logsumexp(alone, axis=1), rtol=1e-5)

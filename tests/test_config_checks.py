@@ -35,7 +35,7 @@ def config_with(**overrides):
     (dict(loss__free_bits=0.5, model__posterior="full_covariance"),
      r"loss.free_bits=0.5.*factorise.*model.posterior='diagonal'"),
     (dict(loss__free_bits=0.5, loss__analytic_kl=False), r"loss.analytic_kl=False.*free bits"),
-    (dict(eval__mi_num_examples=-1), r"eval.mi_num_examples=-1.*integer >= 0"),
+    (dict(eval__mi_num_examples=-2), r"eval.mi_num_examples=-2.*integer >= -1"),
     (dict(train__batch_size=0), r"train.batch_size=0.*integer >= 1"),
     (dict(train__batch_size=-8), r"train.batch_size=-8"),
     (dict(train__num_steps=0), r"train.num_steps=0"),

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from configs import tiny
+from configs import default, tiny
 from vae import checkpoints, data, evaluate, metric_writers, train
 from vae.models import build_model
 
@@ -164,3 +164,16 @@ def test_app_stops_with_one_plain_message_on_bad_input(run, args, message):
       app.main(["evaluate"])
   finally:
     flags.FLAGS.unparse_flags()
+
+
+def test_the_draws_for_mutual_information_default_to_the_posterior_family():
+  config = default.get_config()
+  image_shape = (28, 28, 1)
+  for family, draws in (("diagonal", 1000), ("iaf", 32)):
+    with config.unlocked():
+      config.model.posterior = family
+    model = build_model(config.model, image_shape)
+    assert evaluate.mi_num_examples(model, config.eval) == draws
+  with config.unlocked():
+    config.eval.mi_num_examples = 7
+  assert evaluate.mi_num_examples(model, config.eval) == 7

@@ -99,10 +99,6 @@ def layer_posteriors(posterior: Any, z: Array) -> list[Any]:
   return [posterior]
 
 
-def _layer_sizes(posterior: Any, z: Array) -> tuple[int, ...]:
-  return posterior.sizes if isinstance(posterior, posteriors.Hierarchical) else (z.shape[-1],)
-
-
 def _split_layers(z: Array, sizes: tuple[int, ...]) -> list[Array]:
   return jnp.split(z, np.cumsum(sizes)[:-1], axis=-1)
 
@@ -120,23 +116,35 @@ class OwnTerms(NamedTuple):
 
 
 def own_terms(key: Array, x: Array, encode: Callable, *, prior: Any = None) -> OwnTerms:
-  """z ~ q(z|x) from `key` and its per-layer log q and log p (prior None: N(0, I))."""
+  """z ~ q(z|x) from `key` and its per-layer log q and log p (prior None: N(0, I)); one
+  layer's log q is the one its draw comes with (an IAF's without inverting the flow)."""
   posterior = posteriors.as_posterior(encode(x))
-  z, _ = posterior.sample(key)
-  sizes = _layer_sizes(posterior, z)
-  log_q = jnp.stack([layer.log_prob(z_l) for layer, z_l
-                     in zip(layer_posteriors(posterior, z), _split_layers(z, sizes))])
+  z, log_q = posterior.sample(key)
+  if isinstance(posterior, posteriors.Hierarchical):
+    log_q = posterior.layer_log_probs(z)
+  else:
+    log_q = jnp.reshape(log_q, (1,))
   log_p = (prior.layer_log_probs(z) if isinstance(prior, priors.Hierarchical)
            else jnp.reshape(losses.log_prior_fn(prior)(z), (1,)))
   return OwnTerms(z, log_q, log_p)
 
 
-def aggregate_logsumexp(layers: list[Any], valid: Array, z: Array,
+def batch_layer_posteriors(encode: Callable, x: Array, z: Array) -> tuple[list[Any], list[Any]]:
+  """`layer_posteriors` of B examples x (B, ...) given their draws z (B, D), and their
+  `vae.posteriors.example_axes`: the leaves that vary with the example have a leading
+  (B,) axis, those the examples share (an IAF's steps) are held once."""
+  per_example = lambda x_n, z_n: layer_posteriors(posteriors.as_posterior(encode(x_n)), z_n)
+  axes = [posteriors.example_axes(layer)
+          for layer in jax.eval_shape(per_example, x[0], z[0])]
+  return jax.vmap(per_example, out_axes=axes)(x, z), axes
+
+
+def aggregate_logsumexp(layers: list[Any], axes: list[Any], valid: Array, z: Array,
                         sizes: tuple[int, ...], chunk_size: int = 100) -> Array:
   """logsumexp over the valid examples n of a batch of log q_l(z_j,l | n), (M, L).
 
   Args:
-    layers: `layer_posteriors` of B examples, each leaf with a leading (B,) axis.
+    layers, axes: `batch_layer_posteriors` of B examples.
     valid: (B,) bool, False for padding rows (left out of the sum).
     z: (M, D) draws to score, each under every example's layers.
     sizes: (D_1, ..., D_L).
@@ -147,8 +155,8 @@ def aggregate_logsumexp(layers: list[Any], valid: Array, z: Array,
   """
 
   def score(z_j):  # (L, B): every example's density of one draw, layer by layer
-    per_layer = [jax.vmap(lambda layer, z_l=z_l: layer.log_prob(z_l))(layer)
-                 for layer, z_l in zip(layers, _split_layers(z_j, sizes))]
+    per_layer = [jax.vmap(lambda layer, z_l=z_l: layer.log_prob(z_l), in_axes=(axis,))(layer)
+                 for layer, axis, z_l in zip(layers, axes, _split_layers(z_j, sizes))]
     return jnp.where(valid, jnp.stack(per_layer), -jnp.inf)
 
   log_q = jax.lax.map(score, z, batch_size=min(chunk_size, z.shape[0]))  # (M, L, B)

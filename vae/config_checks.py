@@ -116,7 +116,7 @@ def check_eval(config: ml_collections.ConfigDict) -> None:
                 "gap.max_steps", "gap.check_every", "gap.patience", "gap.num_elbo_samples",
                 "ais.steps", "ais.chains", "ais.leapfrog_steps"):
     int_at_least(config, f"eval.{field}")
-  int_at_least(config, "eval.mi_num_examples", minimum=0)
+  int_at_least(config, "eval.mi_num_examples", minimum=-1)
   for split in config.eval.splits:
     if split not in data.SPLITS:
       fail("eval.splits", tuple(config.eval.splits), f"a tuple of names from {data.SPLITS}")

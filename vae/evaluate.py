@@ -44,7 +44,7 @@ from absl import logging
 
 from vae import (ais, best_checkpoint, checkpoints, collapse, config_checks, data,
                  distributed, field_checks, inference_gap, keys, losses)
-from vae.models import Model, build_model
+from vae.models import POSTERIORS, Model, build_model
 from vae.progress import ProgressLine
 
 PER_EXAMPLE_KEYS = ("reconstruction", "kl", "elbo", "log_px", "bound_gap")
@@ -190,6 +190,14 @@ def _data_parallel_jit(fn: Callable, mesh: jax.sharding.Mesh, num_replicated: in
                  in_shardings=(replicated,) * num_replicated + (by_example,) * num_sharded)
 
 
+def mi_num_examples(model: Model, eval_config: ml_collections.ConfigDict) -> int:
+  """The draws for I(x; z): eval.mi_num_examples, or the posterior family's where it is
+  -1 (`vae.models.PosteriorFamily.mi_num_examples`)."""
+  if eval_config.mi_num_examples == -1:
+    return POSTERIORS[model.posterior].mi_num_examples
+  return eval_config.mi_num_examples
+
+
 class Evaluator:
   """Evaluates params on whole splits with one compiled program per batch shape."""
 
@@ -211,17 +219,16 @@ class Evaluator:
           params, model.prior(params), keys, x)
 
     self._batch_metrics = _data_parallel_jit(batch_metrics, self.mesh, 2, 2)
-    self.mi_num_examples = eval_config.mi_num_examples
+    self.mi_num_examples = mi_num_examples(model, eval_config)
     chunk_size = eval_config.chunk_size
 
     def batch_aggregate(params, draws, indices, valid, x, z):
       """(M, L) logsumexp over this batch's valid examples n of log q_l(draws_j | n);
       z (B, D): the examples' own draws, whose layers condition the layers above."""
       del indices
-      encode = functools.partial(model.encode, params)
-      layers = jax.vmap(lambda xi, zi: collapse.layer_posteriors(
-          losses.as_posterior(encode(xi)), zi))(x, z)
-      return collapse.aggregate_logsumexp(layers, valid, draws, model.latent_sizes,
+      layers, axes = collapse.batch_layer_posteriors(
+          functools.partial(model.encode, params), x, z)
+      return collapse.aggregate_logsumexp(layers, axes, valid, draws, model.latent_sizes,
                                           chunk_size)
 
     self._batch_aggregate = _data_parallel_jit(batch_aggregate, self.mesh, 2, 4)
@@ -471,9 +478,9 @@ def evaluate_params(model: Model, params: Any, images: np.ndarray | data.LazySpl
   information = evaluator.information(params, images, latents)
   summary: dict[str, Any] = dict(
       num_examples=len(images), latent_dim=int(means.shape[1]), seed=seed,
+      mi_num_examples=evaluator.mi_num_examples,
       **{k: eval_config[k] for k in ("num_importance_samples", "chunk_size", "batch_size",
-                                     "num_elbo_samples", "mi_num_examples",
-                                     "decompose_gap", "estimator")})
+                                     "num_elbo_samples", "decompose_gap", "estimator")})
   for name in ("elbo", "reconstruction", "kl", "log_px", "bound_gap") + model.layer_kl_keys:
     summary.update(_mean_and_stderr(name, metrics[name]))
   summary["active_units"] = active_units(means)

@@ -64,6 +64,13 @@ def as_posterior(encoded: Any) -> Any:
   return DiagonalGaussian(*encoded)
 
 
+def example_axes(posterior: Any) -> Any:
+  """The `jax.vmap` axes (a pytree prefix) of a batch of `posterior`s of one family: 0
+  for the leaves that vary with the example, None for those every example shares (an
+  IAF's steps), which a batch then holds once and its densities read unbatched."""
+  return posterior.example_axes() if hasattr(posterior, "example_axes") else 0
+
+
 # ------------------------------------------------------------------ Gaussians
 
 
@@ -253,6 +260,10 @@ class InverseAutoregressiveFlow(NamedTuple):
 
   def stop_gradient(self) -> InverseAutoregressiveFlow:
     return InverseAutoregressiveFlow(*jax.lax.stop_gradient(tuple(self)))
+
+  def example_axes(self) -> InverseAutoregressiveFlow:
+    """The steps are the model's, the same for every example (`example_axes`)."""
+    return InverseAutoregressiveFlow(0, None, 0)
 
   def diagonal(self) -> DiagonalGaussian:
     """The base Gaussian (a starting point for AIS and the fit of q*, not a moment match)."""
