@@ -5,17 +5,21 @@ r"""What the collapse diagnostics add to an evaluation's wall time, measured in 
   python scripts/diagnostics_cost.py --config.model.posterior=iaf
 
 On the config's test split (random-init params: the speed does not depend on the
-weights), each timed after a warm-up call, the best of --repeats rounds (the three interleaved):
+weights), each timed after a warm-up call, the best of --repeats rounds (the passes
+interleaved):
 
   * the per-example pass as it was before the diagnostics (ELBO terms, IWAE log p(x),
     posterior means: `make_example_metrics` with its latents dropped, so XLA removes them);
-  * the same pass with the diagnostics' per-example part (one draw of q, its densities,
-    `kl_per_dim`);
+  * the same pass with the diagnostics' per-example part, as evaluations run it;
+  * that part alone (`make_example_latents`: the encoder, one draw of q, its densities,
+    `kl_per_dim`), an upper bound on what it adds, since the full pass shares the encoder;
   * the aggregate-posterior pass for I(x; z) and the marginal KL
     (`Evaluator.information`, eval.mi_num_examples draws against every example);
 
 at the config's K (training's evaluations) and at K = 5000 (experiments.evaluate's).
-Prints a Markdown table; the share is (diagnostics) / (evaluation without them).
+Prints a Markdown table: added = the part alone + the aggregate pass, share = added /
+before. The first two columns differ by what the part adds plus this machine's spread,
+which for two 0.3 s passes on a shared VM is a few hundredths of a second either way.
 """
 
 from __future__ import annotations
@@ -39,19 +43,21 @@ FLAGS = flags.FLAGS
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "configs/default.py", "The config whose model, data and eval are measured "
     "(--config.a.b=value overrides a field).")
-flags.DEFINE_integer("repeats", 5, "Timed rounds (the best of each pass is reported).")
+flags.DEFINE_integer("repeats", 9, "Timed rounds (the best of each pass is reported).")
 flags.DEFINE_list("num_importance_samples", None, "K values (default: the config's, 5000).")
 
 
 def _best_seconds(fns: dict, repeats: int) -> dict[str, float]:
-  """{name: the least seconds of fns[name]() over `repeats` rounds}, the calls
-  interleaved round by round: a shared machine only ever adds time, and a slow spell
-  then falls on every pass alike."""
+  """{name: the least seconds of fns[name]() over `repeats` rounds}, the calls interleaved
+  round by round, so a slow spell of a shared machine falls on every pass alike, and
+  in reverse order every other round (a pass run right after another one comes out
+  slower here, which would otherwise fall on the same pass each time)."""
   for fn in fns.values():
     fn()  # compilation and warm-up
   times = {name: [] for name in fns}
-  for _ in range(repeats):
-    for name, fn in fns.items():
+  for round_ in range(repeats):
+    order = list(fns.items())
+    for name, fn in (order if round_ % 2 == 0 else order[::-1]):
       start = time.perf_counter()
       fn()
       times[name].append(time.perf_counter() - start)
@@ -59,7 +65,7 @@ def _best_seconds(fns: dict, repeats: int) -> dict[str, float]:
 
 
 def measure(config, k: int, repeats: int) -> dict[str, float]:
-  """Seconds of the three passes on the test split at K = k."""
+  """Seconds of the four passes on the test split at K = k."""
   with config.unlocked():
     config.eval.num_importance_samples = k
   info = data.dataset_info(config.data)
@@ -68,26 +74,30 @@ def measure(config, k: int, repeats: int) -> dict[str, float]:
   images = data.load_split(config.data, "test")
   evaluator = evaluate.Evaluator(model, config.eval)
   key = jax.random.PRNGKey(1)
-  example_metrics = evaluate.make_example_metrics(model, config.eval)
 
-  def without_latents(params, key, indices, x):
-    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(indices)
-    metrics, means, _ = jax.vmap(example_metrics, in_axes=(None, None, 0, 0))(
-        params, model.prior(params), keys, x)
-    return metrics, means
+  def over_batch(example_fn):
+    """fn(params, key, indices, x) -> example_fn(params, prior, key_i, x_i) for each i."""
+    return lambda params, key, indices, x: jax.vmap(example_fn, in_axes=(None, None, 0, 0))(
+        params, model.prior(params), evaluate._fold_in_each(key, indices), x)  # pylint: disable=protected-access
 
-  plain = jax.jit(without_latents)
-  run_plain = lambda: evaluate._map_batches(  # pylint: disable=protected-access
-      functools.partial(plain, params, key), (images,), evaluator.batch_size, evaluator.mesh)
+  batch_metrics = over_batch(evaluate.make_example_metrics(model, config.eval))
+  without_latents = lambda *args: batch_metrics(*args)[:2]
+  latents_alone = over_batch(evaluate.make_example_latents(model, config.eval))
+
+  def over_split(fn):
+    return lambda: evaluate._map_batches(  # pylint: disable=protected-access
+        functools.partial(jax.jit(fn), params, key), (images,), evaluator.batch_size,
+        evaluator.mesh)
+
   run_full = lambda: evaluator.per_example(params, key, images)
   latents = run_full()[2]
-  run_information = lambda: evaluator.information(params, images, latents)
-  seconds = _best_seconds(dict(before=run_plain, with_latents=run_full,
-                                 information=run_information), repeats)
-  added = seconds["with_latents"] - seconds["before"] + seconds["information"]
+  seconds = _best_seconds(dict(
+      before=over_split(without_latents), with_latents=run_full,
+      latents_alone=over_split(latents_alone),
+      information=lambda: evaluator.information(params, images, latents)), repeats)
+  added = seconds["latents_alone"] + seconds["information"]
   return dict(k=k, num_examples=len(images), mi_num_examples=evaluator.mi_num_examples,
-              **seconds, added=added,
-              share=added / seconds["before"])
+              **seconds, added=added, share=added / seconds["before"])
 
 
 def report(argv):
@@ -100,12 +110,13 @@ def report(argv):
         f"{(config.model.latent_dim,) + tuple(config.model.upper_latent_dims)}, test split ({rows[0]['num_examples']} examples), "
         f"{rows[0]['mi_num_examples']} draws for I(x; z), batch "
         f"{config.eval.batch_size}; seconds, best of {FLAGS.repeats}:\n")
-  print("| K | evaluation before | with per-example diagnostics | aggregate pass (I, "
-        "marginal KL) | added | share |")
-  print("|---|---|---|---|---|---|")
+  print("| K | evaluation before | with per-example diagnostics | per-example part alone | "
+        "aggregate pass (I, marginal KL) | added | share |")
+  print("|---|---|---|---|---|---|---|")
   for r in rows:
     print(f"| {r['k']} | {r['before']:.3g} | {r['with_latents']:.3g} | "
-          f"{r['information']:.3g} | {r['added']:.3g} | {100 * r['share']:.1f}% |")
+          f"{r['latents_alone']:.3g} | {r['information']:.3g} | {r['added']:.3g} | "
+          f"{100 * r['share']:.1f}% |")
 
 
 def main(argv):

@@ -125,8 +125,9 @@ def test_diagnostics_cost_prints_its_table():
   assert done.returncode == 0, done.stderr[-3000:]
   (row,) = [line for line in done.stdout.splitlines() if line.startswith("| 5 |")]
   cells = [cell.strip() for cell in row.strip("|").split("|")]
-  before, with_latents, aggregate = (float(c) for c in cells[1:4])
-  assert before > 0 and with_latents > 0 and aggregate > 0 and cells[5].endswith("%")
+  before, with_latents, alone, aggregate, added = (float(c) for c in cells[1:6])
+  assert min(before, with_latents, alone, aggregate) > 0
+  assert added == pytest.approx(alone + aggregate, rel=0.01) and cells[6].endswith("%")
 
 
 def test_gradient_snr_per_estimator_on_a_tiny_model():

@@ -60,9 +60,10 @@ def make_example_metrics(model: Model, eval_config: ml_collections.ConfigDict) -
   beta = 1 bound); `log_px` = IWAE_K with K = `num_importance_samples`; `bound_gap` =
   log_px - elbo, the estimate of KL(q(z|x) || p(z|x)); with several stochastic layers
   `kl_z1`, ..., `kl_zL`, each layer's Monte Carlo KL from the samples of `kl`.
-  latents: one draw of q and its per-layer densities (`vae.collapse.OwnTerms` fields z,
-  log_q, log_p), and, where q and p factorise, `kl_per_dim` (D,), summing to `kl`.
+  latents: `make_example_latents`'s (its `kl_per_dim` sums to `kl`).
   """
+
+  example_latents = make_example_latents(model, eval_config)
 
   def example_metrics(params, prior, key, x):
     encode = functools.partial(model.encode, params)
@@ -80,15 +81,28 @@ def make_example_metrics(model: Model, eval_config: ml_collections.ConfigDict) -
       kls = losses.layer_kls(elbo_key, x, encode, prior=prior,
                              num_samples=eval_config.num_elbo_samples)
       metrics.update({key: kls[l] for l, key in enumerate(model.layer_kl_keys)})
-    posterior = losses.as_posterior(encode(x))
-    encoded = lambda _: posterior  # the encoder's pass, once for the latents below
+    return metrics, model.encode_mean(params, x), example_latents(params, prior, key, x)
+
+  return example_metrics
+
+
+def make_example_latents(model: Model, eval_config: ml_collections.ConfigDict) -> Callable:
+  """Returns fn(params, prior, key, x) -> the collapse diagnostics' per-example part for
+  one x (`make_example_metrics`'s latents, from the same key): one draw of q and its
+  per-layer densities, `vae.collapse.OwnTerms` fields z (D,), log_q and log_p (L,) nats,
+  and where q and p factorise `kl_per_dim` (D,) nats from the ELBO's samples."""
+
+  def example_latents(params, prior, key, x):
+    elbo_key, _ = jax.random.split(key)
+    posterior = losses.as_posterior(model.encode(params, x))
+    encoded = lambda _: posterior  # the encoder's pass, once for the terms below
     latents = collapse.own_terms(jax.random.fold_in(key, 1), x, encoded, prior=prior)._asdict()
     if collapse.factorizes(posterior, prior):
       latents["kl_per_dim"] = collapse.kl_per_dim(
           elbo_key, x, encoded, prior=prior, num_samples=eval_config.num_elbo_samples)
-    return metrics, model.encode_mean(params, x), latents
+    return latents
 
-  return example_metrics
+  return example_latents
 
 
 def _fold_in_each(key: jax.Array, indices: jax.Array) -> jax.Array:
