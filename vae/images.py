@@ -67,7 +67,7 @@ def kl_bar_chart(kl_per_dim: np.ndarray, layer_sizes: tuple[int, ...]) -> np.nda
   axes.set_xlabel("latent dimension (sorted by KL)")
   axes.set_ylabel("KL (nats)")
   for axis, integer in ((axes.xaxis, True), (axes.yaxis, False)):
-    # a few ticks: drawing each tick's label is most of the chart's time (0.1 s -> 0.03 s)
+    # a few ticks: each tick label costs ~1 ms to draw (16 dims: 0.041 s -> 0.031 s)
     axis.set_major_locator(ticker.MaxNLocator(4, integer=integer))
   if len(layer_sizes) > 1:
     axes.legend(fontsize="small")
