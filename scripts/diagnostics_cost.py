@@ -85,9 +85,9 @@ def measure(config, k: int, repeats: int) -> dict[str, float]:
   latents_alone = over_batch(evaluate.make_example_latents(model, config.eval))
 
   def over_split(fn):
+    batch_fn = functools.partial(jax.jit(fn), params, key)  # compiled once, reused each call
     return lambda: evaluate._map_batches(  # pylint: disable=protected-access
-        functools.partial(jax.jit(fn), params, key), (images,), evaluator.batch_size,
-        evaluator.mesh)
+        batch_fn, (images,), evaluator.batch_size, evaluator.mesh)
 
   run_full = lambda: evaluator.per_example(params, key, images)
   latents = run_full()[2]
