@@ -20,7 +20,7 @@ this model after 3,280 epochs, against -86.76 and -84.78 with one stochastic lay
 logged metrics add the KL (`kl_z1`, `kl_z2`) and active units of each layer.
 """
 
-from configs import mnist_mlp
+from vae.configs import mnist_mlp
 
 
 def get_config():

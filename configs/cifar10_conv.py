@@ -10,7 +10,7 @@ likelihood gives a density on [0, 1]-scaled pixels (nats per image; subtract
 on 2 CPU cores; meant for an accelerator.
 """
 
-from configs import default
+from vae.configs import default
 
 
 def get_config():

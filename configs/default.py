@@ -10,7 +10,7 @@ the 4,000 train digits, three evaluations). Measured at step 6,000 on the 500 te
 ELBO -107.3, log p(x) (IWAE, K = 100) -101.9, bound gap 5.5 nats per example, all 20
 latent units active.
 
-The recipe (issue 20, `python scripts/recipe_compare.py`, README "The recipe"): the
+The recipe (issue 20, `python -m scripts.recipe_compare`, README "The recipe"): the
 PyTorch example's model (784-400-20 relu, Bernoulli, Adam, batch 128) with PyTorch's
 fan-in-uniform initialisation and a peak rate of 3e-3 after a 100-step warm-up, decayed by
 a cosine to 0. It beats the PyTorch example's own loop on these digits by 1.7 nats of test

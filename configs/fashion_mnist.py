@@ -9,7 +9,7 @@ a negative cross-entropy, comparable between runs but not a density. Like mnist_
 hours on 2 CPU cores for 30,000 steps: meant for an accelerator.
 """
 
-from configs import mnist_conv
+from vae.configs import mnist_conv
 
 
 def get_config():

@@ -9,7 +9,7 @@ cores: hours (a step at batch 128 takes ~0.4 s, and IWAE with convolutions is sl
 meant for an accelerator.
 """
 
-from configs import default
+from vae.configs import default
 
 
 def get_config():

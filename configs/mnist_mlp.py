@@ -14,7 +14,7 @@ the machines this project is tested on, so the -90 above (from the earlier recip
 init and 1e-3) is not re-measured.
 """
 
-from configs import default
+from vae.configs import default
 
 
 def get_config():

@@ -8,7 +8,7 @@ Used by the tests; handy to check an installation. On 2 CPU cores: about 10 seco
 mostly compilation; the numbers it reaches mean little (test ELBO about -40 nats).
 """
 
-from configs import default
+from vae.configs import default
 
 
 def get_config():

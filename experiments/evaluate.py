@@ -19,8 +19,10 @@ Batches are split over every device; several hosts: run the same command on each
 
 from absl import app, flags
 
-from configs import default
-from vae import cli, distributed, evaluate, field_checks
+from vae import evaluation as evaluate
+from vae.common import field_checks
+from vae.configs import default
+from vae.runtime import cli, distributed
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "The run's folder (config and checkpoints).")
 _SPLIT = flags.DEFINE_string("split", "test", "train, validation or test.")

@@ -14,7 +14,8 @@ import os
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from vae import cli, sweeps
+from vae import sweeps
+from vae.runtime import cli
 
 _SWEEP = config_flags.DEFINE_config_file(
     "sweep", None, "A sweep file: get_config() for the base, get_sweep() for the points.")

@@ -11,7 +11,8 @@ Several hosts: run the same command on each, adding --coordinator_address=HOST0:
 from absl import app, flags
 from ml_collections import config_flags
 
-from vae import cli, train
+from vae.runtime import cli
+from vae.training import train
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Path to a config file, e.g. configs/default.py.", lock_config=True)

@@ -1,7 +1,7 @@
 r"""Throughput, compile time and memory of training, evaluation and sweeps on this machine.
 
-  python scripts/benchmark.py [--output=runs/benchmark.json]   # 15-20 min on 2 cores
-  python scripts/benchmark.py --quick                          # smoke test, < 1 min
+  python -m scripts.benchmark [--output=runs/benchmark.json]   # 15-20 min on 2 cores
+  python -m scripts.benchmark --quick                          # smoke test, < 1 min
 
 Writes the figures to --output (JSON) and the tables to the same path with `.md`, and
 prints the tables. For each model (the default config; Burda et al.'s 784-200-200-50
@@ -69,23 +69,21 @@ import tempfile
 import time
 from typing import Any
 
-_SCRIPTS = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(_SCRIPTS))
-sys.path.insert(0, _SCRIPTS)
+import jax
+import numpy as np
+import optax
+from absl import app, flags, logging
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-import optax  # noqa: E402
-from absl import app, flags, logging  # noqa: E402
-
-import benchmark_sweep  # noqa: E402
-from bench.report import markdown, targets  # noqa: E402
-from bench.subjects import IMAGE_SHAPE, MODELS  # noqa: E402
-from bench.workers import WORKERS, run_worker  # noqa: E402
-from configs import default  # noqa: E402
-from vae import cli, data  # noqa: E402
+from scripts import benchmark_sweep
+from scripts.bench.report import markdown, targets
+from scripts.bench.subjects import IMAGE_SHAPE, MODELS
+from scripts.bench.workers import WORKERS, run_worker
+from vae import data
+from vae.configs import default
+from vae.runtime import cli
 
 FLAGS = flags.FLAGS
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 # ------------------------------------------------------------------ sections
@@ -228,7 +226,7 @@ def _run_main_command(config: str, caches: str) -> dict[str, Any]:
     start, now = time.perf_counter(), time.time()
     wall = time.localtime(now)  # absl's log lines carry the local time of day
     start_of_day = wall.tm_hour * 3600 + wall.tm_min * 60 + wall.tm_sec + now % 1
-    done = subprocess.run(command, cwd=os.path.dirname(_SCRIPTS), capture_output=True,
+    done = subprocess.run(command, cwd=_REPO, capture_output=True,
                           text=True, check=False, env=env)
     seconds = time.perf_counter() - start
     if done.returncode:
@@ -320,7 +318,7 @@ def main(argv):
     jax.config.update("jax_disable_most_optimizations", True)
     os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "1"
   results: dict[str, Any] = dict(
-      command=" ".join(["python scripts/benchmark.py"] + [shlex.quote(a)
+      command=" ".join(["python -m scripts.benchmark"] + [shlex.quote(a)
                                                           for a in sys.argv[1:]]),
       machine=dict(cpu=_cpu_name(), cpu_count=os.cpu_count(), platform=platform.platform(),
                    python=platform.python_version(), jax=jax.__version__,

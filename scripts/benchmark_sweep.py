@@ -1,6 +1,6 @@
 r"""Vectorised against sequential sweeps: whole wall time of N beta points, both ways.
 
-  python scripts/benchmark_sweep.py [--config=configs/default.py] [--num_points=2,4,8] \
+  python -m scripts.benchmark_sweep [--config=configs/default.py] [--num_points=2,4,8] \
       [--batch_sizes=128] [--num_steps=300]
 
 Each measurement trains N points of the config (beta spread over [0.1, 8], same seed)
@@ -17,18 +17,17 @@ process; this script times both in one process, vectorised first.
 import copy
 import json
 import os
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import ml_collections
+import numpy as np
+from absl import app, flags, logging
+from ml_collections import config_flags
 
-import ml_collections  # noqa: E402
-import numpy as np  # noqa: E402
-from absl import app, flags, logging  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
-
-from vae import cli, data, sweeps, train  # noqa: E402
+from vae import data, sweeps
+from vae.runtime import cli
+from vae.training import train
 
 MODES = ("vectorized", "sequential")
 

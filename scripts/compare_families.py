@@ -1,6 +1,6 @@
 r"""Test log p(x), ELBO and gaps of each posterior family, prior and depth on the embedded MNIST.
 
-  python scripts/compare_families.py [--workdir=runs/families] [--num_steps=6000]
+  python -m scripts.compare_families [--workdir=runs/families] [--num_steps=6000]
 
 Two tables, one budget for every row (--num_steps steps of batch 128 on the embedded
 training digits), each run then evaluated on the 500 test digits as experiments.evaluate
@@ -19,14 +19,13 @@ evaluations are read back).
 
 import json
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import app, flags, logging
 
-from absl import app, flags, logging  # noqa: E402
-
-from configs import burda_2layer, default, mnist_mlp  # noqa: E402
-from vae import cli, evaluate, train  # noqa: E402
+from vae import evaluation as evaluate
+from vae.configs import burda_2layer, default, mnist_mlp
+from vae.runtime import cli
+from vae.training import train
 
 # (An IAF with a VampPrior trains ~4x slower, and its IWAE is slower still: the
 # VampPrior's density needs q's at every pseudo-input, and an IAF's density inverts it.)

@@ -1,8 +1,8 @@
 r"""What the collapse diagnostics add to an evaluation's wall time, measured in one process.
 
-  python scripts/diagnostics_cost.py                       # configs/default.py, ~1 min
-  python scripts/diagnostics_cost.py --config=configs/burda_2layer.py
-  python scripts/diagnostics_cost.py --config.model.posterior=iaf
+  python -m scripts.diagnostics_cost                       # configs/default.py, ~1 min
+  python -m scripts.diagnostics_cost --config=configs/burda_2layer.py
+  python -m scripts.diagnostics_cost --config.model.posterior=iaf
 
 On the config's test split (random-init params: the speed does not depend on the
 weights), each timed after a warm-up call, the best of --repeats rounds (the passes
@@ -25,19 +25,18 @@ which for two 0.3 s passes on a shared VM is a few hundredths of a second either
 from __future__ import annotations
 
 import functools
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import jax
+import numpy as np
+from absl import app, flags
+from ml_collections import config_flags
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
-
-from vae import cli, data, evaluate  # noqa: E402
-from vae.models import build_model  # noqa: E402
+from vae import data
+from vae import evaluation as evaluate
+from vae.kernels import batching
+from vae.models import build_model
+from vae.runtime import cli
 
 FLAGS = flags.FLAGS
 _CONFIG = config_flags.DEFINE_config_file(
@@ -78,7 +77,7 @@ def measure(config, k: int, repeats: int) -> dict[str, float]:
   def over_batch(example_fn):
     """fn(params, key, indices, x) -> example_fn(params, prior, key_i, x_i) for each i."""
     return lambda params, key, indices, x: jax.vmap(example_fn, in_axes=(None, None, 0, 0))(
-        params, model.prior(params), evaluate._fold_in_each(key, indices), x)  # pylint: disable=protected-access
+        params, model.prior(params), batching.example_keys(key, indices), x)
 
   batch_metrics = over_batch(evaluate.make_example_metrics(model, config.eval))
   without_latents = lambda *args: batch_metrics(*args)[:2]

@@ -1,11 +1,11 @@
 r"""Gradient signal-to-noise ratio of the encoder and the decoder, per K and estimator.
 
-  python scripts/gradient_snr.py [--workdir=runs/gradient_snr/run] [--ks=1,5,50,500]
+  python -m scripts.gradient_snr [--workdir=runs/gradient_snr/run] [--ks=1,5,50,500]
       [--num_draws=100] [--num_examples=8] [--out=runs/gradient_snr]
 
 For the checkpoint in --workdir (default: trained there first, a 1,000-step run of
 configs/default.py), draws --num_draws gradients of the IWAE_K objective (mean over the
-first --num_examples test digits, `vae.losses.bound_objective`) with each estimator
+first --num_examples test digits, `vae.bounds.bound_objective`) with each estimator
 (reparameterized, stl, dreg) and each K, and reports SNR = |E g| / std g per parameter,
 averaged over the encoder's parameters and over the decoder's (Rainforth et al. 2018,
 Fig. 1; Tucker et al. 2019, Fig. 1). Writes `snr.md` (a Markdown table) and `snr.png` in
@@ -14,20 +14,19 @@ decoder's rises.
 """
 
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import jax.numpy as jnp
+from absl import app, flags, logging
 
-import jax.numpy as jnp  # noqa: E402
-from absl import app, flags, logging  # noqa: E402
+from scripts.bench.snr import snr
+from vae import data
+from vae.configs import default
+from vae.kernels import bounds
+from vae.models import build_model
+from vae.runtime import cli
+from vae.training import checkpoints, train
 
-from bench.snr import snr  # noqa: E402
-from configs import default  # noqa: E402
-from vae import checkpoints, cli, data, losses, train  # noqa: E402
-from vae.models import build_model  # noqa: E402
-
-ESTIMATORS = losses.GRADIENT_ESTIMATORS
+ESTIMATORS = bounds.GRADIENT_ESTIMATORS
 _WORKDIR = flags.DEFINE_string("workdir", "runs/gradient_snr/run",
                                "A run's folder (trained there first if it has no checkpoint).")
 _OUT = flags.DEFINE_string("out", "runs/gradient_snr", "Folder of snr.md and snr.png.")

@@ -1,6 +1,6 @@
 r"""Wall time and peak memory of evaluating 10,000 MNIST-size images at K = 5000.
 
-  python scripts/measure_eval_memory.py [--train_steps=300] [--num_images=10000] \
+  python -m scripts.measure_eval_memory [--train_steps=300] [--num_images=10000] \
       [--num_importance_samples=5000] [--batch_size=100] [--chunk_size=50]
 
 Trains a 784-400-20 relu MLP VAE with a Bernoulli likelihood (the model of Kingma &
@@ -11,21 +11,19 @@ images, and runs the same evaluation `experiments/evaluate.py` runs
 of the process (getrusage), which `/usr/bin/time -v` confirms from outside.
 """
 
-import os
-import sys
 import tempfile
 import time
 
+import jax
+import numpy as np
 from absl import app, flags, logging
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import jax  # pylint: disable=wrong-import-position
-import numpy as np  # pylint: disable=wrong-import-position
-
-from configs import default  # pylint: disable=wrong-import-position
-from vae import checkpoints, cli, data, evaluate, train  # pylint: disable=wrong-import-position
-from vae.models import build_model  # pylint: disable=wrong-import-position
+from vae import data
+from vae import evaluation as evaluate
+from vae.configs import default
+from vae.models import build_model
+from vae.runtime import cli
+from vae.training import checkpoints, train
 
 _TRAIN_STEPS = flags.DEFINE_integer("train_steps", 300, "Training steps; 0 for random params.")
 _NUM_IMAGES = flags.DEFINE_integer("num_images", 10000, "Images evaluated.")

@@ -1,7 +1,7 @@
 r"""Training recipes against the PyTorch example's own loop, at equal budget.
 
-  python scripts/recipe_compare.py                     # 100 and 200 epochs, 2 seeds
-  python scripts/recipe_compare.py --epochs=50,100,150,200 --recipes=pytorch,lr3e-3_cosine
+  python -m scripts.recipe_compare                     # 100 and 200 epochs, 2 seeds
+  python -m scripts.recipe_compare --epochs=50,100,150,200 --recipes=pytorch,lr3e-3_cosine
 
 Trains the PyTorch example's architecture (784-400-20 relu, Bernoulli, Adam 1e-3, batch
 128) through our trainer on the embedded digits' train split (4,000), for each recipe,
@@ -19,18 +19,18 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import numpy as np
+from absl import app, flags, logging
 
-import numpy as np  # noqa: E402
-from absl import app, flags, logging  # noqa: E402
+from scripts.bench import pytorch_vae
+from vae import data
+from vae import evaluation as evaluate
+from vae.configs import default
+from vae.models import build_model
+from vae.runtime import cli
+from vae.training import train
 
-from bench import pytorch_vae  # noqa: E402
-from configs import default  # noqa: E402
-from vae import cli, data, evaluate, train  # noqa: E402
-from vae.models import build_model  # noqa: E402
 
 def recipe(init: str, schedule: str, learning_rate: float, ema_decay: float = 0.0,
            adam_eps: float = 1e-8) -> dict:

@@ -16,7 +16,7 @@ def compilation_cache(tmp_path_factory):
   """One persistent compilation cache for the session, in-process and in the apps the
   tests launch (they read VAE_JAX_CACHE_DIR): the many tiny runs compile the same
   programs. Never the user's own cache folders (XDG_CACHE_HOME too)."""
-  from vae import compilation_cache as cache  # pylint: disable=import-outside-toplevel
+  from vae.runtime import compilation_cache as cache  # pylint: disable=import-outside-toplevel
   folder = str(tmp_path_factory.mktemp("xla_cache"))
   user_cache = str(tmp_path_factory.mktemp("user_cache"))  # the embedded data parsed once
   previous = {name: os.environ.get(name) for name in (cache.ENV_VAR, "XDG_CACHE_HOME")}

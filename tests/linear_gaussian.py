@@ -19,7 +19,7 @@ import math
 import jax.numpy as jnp
 import numpy as np
 
-from vae import posteriors, priors
+from vae.kernels import posteriors, priors
 
 
 class LinearGaussian:

@@ -12,7 +12,9 @@ import pytest
 
 from linear_gaussian import (TwoLayerLinearGaussian, fixed_encoder, gaussian_log_density,
                              make_model, mc_mean)
-from vae import ais, losses, posteriors, priors
+
+from vae import kernels
+from vae.kernels import ais, posteriors, priors
 
 
 @pytest.fixture(autouse=True)
@@ -50,7 +52,7 @@ def test_ais_and_iwae_match_the_exact_log_px_of_the_linear_gaussian_model():
   assert abs(mean - log_px) < 4 * se + 0.01, (mean, se, log_px)
   assert np.all(np.isfinite(result.log_weights))
   # The same check for IWAE at K = 5000, from the same poor q.
-  iwae = replicates(jax.random.PRNGKey(1), 16, lambda k: losses.iwae_bound(
+  iwae = replicates(jax.random.PRNGKey(1), 16, lambda k: kernels.iwae_bound(
       k, x, encode, model.decode, num_samples=5000, likelihood="gaussian", chunk_size=1000))
   mean, se = mc_mean(iwae)
   assert abs(mean - log_px) < 4 * se + 0.01, (mean, se, log_px)

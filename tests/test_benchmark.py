@@ -13,12 +13,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "scripts"))
+from scripts.bench import flops, subjects, yardstick
+from vae.models import build_model
+from vae.training import update
 
-from bench import flops, subjects, yardstick  # noqa: E402  pylint: disable=wrong-import-position
-from vae import update  # noqa: E402  pylint: disable=wrong-import-position
-from vae.models import build_model  # noqa: E402  pylint: disable=wrong-import-position
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 RATE_KEYS = {"examples_per_s", "seconds_per_call", "first_call_s", "compile_s"}
 
@@ -26,7 +25,7 @@ RATE_KEYS = {"examples_per_s", "seconds_per_call", "first_call_s", "compile_s"}
 def test_quick_run_writes_every_section(tmp_path):
   output = tmp_path / "benchmark.json"
   done = subprocess.run(
-      [sys.executable, os.path.join(REPO, "scripts", "benchmark.py"), "--quick",
+      [sys.executable, "-m", "scripts.benchmark", "--quick",
        f"--output={output}"], cwd=REPO, capture_output=True, text=True, timeout=600)
   assert done.returncode == 0, done.stderr[-3000:]
   results = json.loads(output.read_text())
@@ -107,7 +106,7 @@ def test_yardstick_has_the_models_matmuls(name):
 def test_sweep_benchmark_cli_runs(tmp_path):
   output = tmp_path / "sweep.json"
   done = subprocess.run(
-      [sys.executable, os.path.join(REPO, "scripts", "benchmark_sweep.py"),
+      [sys.executable, "-m", "scripts.benchmark_sweep",
        "--config=configs/tiny.py", "--num_points=1", "--batch_sizes=8", "--num_steps=5",
        f"--output={output}"], cwd=REPO, capture_output=True, text=True, timeout=600,
       env={**os.environ, "JAX_DISABLE_MOST_OPTIMIZATIONS": "1"})  # as conftest.py does
@@ -118,7 +117,7 @@ def test_sweep_benchmark_cli_runs(tmp_path):
 
 def test_diagnostics_cost_prints_its_table():
   done = subprocess.run(
-      [sys.executable, os.path.join(REPO, "scripts", "diagnostics_cost.py"),
+      [sys.executable, "-m", "scripts.diagnostics_cost",
        "--config=configs/tiny.py", "--repeats=1", "--num_importance_samples=5"],
       cwd=REPO, capture_output=True, text=True, timeout=600,
       env={**os.environ, "JAX_DISABLE_MOST_OPTIMIZATIONS": "1"})
@@ -133,8 +132,8 @@ def test_diagnostics_cost_prints_its_table():
 def test_gradient_snr_per_estimator_on_a_tiny_model():
   """scripts/gradient_snr.py's measurement (scripts/bench/snr.py): DReG and STL coincide at K = 1, DReG leaves
   the decoder's SNR unchanged, and the decoder's SNR rises with K."""
-  from bench import snr  # pylint: disable=import-outside-toplevel
-  from configs import tiny  # pylint: disable=import-outside-toplevel
+  from scripts.bench import snr  # pylint: disable=import-outside-toplevel
+  from vae.configs import tiny  # pylint: disable=import-outside-toplevel
   model = build_model(tiny.get_config().model, (8, 8, 1))
   params = model.init(jax.random.PRNGKey(0))
   x = (jax.random.uniform(jax.random.PRNGKey(1), (4, 8, 8, 1)) > 0.5).astype(jnp.float32)
@@ -150,7 +149,7 @@ def test_gradient_snr_per_estimator_on_a_tiny_model():
 
 def test_recipe_compare_prints_its_tables_and_says_where_torch_is_missing(tmp_path):
   done = subprocess.run(
-      [sys.executable, os.path.join(REPO, "scripts", "recipe_compare.py"), "--epochs=1",
+      [sys.executable, "-m", "scripts.recipe_compare", "--epochs=1",
        "--seeds=0", "--recipes=pytorch,flax_init", "--num_importance_samples=5",
        f"--out={tmp_path}", "--notorch"],
       cwd=REPO, capture_output=True, text=True, timeout=600,
@@ -164,8 +163,8 @@ def test_recipe_compare_prints_its_tables_and_says_where_torch_is_missing(tmp_pa
 
 
 def test_the_pytorch_examples_weights_fit_our_model_of_its_shape():
-  from bench import pytorch_vae  # pylint: disable=import-outside-toplevel
-  from configs import default  # pylint: disable=import-outside-toplevel
+  from scripts.bench import pytorch_vae  # pylint: disable=import-outside-toplevel
+  from vae.configs import default  # pylint: disable=import-outside-toplevel
   shapes = {"fc1": (400, 784), "fc21": (20, 400), "fc22": (20, 400), "fc3": (400, 20),
             "fc4": (784, 400)}
   weights = {}

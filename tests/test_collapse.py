@@ -1,18 +1,16 @@
 """Collapse diagnostics and free bits (`vae.collapse`): exact oracles and identities."""
 
 import math
-import sys
-import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vae import collapse, losses, posteriors, priors
+from linear_gaussian import make_model
 
-sys.path.insert(0, os.path.dirname(__file__))
-from linear_gaussian import make_model  # noqa: E402  pylint: disable=wrong-import-position
+from vae import kernels
+from vae.kernels import collapse, posteriors, priors
 
 
 def diagonal(rng, dim):
@@ -40,16 +38,16 @@ def test_kl_per_dim_sums_to_the_kl_closed_form_and_monte_carlo():
   key = jax.random.PRNGKey(1)
   per_dim = collapse.kl_per_dim(key, None, lambda x: q)
   assert per_dim.shape == (5,) and bool(jnp.all(per_dim >= 0))
-  elbo = losses.elbo(key, jnp.zeros(4), lambda x: q, decode)
+  elbo = kernels.elbo(key, jnp.zeros(4), lambda x: q, decode)
   np.testing.assert_allclose(jnp.sum(per_dim), elbo.kl, rtol=1e-6)
   # A hierarchy: Monte Carlo, on the very samples of the ELBO's KL.
   encode, prior = two_layer()
   x = jnp.asarray(rng.normal(size=6), jnp.float32)
   per_dim = collapse.kl_per_dim(key, x, encode, prior=prior, num_samples=7)
-  terms = losses.elbo(key, x, encode, lambda z: jnp.zeros(6), prior=prior, num_samples=7)
+  terms = kernels.elbo(key, x, encode, lambda z: jnp.zeros(6), prior=prior, num_samples=7)
   assert per_dim.shape == (5,)
   np.testing.assert_allclose(jnp.sum(per_dim), terms.kl, rtol=1e-5, atol=1e-6)
-  layers = losses.layer_kls(key, x, encode, prior=prior, num_samples=7)
+  layers = kernels.layer_kls(key, x, encode, prior=prior, num_samples=7)
   np.testing.assert_allclose([jnp.sum(per_dim[:3]), jnp.sum(per_dim[3:])], layers, rtol=1e-5)
 
 
@@ -168,9 +166,9 @@ def test_free_bits_changes_the_gradient_only_below_the_threshold():
 
 
 def test_free_bits_objective_in_the_trainer_keeps_the_logged_elbo_true():
-  from configs import tiny  # pylint: disable=import-outside-toplevel
-  from vae import update  # pylint: disable=import-outside-toplevel
+  from vae.configs import tiny  # pylint: disable=import-outside-toplevel
   from vae.models import build_model  # pylint: disable=import-outside-toplevel
+  from vae.training import update  # pylint: disable=import-outside-toplevel
   config = tiny.get_config()
   config.loss.free_bits = 0.5
   model = build_model(config.model, (8, 8, 1))
@@ -190,7 +188,7 @@ def test_free_bits_objective_in_the_trainer_keeps_the_logged_elbo_true():
 
 
 def test_one_warning_line_when_most_dimensions_are_inactive():
-  from vae import evaluate  # pylint: disable=import-outside-toplevel
+  from vae import evaluation as evaluate  # pylint: disable=import-outside-toplevel
   warning = evaluate.collapse_warning({"active_units": 1}, 4)
   assert "1 of 4" in warning and "\n" not in warning
   for remedy in ("kl_warmup_steps", "free_bits", "beta"):

@@ -6,7 +6,7 @@ import sys
 
 from absl import logging
 
-from vae import compilation_cache
+from vae.runtime import compilation_cache
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -5,8 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from configs import tiny
-from vae import config_checks, data
+from vae import data
+from vae.config import checks as config_checks
+from vae.configs import tiny
 
 
 def config_with(**overrides):

@@ -17,7 +17,8 @@ import ml_collections
 import numpy as np
 import pytest
 
-from vae import config_checks, data, models
+from vae import data, models
+from vae.config import checks as config_checks
 
 CONFIGS_DIR = pathlib.Path(__file__).resolve().parents[1] / "configs"
 CONFIG_FILES = sorted(path for path in CONFIGS_DIR.glob("*.py") if path.name != "__init__.py")

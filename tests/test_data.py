@@ -16,8 +16,8 @@ import ml_collections
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-
 import tfds_fakes
+
 from vae import data
 
 HAS_TENSORFLOW = importlib.util.find_spec("tensorflow") is not None

@@ -9,9 +9,12 @@ import sys
 import numpy as np
 import pytest
 
-from configs import default, tiny
-from vae import checkpoints, data, evaluate, metric_writers, train
+from vae import data
+from vae import evaluation as evaluate
+from vae.configs import default, tiny
 from vae.models import build_model
+from vae.reporting import metric_writers
+from vae.training import checkpoints, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAIN_KEYS = ("workdir", "step", "split", "params", "best", "num_examples", "latent_dim",
@@ -157,7 +160,8 @@ def test_cli_prints_the_table(run):
 ])
 def test_app_stops_with_one_plain_message_on_bad_input(run, args, message):
   from absl import flags  # pylint: disable=import-outside-toplevel
-  from experiments import evaluate as app  # pylint: disable=import-outside-toplevel
+
+  from vae.apps import evaluate as app  # pylint: disable=import-outside-toplevel
   flags.FLAGS(["evaluate", f"--workdir={run}", *args])
   try:
     with pytest.raises(SystemExit, match=f"^{message}"):

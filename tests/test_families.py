@@ -8,9 +8,13 @@ import math
 import numpy as np
 import pytest
 
-from configs import tiny
 from records import assert_same_metrics
-from vae import checkpoints, config_checks, evaluate, metric_writers, train
+
+from vae import evaluation as evaluate
+from vae.config import checks as config_checks
+from vae.configs import tiny
+from vae.reporting import metric_writers
+from vae.training import checkpoints, train
 
 # The IAF alone and the mixture prior train in the resume, vectorised and objective
 # tests below (iaf + mixture, two layers).
@@ -112,6 +116,7 @@ def test_bad_family_settings_are_one_clear_error(overrides, message):
 
 def test_samples_of_a_learned_prior_are_drawn_from_it(tmp_path):
   import jax  # pylint: disable=import-outside-toplevel
+
   from vae.models import build_model  # pylint: disable=import-outside-toplevel
   config = family_config("diagonal", "mixture")
   model = build_model(config.model, (8, 8, 1))

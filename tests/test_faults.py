@@ -13,8 +13,11 @@ import sys
 import numpy as np
 import pytest
 
-from configs import tiny
-from vae import checkpoints, config_checks, errors, metric_writers, runs, train
+from vae.common import errors
+from vae.config import checks as config_checks
+from vae.configs import tiny
+from vae.reporting import metric_writers
+from vae.training import checkpoints, runs, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, JAX_PLATFORMS="cpu", JAX_DISABLE_MOST_OPTIMIZATIONS="1")
@@ -293,7 +296,8 @@ def test_stray_reads_of_a_failed_restore_are_not_printed():
   """asyncio's reports of the tensorstore reads still in flight after a restore failed
   (seen now and then on a damaged checkpoint) are dropped; its other errors are kept."""
   import logging  # pylint: disable=import-outside-toplevel
-  from vae import cli  # pylint: disable=import-outside-toplevel
+
+  from vae.runtime import cli  # pylint: disable=import-outside-toplevel
   stray = ValueError("OUT_OF_RANGE: Error reading ... [tensorstore_spec='{}']")
 
   def record(error):

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from linear_gaussian import fixed_encoder, make_model, mc_mean
-from vae import inference_gap, posteriors
+
+from vae.kernels import inference_gap, posteriors
 
 
 @pytest.fixture(autouse=True)

@@ -45,7 +45,7 @@ def test_vae_train_runs_a_shipped_config_by_name_outside_the_checkout(installed,
 
 
 def test_config_names_resolve_to_the_shipped_files_and_paths_stay_paths():
-  from vae import config_files  # pylint: disable=import-outside-toplevel
+  from vae.config import files as config_files  # pylint: disable=import-outside-toplevel
   assert config_files.resolve("tiny", "config") == os.path.join(REPO, "configs", "tiny.py")
   assert config_files.resolve("beta", "sweep") == os.path.join(
       REPO, "configs", "sweeps", "beta.py")

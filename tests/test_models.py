@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import default
-from vae import losses, models
+from vae import kernels, models
+from vae.configs import default
 
 
 def model_config(**overrides):
@@ -73,7 +73,7 @@ def test_encode_decode_round_trip_under_jit_feeds_the_kernels(architecture):
 
   @jax.jit
   def elbo(params, key, x):
-    return losses.elbo_batch(key, x, functools.partial(model.encode, params),
+    return kernels.elbo_batch(key, x, functools.partial(model.encode, params),
                              functools.partial(model.decode, params)).elbo
 
   values = elbo(params, jax.random.PRNGKey(2), x)
@@ -115,8 +115,9 @@ def test_fan_in_uniform_draws_every_kernel_and_bias_as_pytorch_does(architecture
                         conv_features=(4,), conv_hidden_size=8, hidden_sizes=(32,))
   params = models.build_model(config, image_shape).init(jax.random.PRNGKey(0))
   again = models.build_model(config, image_shape).init(jax.random.PRNGKey(0))
-  kernels = {path[:-1]: leaf for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]
-             if path[-1].key == "kernel"}
+  weight_kernels = {path[:-1]: leaf
+                    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]
+                    if path[-1].key == "kernel"}
   checked = 0
   for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
     if path[-1].key not in ("kernel", "bias"):
@@ -124,7 +125,7 @@ def test_fan_in_uniform_draws_every_kernel_and_bias_as_pytorch_does(architecture
     if any(getattr(entry, "key", None) == "extra" for entry in path):
       assert not np.any(leaf), "the family's head starts at zero"  # diagonal Gaussian at 0
       continue
-    bound = 1 / np.sqrt(np.prod(kernels[path[:-1]].shape[:-1]))
+    bound = 1 / np.sqrt(np.prod(weight_kernels[path[:-1]].shape[:-1]))
     assert np.all(np.abs(leaf) <= bound), path
     assert leaf.size < 32 or np.abs(leaf).max() > 0.8 * bound, path  # spread to the bound
     checked += 1

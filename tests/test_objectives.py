@@ -1,5 +1,5 @@
-"""The IWAE family's bounds and gradient estimators (vae.losses.bound_objective, STL in
-vae.losses.elbo) on the linear-Gaussian model, float64: identities between the bounds,
+"""The IWAE family's bounds and gradient estimators (vae.kernels.bound_objective, STL in
+vae.kernels.elbo) on the linear-Gaussian model, float64: identities between the bounds,
 values equal to the bounds they estimate, exact per-draw gradient identities, and the
 unbiasedness of STL (ELBO) and DReG (IWAE_K) within Monte Carlo error."""
 
@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from linear_gaussian import make_model
-from vae import losses
+
+from vae import kernels
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +37,7 @@ def objective(name, estimator="reparameterized", k=5, m=1, beta=0.5):
   phi, theta, bind, x = linear_gaussian_problem()
 
   def fn(phi, theta, key):
-    return losses.bound_objective(key, x, *bind(phi, theta), objective=name, num_samples=k,
+    return kernels.bound_objective(key, x, *bind(phi, theta), objective=name, num_samples=k,
                                   num_outer_samples=m, ciwae_beta=beta,
                                   gradient_estimator=estimator, likelihood="gaussian")
 
@@ -53,22 +54,22 @@ def value(name, **kwargs):
 
 def test_identities_between_the_bounds():
   phi, theta, bind, x = linear_gaussian_problem()
-  iwae = float(losses.iwae_bound(KEY, x, *bind(phi, theta), num_samples=5,
+  iwae = float(kernels.iwae_bound(KEY, x, *bind(phi, theta), num_samples=5,
                                  likelihood="gaussian"))
   np.testing.assert_allclose(value("iwae", k=5), iwae, rtol=1e-12)
   np.testing.assert_allclose(value("miwae", k=5, m=1), iwae, rtol=1e-12)
-  weights = losses.log_weights(KEY, x, *bind(phi, theta), num_samples=5,
+  weights = kernels.log_weights(KEY, x, *bind(phi, theta), num_samples=5,
                                likelihood="gaussian").full
   np.testing.assert_allclose(value("miwae", k=1, m=5), np.mean(weights), rtol=1e-12)
   np.testing.assert_allclose(value("ciwae", k=5, beta=1.0), np.mean(weights), rtol=1e-12)
   np.testing.assert_allclose(value("ciwae", k=5, beta=0.0), iwae, rtol=1e-12)
-  np.testing.assert_allclose(value("piwae", k=2, m=3), float(losses.iwae_bound(
+  np.testing.assert_allclose(value("piwae", k=2, m=3), float(kernels.iwae_bound(
       KEY, x, *bind(phi, theta), num_samples=6, likelihood="gaussian")), rtol=1e-12)
 
 
 @pytest.mark.parametrize("name", ["iwae", "miwae", "piwae", "ciwae"])
 def test_every_estimator_has_the_value_of_its_bound(name):
-  values = [value(name, estimator=e, k=3, m=2) for e in losses.GRADIENT_ESTIMATORS]
+  values = [value(name, estimator=e, k=3, m=2) for e in kernels.GRADIENT_ESTIMATORS]
   np.testing.assert_allclose(values, values[0], rtol=1e-12)
 
 
@@ -110,7 +111,7 @@ def test_stl_is_unbiased_for_the_elbo_and_dreg_for_iwae():
   phi, theta, bind, x = linear_gaussian_problem()
 
   def elbo_grad(estimator):
-    return lambda key: jax.grad(lambda p: losses.elbo(
+    return lambda key: jax.grad(lambda p: kernels.elbo(
         key, x, *bind(p, theta), likelihood="gaussian", num_samples=2, analytic_kl=False,
         gradient_estimator=estimator).elbo)(phi)
 
@@ -134,9 +135,9 @@ def test_bad_settings_are_one_clear_error():
     value("miwae", m=0)
   phi, theta, bind, x = linear_gaussian_problem()
   with pytest.raises(ValueError, match="analytic_kl=False"):
-    losses.elbo(KEY, x, *bind(phi, theta), gradient_estimator="stl")
+    kernels.elbo(KEY, x, *bind(phi, theta), gradient_estimator="stl")
   with pytest.raises(ValueError, match="DReG is for the IWAE family"):
-    losses.elbo(KEY, x, *bind(phi, theta), gradient_estimator="dreg", analytic_kl=False)
+    kernels.elbo(KEY, x, *bind(phi, theta), gradient_estimator="dreg", analytic_kl=False)
 
 
 def encoder_gradient_draws(name, estimator, num_draws, **kwargs):
@@ -163,7 +164,7 @@ def test_stl_has_zero_variance_at_the_exact_posterior():
   phi = (jnp.asarray(mean), jnp.log(jnp.asarray(np.diag(cov))))
 
   def draws(estimator):
-    grad = jax.grad(lambda p, key: losses.elbo(
+    grad = jax.grad(lambda p, key: kernels.elbo(
         key, jnp.asarray(x), lambda _: p, model.decode, likelihood="gaussian",
         analytic_kl=False, gradient_estimator=estimator).elbo)
     out = jax.vmap(lambda key: grad(phi, key))(jax.random.split(KEY, 200))

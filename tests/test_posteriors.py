@@ -13,7 +13,9 @@ from jax.test_util import check_grads
 
 from linear_gaussian import (TwoLayerLinearGaussian, full_covariance, gaussian_log_density,
                              make_model, mc_mean)
-from vae import losses, posteriors, priors
+
+from vae import kernels
+from vae.kernels import posteriors, priors
 
 
 @pytest.fixture(autouse=True)
@@ -52,14 +54,14 @@ def test_the_exact_posterior_makes_elbo_iwae_and_log_px_one():
   q = full_covariance(*model.posterior(x))
   encode = lambda _: q
   key = jax.random.PRNGKey(1)
-  terms = losses.elbo(key, x, encode, model.decode, likelihood="gaussian", num_samples=5,
+  terms = kernels.elbo(key, x, encode, model.decode, likelihood="gaussian", num_samples=5,
                       analytic_kl=False)
-  gap = losses.bound_gap(key, x, encode, model.decode, num_samples=7, chunk_size=3,
+  gap = kernels.bound_gap(key, x, encode, model.decode, num_samples=7, chunk_size=3,
                          likelihood="gaussian")
   for value in (terms.elbo, gap.log_px, gap.elbo):
     np.testing.assert_allclose(value, model.log_px(x), atol=1e-8)
   assert abs(float(gap.gap)) < 1e-8
-  closed = losses.elbo(key, x, encode, model.decode, likelihood="gaussian", num_samples=4000)
+  closed = kernels.elbo(key, x, encode, model.decode, likelihood="gaussian", num_samples=4000)
   assert abs(float(closed.elbo) - model.log_px(x)) < 0.05  # analytic KL, MC reconstruction
 
 
@@ -124,7 +126,7 @@ def test_one_component_mixture_at_the_origin_is_the_standard_normal():
   model, x = make_model(orthogonal=False)
   q = posteriors.DiagonalGaussian(jnp.array([0.3, -0.2, 0.5]), jnp.log(jnp.array([0.2, 0.4, 0.3])))
   keys = jax.random.split(jax.random.PRNGKey(4), 4000)
-  kls = jax.vmap(lambda k: losses.elbo(k, x, lambda _: q, model.decode, likelihood="gaussian",
+  kls = jax.vmap(lambda k: kernels.elbo(k, x, lambda _: q, model.decode, likelihood="gaussian",
                                        prior=mixture).kl)(keys)  # Monte Carlo: no closed form
   mean, se = mc_mean(kls)
   assert abs(mean - float(q.kl_standard_normal())) < 4 * se
@@ -153,15 +155,15 @@ def test_mixture_and_vamp_prior_densities_are_the_mixtures_written_out():
 def test_two_layers_with_the_exact_posterior_weigh_every_sample_at_log_px():
   model = TwoLayerLinearGaussian()
   keys = jax.random.split(jax.random.PRNGKey(6), 50)
-  gaps = jax.vmap(lambda k: losses.bound_gap(
+  gaps = jax.vmap(lambda k: kernels.bound_gap(
       k, **model.kernels_args(), num_samples=7, likelihood="gaussian",
       prior=model.prior()))(keys)
   np.testing.assert_allclose(gaps.elbo, model.log_px(), atol=1e-8)
   np.testing.assert_allclose(gaps.log_px, model.log_px(), atol=1e-8)
-  terms = jax.vmap(lambda k: losses.elbo(k, **model.kernels_args(), num_samples=4,
+  terms = jax.vmap(lambda k: kernels.elbo(k, **model.kernels_args(), num_samples=4,
                                          likelihood="gaussian", prior=model.prior()))(keys)
   np.testing.assert_allclose(terms.elbo, model.log_px(), atol=1e-8)
-  kls = jax.vmap(lambda k: losses.layer_kls(k, model.x, lambda _: model.posterior(),
+  kls = jax.vmap(lambda k: kernels.layer_kls(k, model.x, lambda _: model.posterior(),
                                             num_samples=4, prior=model.prior()))(keys)
   assert kls.shape == (50, 2)
   np.testing.assert_allclose(kls.sum(axis=1), terms.kl, rtol=1e-10)  # the layers add up
@@ -171,9 +173,9 @@ def test_two_layers_elbo_below_iwae_below_log_px_and_iwae_rises_with_k():
   model = TwoLayerLinearGaussian()
   args = model.kernels_args(scale=2.5)  # a q too wide: a real gap
   keys = jax.random.split(jax.random.PRNGKey(7), 200)
-  elbo = jax.vmap(lambda k: losses.elbo(k, **args, likelihood="gaussian",
+  elbo = jax.vmap(lambda k: kernels.elbo(k, **args, likelihood="gaussian",
                                         prior=model.prior()).elbo)(keys)
-  iwae = {k: jax.vmap(lambda key: losses.iwae_bound(
+  iwae = {k: jax.vmap(lambda key: kernels.iwae_bound(
       key, **args, num_samples=k, chunk_size=16, likelihood="gaussian",
       prior=model.prior()))(keys) for k in (1, 10, 100)}
   np.testing.assert_allclose(iwae[1].mean(), elbo.mean(), atol=4 * elbo.std() / math.sqrt(200))

@@ -9,8 +9,11 @@ import numpy as np
 import optax
 import pytest
 
-from configs import tiny
-from vae import best_checkpoint, checkpoints, config_checks, evaluate, metric_writers, train, update
+from vae import evaluation as evaluate
+from vae.config import checks as config_checks
+from vae.configs import tiny
+from vae.reporting import metric_writers
+from vae.training import best_checkpoint, checkpoints, train, update
 
 
 def test_the_average_follows_its_recurrence_and_leaves_training_alone():

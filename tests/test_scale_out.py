@@ -20,8 +20,10 @@ import numpy as np
 import pytest
 
 from records import assert_same_metrics
-from vae import distributed, metric_writers
-from vae import evaluate as vae_evaluate
+
+from vae import evaluation as vae_evaluate
+from vae.reporting import metric_writers
+from vae.runtime import distributed
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = [sys.executable, "-m", "experiments.train", "--config=configs/tiny.py",

@@ -8,9 +8,12 @@ import textwrap
 import numpy as np
 import pytest
 
-from configs import tiny
 from tensorboard_events import tensorboard_events
-from vae import metric_writers, sweeps, update
+
+from vae import sweeps
+from vae.configs import tiny
+from vae.reporting import metric_writers
+from vae.training import update
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -56,8 +59,9 @@ def test_repeated_points_are_rejected():
 def write_sweep_file(tmp_path, sweep_expression, extra=""):
   path = tmp_path / "sweep.py"
   path.write_text(textwrap.dedent(f"""
-      from configs import tiny
-      from vae import sweep_summary, sweeps
+      from vae.configs import tiny
+      from vae import sweeps
+      from vae.sweeps import summary as sweep_summary
 
       def get_config():
         return tiny.get_config()
@@ -172,7 +176,7 @@ def test_sweep_app_prints_one_command_per_point(tmp_path):
 
 
 def test_burda_table1_has_its_grid_and_schedule_and_every_point_is_valid():
-  from configs.sweeps import burda_table1  # pylint: disable=import-outside-toplevel
+  from vae.configs.sweeps import burda_table1  # pylint: disable=import-outside-toplevel
   base = burda_table1.get_config()
   base.data.name = "embedded_mnist"  # the checks read the data's shape, offline
   named = sweeps.expand(base, burda_table1.get_sweep())
@@ -189,7 +193,7 @@ def test_burda_table1_has_its_grid_and_schedule_and_every_point_is_valid():
 
 
 def test_burda_table1_lays_its_summary_out_as_the_paper():
-  from configs.sweeps import burda_table1  # pylint: disable=import-outside-toplevel
+  from vae.configs.sweeps import burda_table1  # pylint: disable=import-outside-toplevel
   rows = [{**point, "log_px": -90.0 - i, "active_units": 7 + i}
           for i, point in enumerate(burda_table1.get_sweep())]
   for row in rows:

@@ -4,8 +4,8 @@ import json
 import math
 import os
 import re
-import signal
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -14,10 +14,15 @@ import jax
 import numpy as np
 import pytest
 
-from configs import tiny
 from records import assert_same_metrics
+
 from tensorboard_events import tensorboard_events
-from vae import checkpoints, data, errors, metric_writers, runs, train, update
+
+from vae import data
+from vae.common import errors
+from vae.configs import tiny
+from vae.reporting import metric_writers
+from vae.training import checkpoints, runs, train, update
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EVAL_KEYS = ("reconstruction", "kl", "elbo", "log_px", "bound_gap", "active_units")

@@ -6,7 +6,7 @@ Run alone it is a shorter default run:
   python -m experiments.train --config=configs/sweeps/base.py --workdir=runs/base
 """
 
-from configs import default
+from vae.configs import default
 
 
 def get_config():

@@ -9,8 +9,8 @@ Expected on 2 CPU cores: about 8 minutes. Larger beta gives a lower rate (KL) an
 reconstruction; the beta = 1 ELBO and log p̂(x) are best near beta = 1.
 """
 
-from configs.sweeps.base import get_config  # noqa: F401  (the sweep's base config)
 from vae import sweeps
+from vae.configs.sweeps.base import get_config  # noqa: F401  (the sweep's base config)
 
 
 def get_sweep():

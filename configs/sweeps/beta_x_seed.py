@@ -7,8 +7,8 @@ Command (offline, embedded data; all points train together in one vmapped progra
 Expected on 2 CPU cores: about 14 minutes. summary.md lists every (beta, seed) point.
 """
 
-from configs.sweeps.base import get_config  # noqa: F401  (the sweep's base config)
 from vae import sweeps
+from vae.configs.sweeps.base import get_config  # noqa: F401  (the sweep's base config)
 
 
 def get_sweep():

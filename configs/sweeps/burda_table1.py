@@ -26,8 +26,9 @@ depth and k, one column per objective, each cell the test NLL (IWAE-5000, nats) 
 active units (per layer, top last).
 """
 
-from configs import burda_2layer, mnist_mlp
-from vae import sweep_summary, sweeps
+from vae import sweeps
+from vae.configs import burda_2layer, mnist_mlp
+from vae.sweeps import summary as sweep_summary
 
 STEPS_PER_EPOCH = 50000 // 20
 EPOCHS = [3**i for i in range(8)]  # 1 + 3 + ... + 2187 = 3,280

@@ -11,8 +11,8 @@ unpenalised, so the switched-off ones come back. Writes summary.md and
 kl_per_dim_heatmap.png; see README, "Posterior collapse".
 """
 
-from configs.sweeps.base import get_config as base_config
 from vae import sweeps
+from vae.configs.sweeps.base import get_config as base_config
 
 
 def get_config():

@@ -10,8 +10,8 @@ active_units_vs_latent_dim.png. Expected on 2 CPU cores: about 8 minutes. Active
 saturate well below D for large D (posterior collapse of the unused dimensions).
 """
 
-from configs.sweeps.base import get_config  # noqa: F401  (the sweep's base config)
 from vae import sweeps
+from vae.configs.sweeps.base import get_config  # noqa: F401  (the sweep's base config)
 
 
 def get_sweep():

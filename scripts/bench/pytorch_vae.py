@@ -33,8 +33,8 @@ def train(images: np.ndarray, epochs: int, seed: int, batch_size: int = 128,
     each "<name>.weight" (out, in) and "<name>.bias" (out,).
   """
   import torch  # pylint: disable=import-outside-toplevel
-  from torch import nn  # pylint: disable=import-outside-toplevel
   import torch.nn.functional as F  # pylint: disable=import-outside-toplevel
+  from torch import nn  # pylint: disable=import-outside-toplevel
 
   torch.manual_seed(seed)
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import benchmark_sweep
-from bench.subjects import MLP_MODELS, MODELS
+from scripts import benchmark_sweep
+from scripts.bench.subjects import MLP_MODELS, MODELS
+
 
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
   """The issue's targets on this machine, each with its measured value and verdict."""

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vae import losses
+from vae.kernels import bounds
 
 
 def snr(model, params, x, k: int, estimator: str, num_draws: int) -> dict[str, float]:
@@ -17,7 +18,7 @@ def snr(model, params, x, k: int, estimator: str, num_draws: int) -> dict[str, f
   draws (memory: two copies of the parameters); `model` a `vae.models.Model`."""
 
   def objective(p, key):
-    return jnp.mean(losses.bound_objective_batch(
+    return jnp.mean(bounds.bound_objective_batch(
         key, x, functools.partial(model.encode, p), functools.partial(model.decode, p),
         objective="iwae", num_samples=k, gradient_estimator=estimator,
         likelihood=model.likelihood, prior=model.prior(p)))

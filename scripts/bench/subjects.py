@@ -8,9 +8,10 @@ import jax
 import ml_collections
 import numpy as np
 
-from configs import burda_2layer, default, mnist_conv, mnist_mlp
-from vae import distributed, keys, update
+from vae.configs import burda_2layer, default, mnist_conv, mnist_mlp
 from vae.models import build_model
+from vae.runtime import distributed
+from vae.training import random_streams, update
 
 IMAGE_SHAPE = (28, 28, 1)
 
@@ -77,12 +78,12 @@ def make_trainer(config: ml_collections.ConfigDict, block_batches: np.ndarray
   """
   mesh = distributed.data_mesh()
   model = build_model(config.model, IMAGE_SHAPE)
-  state = update.init_state(model, config, keys.stream(config.seed, keys.INIT))
+  state = update.init_state(model, config, random_streams.stream(config.seed, random_streams.INIT))
   replicated = distributed.replicated(mesh)
   carry = [jax.device_put(update.stack_runs([state]), replicated),
            jax.device_put(update.stack_runs([update.empty_accumulator()]), replicated)]
   hp = jax.device_put(update.stack_runs([update.hyperparams(config)]), replicated)
-  train_keys = jax.device_put(np.stack([keys.stream(config.seed, keys.TRAIN)]), replicated)
+  train_keys = jax.device_put(np.stack([random_streams.stream(config.seed, random_streams.TRAIN)]), replicated)
   block = update.make_train_block(model, config, True, mesh)
   examples_axis = update.batch_axis(True)
   batches = distributed.put_process_rows(  # one process: its rows are the whole batch

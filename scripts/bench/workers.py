@@ -15,18 +15,19 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-import benchmark_sweep
-from bench.flops import make_roofline, matmul_equations, step_matmuls, total_flops
-from bench.subjects import IMAGE_SHAPE, MODELS, YARDSTICK_MODELS, make_trainer
-from bench import timing
-from bench.timing import peak_rss_mib, time_calls
-from bench.yardstick import make_yardstick
-from configs import default, tiny
-from vae import data, evaluate, update
+from scripts import benchmark_sweep
+from scripts.bench import timing
+from scripts.bench.flops import make_roofline, matmul_equations, step_matmuls, total_flops
+from scripts.bench.subjects import IMAGE_SHAPE, MODELS, YARDSTICK_MODELS, make_trainer
+from scripts.bench.timing import peak_rss_mib, time_calls
+from scripts.bench.yardstick import make_yardstick
+from vae import data
+from vae import evaluation as evaluate
+from vae.configs import default, tiny
 from vae.models import build_model
+from vae.training import update
 
-BENCHMARK = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                         "benchmark.py")
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 def _train_images(path: str) -> np.ndarray:
   return np.load(path, mmap_mode="r")
@@ -194,10 +195,10 @@ def run_worker(task: dict[str, Any], env: dict[str, str] | None = None,
     return result
   with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
     output = f.name
-  command = [sys.executable, BENCHMARK, f"--worker={json.dumps(task)}",
+  command = [sys.executable, "-m", "scripts.benchmark", f"--worker={json.dumps(task)}",
              f"--worker_output={output}"]
   try:
-    done = subprocess.run(command, env={**os.environ, **(env or {})},
+    done = subprocess.run(command, cwd=_REPO, env={**os.environ, **(env or {})},
                           capture_output=True, text=True, check=False)
     if done.returncode:
       raise RuntimeError(f"Worker {task} failed (exit {done.returncode}):\n"

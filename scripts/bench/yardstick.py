@@ -12,8 +12,8 @@ import ml_collections
 import numpy as np
 import optax
 
-from bench import flops
-from bench.subjects import IMAGE_SHAPE
+from scripts.bench import flops
+from scripts.bench.subjects import IMAGE_SHAPE
 
 _ACTIVATIONS = {"relu": jax.nn.relu, "tanh": jnp.tanh}
 

@@ -1,0 +1,87 @@
+"""The best evaluation of a run (`config.train.keep_best`): its params in `workdir/best/`
+(an orbax checkpoint named by its step) and what it scored in `workdir/best.json`.
+
+Evaluations are compared on the validation split by one metric, higher is better; a
+tie keeps the earlier step. A run resumed from a checkpoint before the best step forgets
+that best (the steps after the checkpoint are trained again).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from typing import Any
+
+import jax
+
+from vae.training import checkpoints
+
+METRICS = ("log_px", "elbo")  # config.train.keep_best: per example nats, higher is better
+SPLIT = "validation"
+FILE = "best.json"
+FOLDER = "best"
+
+
+def read(workdir: str) -> dict[str, Any] | None:
+  """best.json of a run ({step, metric, split, value, results}), or None."""
+  try:
+    with open(os.path.join(workdir, FILE)) as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return None
+
+
+def load_params(workdir: str) -> tuple[Any, int]:
+  """(params, step) of a run's best evaluation.
+
+  Raises:
+    ValueError: the run kept no best checkpoint.
+  """
+  record = read(workdir)
+  checkpointer = checkpoints.Checkpointer(workdir, 1, FOLDER)
+  try:
+    if record is None or record["step"] not in checkpointer.all_steps():
+      raise ValueError(f"{workdir} holds no best checkpoint: train it with "
+                       "--config.train.keep_best=log_px (or elbo).")
+    return checkpointer.restore(record["step"])["params"], record["step"]
+  finally:
+    checkpointer.close()
+
+
+class BestCheckpoint:
+  """Keeps the params of a run's best evaluation so far (see the module docstring)."""
+
+  def __init__(self, workdir: str, metric: str, start_step: int):
+    self.workdir, self.metric = workdir, metric
+    self.record = read(workdir)
+    if self.record is not None and (self.record["metric"] != metric
+                                    or self.record["step"] > start_step):
+      self.record = None
+      if jax.process_index() == 0:
+        shutil.rmtree(os.path.join(workdir, FOLDER), ignore_errors=True)
+        os.remove(os.path.join(workdir, FILE))
+    self._checkpointer = checkpoints.Checkpointer(workdir, 1, FOLDER)
+
+  def offer(self, step: int, params: Any, results: dict[str, dict[str, Any]]) -> bool:
+    """Keeps `params` if `results` ({split: metrics} of step's evaluation) beat the
+    best so far on the validation split; returns whether they did."""
+    value = float(results[SPLIT][self.metric])
+    if self.record is not None and (value <= self.record["value"]
+                                    or step == self.record["step"]):
+      return False
+    self._checkpointer.save(step, {"params": params})
+    self.record = dict(step=step, metric=self.metric, split=SPLIT, value=value,
+                       results={split: {k: v if isinstance(v, str) else float(v)
+                                        for k, v in metrics.items()
+                                        if not isinstance(v, (list, tuple))}
+                                for split, metrics in results.items()})
+    if jax.process_index() == 0:
+      partial = os.path.join(self.workdir, f"{FILE}.tmp")
+      with open(partial, "w") as f:
+        json.dump(self.record, f, indent=2)
+      os.replace(partial, os.path.join(self.workdir, FILE))  # whole or not at all
+    return True
+
+  def close(self) -> None:
+    self._checkpointer.close()

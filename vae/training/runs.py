@@ -1,0 +1,375 @@
+"""A group of runs trained together: checks, data, state, checkpoints, metrics, images.
+
+`RunGroup(configs, workdirs)` holds one run, or several that differ only in
+`vae.update.VECTORIZED_FIELDS` and train in one vmapped program. Its constructor does
+every check before any training (each config, that the runs can train together, that
+the batches divide over the devices, that each workdir can be created and is not in use
+by another trainer (`vae.workdirs`), that no evaluation split is empty, that each
+workdir can be resumed and that all resume from one step), reads this process's part of
+the data, and initialises or restores every run's state from its newest intact
+checkpoint (a damaged one is set aside with a warning). Then the loop (`vae.train`)
+calls its steps and cadences. It is a context manager: leaving it by any exit (the end,
+a NaN stop, Ctrl-C, an exception) closes every checkpointer, writer and the prefetch
+thread, so an error prints its message and nothing after it.
+
+Each run's host objects (`Run`: config, workdir, checkpointer, writers, batches) live in
+`runs`, in the order of the leading runs axis of the group's device state `state` and
+`acc`; `per_run(tree)` pairs each run with its slice of such a tree.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any, Iterator
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from vae import data
+from vae import evaluation as evaluate
+from vae.common import errors, field_checks
+from vae.config import checks as config_checks
+from vae.models import build_model
+from vae.reporting import images, metric_writers
+from vae.runtime import distributed
+from vae.training import best_checkpoint, checkpoints, random_streams, update
+from vae.training import workdirs as workdirs_lib
+from vae.training.prefetch import prefetch_to_device
+
+_EVAL_LOG_KEYS = ("elbo", "log_px", "bound_gap", "reconstruction", "kl", "mutual_information",
+                  "active_units")
+
+
+def check_vectorizable(configs: list[ml_collections.ConfigDict]) -> None:
+  """Raises ValueError unless the configs differ only in VECTORIZED_FIELDS."""
+  first = checkpoints.config_to_dict(configs[0])
+  for config in configs[1:]:
+    differing = checkpoints.differing_fields(first, checkpoints.config_to_dict(config))
+    others = [f for f in differing if f not in update.VECTORIZED_FIELDS]
+    if others:
+      raise ValueError(
+          f"Runs differing in {others} change array shapes or the program, so they cannot "
+          f"be trained together; only {list(update.VECTORIZED_FIELDS)} may differ. Run "
+          "them one after another (sweep --mode=sequential).")
+
+
+class Run:
+  """One run of a group: its config, workdir, keys, batches, checkpointer and writers.
+
+  Everything it opens is closed by `resources` (the group's exit stack).
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str, model: Any,
+               train_images: np.ndarray, shards: range, resources: contextlib.ExitStack):
+    self.config, self.workdir, self._resources = config, workdir, resources
+    self.best = None  # a best_checkpoint.BestCheckpoint with keep_best, once restored
+    self.checkpointer = resources.enter_context(contextlib.closing(
+        checkpoints.Checkpointer(workdir, config.train.keep_checkpoints)))
+    if self.checkpointer.latest_step() is not None:
+      checkpoints.check_resumable(config, workdir)
+    self.init_key, self.train_key, self.eval_key, image_key = (
+        random_streams.stream(config.seed, s) for s in (random_streams.INIT, random_streams.TRAIN, random_streams.EVAL, random_streams.IMAGES))
+    self.batches = data.TrainBatches(train_images, config.train.batch_size, config.seed,
+                                     config.data.binarize == "dynamic",
+                                     config.data.num_shards, shards)
+    self.writer = resources.enter_context(contextlib.closing(
+        metric_writers.MetricWriter(workdir, enabled=distributed.is_primary())))
+    self.images = images.ImageWriter(model, workdir, self.writer, image_key,
+                                     config.eval.num_images)
+
+  def init_or_restore(self, model: Any) -> tuple[int, Any, Any]:
+    """(step, state, accumulator) on the host: from the newest intact checkpoint, or
+    fresh at step 0; then the best checkpoint's keeper, with keep_best."""
+    step, state, acc = self._init_or_restore(model)
+    if self.config.train.keep_best:
+      self.best = self._resources.enter_context(contextlib.closing(
+          best_checkpoint.BestCheckpoint(self.workdir, self.config.train.keep_best, step)))
+    return step, state, acc
+
+  def _init_or_restore(self, model: Any) -> tuple[int, Any, Any]:
+    """A damaged checkpoint is set aside with one warning line."""
+    state = update.init_state(model, self.config, self.init_key)
+    like = jax.device_get({"state": update.checkpoint_tree(state),
+                           "metrics": update.empty_accumulator(update.train_keys(model))})
+    for step in reversed(self.checkpointer.all_steps()):
+      try:
+        restored = self.checkpointer.restore(step, like)  # every process reads it all
+      except checkpoints.DamagedCheckpointError as error:
+        logging.warning("%s Moved it to %s; resuming from the checkpoint before it.", error,
+                        self.checkpointer.set_aside(step))
+        continue
+      logging.info("%s: resumed from the checkpoint of step %d.", self.workdir, step)
+      self._warn_if_schedule_changed(step)
+      self.writer.truncate_after(step)
+      return step, update.from_checkpoint_tree(restored["state"]), restored["metrics"]
+    self.writer.truncate_after(-1)
+    return 0, update.from_checkpoint_tree(like["state"]), like["metrics"]
+
+  def _warn_if_schedule_changed(self, step: int) -> None:
+    """One warning line when a resume changes the learning rate of the planned steps:
+    the cosine schedule decays to 0 at train.num_steps, so changing it moves the rate."""
+    if (self.config.optimizer.schedule != "cosine"
+        or not os.path.exists(os.path.join(self.workdir, checkpoints.CONFIG_FILE))):
+      return
+    saved = checkpoints.load_config(self.workdir)
+    if saved.train.num_steps == self.config.train.num_steps:
+      return
+    before, after = (float(update.unit_schedule(c)(step)) * c.optimizer.learning_rate
+                     for c in (saved, self.config))
+    logging.warning(
+        "%s: config.train.num_steps changed from %d to %d, and the cosine schedule decays "
+        "to 0 at num_steps: the learning rate at step %d jumps from %.3g to %.3g, so the "
+        "result differs from a run planned with %d steps (README: extending a run).",
+        self.workdir, saved.train.num_steps, self.config.train.num_steps, step, before,
+        after, self.config.train.num_steps)
+
+
+class RunGroup(contextlib.AbstractContextManager):
+  """Runs trained together in one program; see the module docstring.
+
+  Attributes:
+    config: the first run's config (the others differ only in VECTORIZED_FIELDS).
+    runs: the runs' host objects, in the order of the runs axis.
+    start_step: the step every run starts (or resumes) from.
+    state, acc: the stacked `update.TrainState` and metric accumulators, replicated
+      over the mesh.
+  """
+
+  def __init__(self, configs: list[ml_collections.ConfigDict], workdirs: list[str]):
+    self._resources = contextlib.ExitStack()
+    try:
+      self._check(configs, workdirs)
+      self._read_data()
+      self.runs = [Run(c, w, self.model, self._train_images, self._shards, self._resources)
+                   for c, w in zip(configs, workdirs)]
+      self._place_state()
+    except BaseException:
+      self.close()
+      raise
+    self.last_checkpoint = self.start_step if self.start_step > 0 else None
+    self.evaluator = evaluate.Evaluator(self.model, self.config.eval, self.mesh)
+    self._unstack = jax.jit(lambda tree, i: jax.tree.map(lambda leaf: leaf[i], tree),
+                            static_argnums=1, out_shardings=distributed.replicated(self.mesh))
+    num_params = sum(leaf.size for leaf in jax.tree.leaves(self.state.params)) // len(self.runs)
+    logging.info("Model: %s, %d parameters; data: %s %s, %d train images (%d read here); "
+                 "%d run(s).", self.config.model.architecture, num_params, self._info.name,
+                 self._info.image_shape, self._num_train, len(self._train_images),
+                 len(self.runs))
+
+  # ---------------------------------------------------------------- setup
+
+  def _check(self, configs: list[ml_collections.ConfigDict], workdirs: list[str]) -> None:
+    """Every check that reads no data; then each workdir is created and locked."""
+    infos = [config_checks.check_config(config) for config in configs]
+    check_vectorizable(configs)
+    for message in config_checks.warnings(configs[0]):
+      logging.warning("%s", message)
+    self.config, self._info = configs[0], infos[0]
+    self.mesh = distributed.data_mesh()
+    for field in ("train.batch_size", "eval.batch_size"):
+      distributed.check_divisible(f"config.{field}",
+                                  field_checks.get_field(self.config, field), self.mesh)
+    for workdir in workdirs:
+      workdirs_lib.make_workdir(workdir)
+      if distributed.is_primary():  # the other processes of the job share it
+        self._resources.enter_context(contextlib.closing(workdirs_lib.WorkdirLock(workdir)))
+
+  def _read_data(self) -> None:
+    """This process's part of the data, and the model it fits."""
+    data_config = self.config.data
+    self._shards = distributed.process_shards(data_config.num_shards)
+    self._num_train = data.split_size(data_config, "train")
+    self._train_images = data.load_split(data_config, "train", data.TrainBatches.shard_rows(
+        self._num_train, data_config.num_shards, self._shards))
+    self.eval_images = {split: data.LazySplit(data_config, split)
+                        for split in self.config.eval.splits}
+    for split, split_images in self.eval_images.items():
+      if not len(split_images):
+        raise ValueError(
+            f"config.eval.splits includes {split!r}, but that split of {self._info.name} is "
+            f"empty (config.data.validation_size={data_config.validation_size}). Set "
+            "validation_size > 0 or leave the split out of config.eval.splits.")
+    self.shown_images = np.asarray(
+        next(iter(self.eval_images.values()))[:self.config.eval.num_images])
+    self.model = build_model(self.config.model, self._info.image_shape)
+
+  def _place_state(self) -> None:
+    """Initialises or restores every run, stacks them and replicates them on the mesh."""
+    steps, states, accs = zip(*(run.init_or_restore(self.model) for run in self.runs))
+    if len(set(steps)) > 1:
+      raise ValueError(
+          f"The runs' latest checkpoints are at different steps {sorted(set(steps))} "
+          f"({', '.join(self.workdirs)}); resume them one by one.")
+    self.start_step = steps[0]
+    if distributed.is_primary():
+      for run in self.runs:
+        checkpoints.save_config(run.config, run.workdir)
+    replicated = distributed.replicated(self.mesh)
+    self.state = jax.device_put(update.stack_runs(list(states)), replicated)
+    self.acc = jax.device_put(update.stack_runs(list(accs)), replicated)
+    self._hp = jax.device_put(update.stack_runs([update.hyperparams(run.config)
+                                                 for run in self.runs]), replicated)
+    self._train_keys = jax.device_put(np.stack([run.train_key for run in self.runs]),
+                                      replicated)
+
+  @property
+  def workdirs(self) -> list[str]:
+    return [run.workdir for run in self.runs]
+
+  def per_run(self, tree: Any) -> Iterator[tuple[Run, Any]]:
+    """(run, its slice of `tree`) for each run, `tree` having a leading runs axis."""
+    for i, run in enumerate(self.runs):
+      yield run, self._unstack(tree, i)
+
+  # ---------------------------------------------------------------- training
+
+  def blocks(self) -> Iterator[tuple[int, jax.Array]]:
+    """(step after the block, the block's global batches on the mesh) from start_step
+    to the end, prepared on a background thread (closed with the group)."""
+    shared_data = len({run.config.seed for run in self.runs}) == 1
+    self._train_block = update.make_train_block(self.model, self.config, shared_data,
+                                                self.mesh)
+    block_size, num_steps = self.config.train.steps_per_dispatch, self.config.train.num_steps
+    examples_axis = update.batch_axis(shared_data)
+    sharding = distributed.sharded_along(self.mesh, examples_axis)
+
+    def host_blocks():  # this process's rows of every global block of batches
+      for step in range(self.start_step, num_steps, block_size):
+        if shared_data:
+          yield self.runs[0].batches.block(step, block_size)
+        else:
+          yield np.stack([run.batches.block(step, block_size) for run in self.runs])
+
+    blocks = prefetch_to_device(
+        host_blocks(), lambda block: distributed.put_process_rows(block, sharding,
+                                                                  examples_axis))
+    self._resources.callback(blocks.close)
+    steps = range(self.start_step + block_size, num_steps + 1, block_size)
+    return zip(steps, blocks)
+
+  def train(self, batches: jax.Array) -> None:
+    """One block of steps_per_dispatch updates of every run."""
+    self.state, self.acc = self._train_block(self.state, self.acc, self._hp,
+                                             self._train_keys, batches)
+
+  def _host_accumulators(self) -> list[dict[str, np.ndarray]]:
+    acc = jax.device_get(_local(self.acc))
+    return [jax.tree.map(lambda leaf: leaf[i], acc) for i in range(len(self.runs))]
+
+  def check_finite(self) -> None:
+    """Raises NonFiniteLossError if a run's loss was NaN or infinite since the last log."""
+    for run, acc in zip(self.runs, self._host_accumulators()):
+      bad = int(acc["first_nonfinite_step"])
+      if bad == update.NO_BAD_STEP:
+        continue
+      where = (f"step {self.last_checkpoint} in {run.checkpointer.directory} (still "
+               "loadable)" if self.last_checkpoint is not None
+               else "none (no checkpoint was written yet)")
+      raise errors.NonFiniteLossError(
+          f"{run.workdir}: the loss became non-finite at step {bad}. Last good checkpoint: "
+          f"{where}. Lower config.optimizer.learning_rate (now "
+          f"{run.config.optimizer.learning_rate}) or set config.optimizer.grad_clip_norm, "
+          "then rerun in a new --workdir (or this one, to resume from that checkpoint).")
+
+  def log_train(self, step: int, seconds: float) -> dict[str, float]:
+    """Writes each run's train means since the last log (`seconds` of training) and
+    starts new sums; returns the first run's metrics."""
+    self.check_finite()
+    rates = jax.device_get(_local(update.learning_rate(self.state)))
+    logged = []
+    for i, (run, acc) in enumerate(zip(self.runs, self._host_accumulators())):
+      metrics = update.mean_metrics(acc, self.config.train.steps_per_dispatch)
+      metrics["steps_per_sec"] = int(acc["count"]) / seconds
+      metrics["learning_rate"] = float(rates[i])
+      run.writer.write_metrics(step, "train", metrics)
+      logged.append(metrics)
+    fresh = update.empty_accumulator(update.train_keys(self.model))
+    self.acc = jax.device_put(update.stack_runs([fresh] * len(self.runs)),
+                              distributed.replicated(self.mesh))
+    return logged[0]
+
+  def save(self, step: int) -> None:
+    """A checkpoint of every run (state and pending metric sums) at `step`."""
+    self.check_finite()
+    for run, tree in self.per_run({"state": update.checkpoint_tree(self.state),
+                                   "metrics": self.acc}):
+      run.checkpointer.save(step, tree)
+    self.last_checkpoint = step
+
+  # ---------------------------------------------------------------- evaluation
+
+  def evaluate(self, step: int) -> list[dict[str, dict[str, float]]]:
+    """Each run's evaluation of every split of config.eval.splits (written to its
+    metrics), and its reconstructions and samples; returns {split: metrics} per run."""
+    self.check_finite()
+    all_results = []
+    which = checkpoints.params_label(self.config)
+    for run, params in self.per_run(update.evaluated_params(self.state)):
+      results = {}
+      for split, split_images in self.eval_images.items():
+        results[split] = self.evaluator.evaluate(params, run.eval_key, split_images)
+        run.writer.write_metrics(step, split, {**results[split], "params": which})
+        logging.info("eval %-10s step %d%s%s: %s", split, step,
+                     " (EMA params)" if which == "ema" else "",
+                     f" [{run.workdir}]" if len(self.runs) > 1 else "",
+                     metric_writers.format_metrics(results[split], _EVAL_LOG_KEYS))
+      warning = evaluate.collapse_warning(results[split], self.model.latent_dim)
+      if warning:
+        logging.warning("%s%s", warning, f" [{run.workdir}]" if len(self.runs) > 1 else "")
+      run.images.write(step, _local(params), self.shown_images, results[split])
+      run.writer.flush()
+      if run.best is not None and run.best.offer(step, _local(params), results):
+        logging.info("%s: best %s %s so far (%.2f nats), kept in %s.", run.workdir,
+                     best_checkpoint.SPLIT, run.best.metric, run.best.record["value"],
+                     os.path.join(run.workdir, best_checkpoint.FOLDER))
+      all_results.append(results)
+    return all_results
+
+  def log_best(self, step: int) -> None:
+    """One line per run that keeps its best evaluation: the best step and the last."""
+    for run in self.runs:
+      if run.best is not None and run.best.record is not None:
+        record = run.best.record
+        last = _logged_results(run.workdir, step, (best_checkpoint.SPLIT,))
+        logging.info("%s: best evaluation at step %d (%s %s %.2f nats; params in %s); "
+                     "last at step %d (%.2f).", run.workdir, record["step"], record["split"],
+                     record["metric"], record["value"],
+                     os.path.join(run.workdir, best_checkpoint.FOLDER), step,
+                     last[best_checkpoint.SPLIT][record["metric"]] if last else float("nan"))
+
+  def write_traversals(self, step: int) -> None:
+    for run, params in self.per_run(update.evaluated_params(self.state)):
+      run.images.write_traversal(step, _local(params), self.shown_images)
+
+  def finished_results(self) -> list[dict[str, dict[str, float]]]:
+    """The final evaluation of runs already trained to the end: as logged, or anew
+    where metrics.jsonl lacks it."""
+    logged = [_logged_results(run.workdir, self.start_step, self.config.eval.splits)
+              for run in self.runs]
+    if all(results is not None for results in logged):
+      return logged
+    return self.evaluate(self.start_step)
+
+  def close(self) -> None:
+    self._resources.close()
+
+  def __exit__(self, *exc_info) -> None:
+    self.close()
+
+
+def _local(tree: Any) -> Any:
+  """This process's copy of a replicated (possibly multi-process) pytree of arrays."""
+  return jax.tree.map(lambda leaf: leaf.addressable_data(0), tree)
+
+
+def _logged_results(workdir: str, step: int, splits) -> dict[str, dict[str, float]] | None:
+  """The evaluation of `step` as metrics.jsonl holds it, or None if a split is missing."""
+  records = {r["split"]: r for r in metric_writers.read_metrics(workdir) if r["step"] == step}
+  if not all(split in records for split in splits):
+    return None
+  return {split: {k: v for k, v in records[split].items()
+                  if k not in ("step", "split", "params")}
+          for split in splits}
