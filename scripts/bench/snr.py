@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 
 import jax
 import jax.numpy as jnp
@@ -19,7 +18,7 @@ def snr(model, params, x, k: int, estimator: str, num_draws: int) -> dict[str, f
 
   def objective(p, key):
     return jnp.mean(bounds.bound_objective_batch(
-        key, x, functools.partial(model.encode, p), functools.partial(model.decode, p),
+        key, x, *model.bind(p),
         objective="iwae", num_samples=k, gradient_estimator=estimator,
         likelihood=model.likelihood, prior=model.prior(p)))
 

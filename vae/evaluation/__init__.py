@@ -70,8 +70,7 @@ def make_example_metrics(model: Model, eval_config: ml_collections.ConfigDict) -
   example_latents = make_example_latents(model, eval_config)
 
   def example_metrics(params, prior, key, x):
-    encode = functools.partial(model.encode, params)
-    decode = functools.partial(model.decode, params)
+    encode, decode = model.bind(params)
     elbo_key, iwae_key = jax.random.split(key)
     terms = bounds.elbo(elbo_key, x, encode, decode, num_samples=eval_config.num_elbo_samples,
                         likelihood=model.likelihood, prior=prior)
@@ -240,7 +239,7 @@ class Evaluator:
       z (B, D): the examples' own draws, whose layers condition the layers above."""
       del indices
       layers, axes = collapse.batch_layer_posteriors(
-          functools.partial(model.encode, params), x, z)
+          model.bind(params)[0], x, z)
       return collapse.aggregate_logsumexp(layers, axes, valid, draws, model.latent_sizes,
                                           chunk_size)
 
@@ -382,8 +381,7 @@ def _decompose(model: Model, params: Any, key: jax.Array,
                      patience=gap.patience, tolerance=gap.tolerance)
 
   def batch_fn(params, indices, x, batch_log_px):
-    encode = functools.partial(model.encode, params)
-    decode = functools.partial(model.decode, params)
+    encode, decode = model.bind(params)
     prior = model.prior(params)
 
     def one(k, xi, lp):
@@ -410,8 +408,7 @@ def _ais(model: Model, params: Any, key: jax.Array, images: np.ndarray | data.La
   settings = eval_config.ais
 
   def batch_fn(params, indices, x):
-    encode = functools.partial(model.encode, params)
-    decode = functools.partial(model.decode, params)
+    encode, decode = model.bind(params)
     prior = model.prior(params)
     return jax.vmap(lambda k, xi: ais.ais(
         k, xi, encode, decode, num_steps=settings.steps, num_chains=settings.chains,
@@ -600,7 +597,7 @@ def evaluate_run(workdir: str, split: str = "test", *, step: int | None = None,
   summary, per_example = evaluate_params(model, params, images, config.seed, config.eval,
                                          progress)
   results = dict(workdir=os.path.abspath(workdir), step=checkpoint_step, split=split,
-                 params=checkpoints.params_label(config), best=best, **summary)
+                 params=update.params_label(config), best=best, **summary)
   warning = collapse_warning(results, model.latent_dim)
   if warning and distributed.is_primary():
     logging.warning(warning)

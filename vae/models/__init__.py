@@ -438,10 +438,9 @@ class VAE(nn.Module):
 class Model:
   """A VAE as pure functions of an explicit params pytree.
 
-  `encode(params, x)` and `decode(params, z)` match the callables `vae.losses` takes once
-  params are bound, e.g. `bounds.elbo(key, x, functools.partial(model.encode, params),
-  functools.partial(model.decode, params), likelihood=model.likelihood,
-  prior=model.prior(params))`. With several stochastic layers z is concat(z_1, ..., z_L),
+  `encode(params, x)` and `decode(params, z)` match the callables `vae.kernels` takes once
+  params are bound (`bind`), e.g. `kernels.elbo(key, x, *model.bind(params),
+  likelihood=model.likelihood, prior=model.prior(params))`. With several stochastic layers z is concat(z_1, ..., z_L),
   (latent_dim,) with latent_dim = sum(latent_sizes), q a `vae.posteriors.Hierarchical`
   and p(z) a `vae.priors.Hierarchical`.
   """
@@ -453,6 +452,11 @@ class Model:
   posterior: str = "diagonal"
   prior_name: str = "standard_normal"
   initialization: str = "lecun_normal"
+
+  def bind(self, params: Any) -> tuple[Callable[[Array], Any], Callable[[Array], Any]]:
+    """(encode, decode) with `params` bound: x -> q(z|x) and z -> the likelihood's
+    parameters, on one example, the two callables every kernel takes."""
+    return functools.partial(self.encode, params), functools.partial(self.decode, params)
 
   @property
   def latent_dim(self) -> int:
@@ -574,7 +578,6 @@ def build_model(cfg: ml_collections.ConfigDict, image_shape: ImageShape) -> Mode
   Raises:
     ValueError: an invalid field (`check_model_config`).
   """
-  cfg = with_defaults(cfg)
   check_model_config(cfg, image_shape)
   num_params = LIKELIHOOD_HEADS[cfg.likelihood].num_params
   encoder, decoder = ARCHITECTURES[cfg.architecture](cfg, tuple(image_shape), num_params)
@@ -591,17 +594,3 @@ def build_model(cfg: ml_collections.ConfigDict, image_shape: ImageShape) -> Mode
 
 
 # What a run saved before these fields existed had.
-_BEFORE_THE_FIELDS = dict(posterior="diagonal", prior="standard_normal",
-                          upper_latent_dims=(), upper_hidden_sizes=(100, 100),
-                          init="lecun_normal")
-
-
-def with_defaults(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """`config.model` with the posterior, prior and single stochastic layer of a run saved
-  before those fields."""
-  missing = {k: v for k, v in _BEFORE_THE_FIELDS.items() if k not in cfg}
-  if not missing:
-    return cfg
-  cfg = ml_collections.ConfigDict(cfg.to_dict())
-  cfg.update(missing)
-  return cfg

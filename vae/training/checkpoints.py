@@ -22,8 +22,9 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from vae import models
 from vae.common import errors
+from vae.config import migration
+from vae.training import update
 
 CONFIG_FILE = "config.json"
 DAMAGED_DIR = "damaged_checkpoints"
@@ -34,12 +35,6 @@ class DamagedCheckpointError(ValueError):
 
 # The loss and optimiser fields added since the first version, with the behaviour runs
 # had before them.
-LOSS_FIELDS_BEFORE = dict(num_outer_samples=1, ciwae_beta=0.5,
-                          gradient_estimator="reparameterized")
-
-OPTIMIZER_FIELDS_BEFORE = dict(decay_boundaries=[], decay_factor=0.1, adam_eps=1e-8)
-TRAIN_FIELDS_BEFORE = dict(ema_decay=0.0, keep_best="")
-
 # Fields a resumed run may change: how long it runs and how it reports, not what it learns.
 RESUMABLE_CHANGES = ("train.num_steps", "train.log_every", "train.eval_every",
                      "train.checkpoint_every", "train.keep_checkpoints", "train.keep_best",
@@ -68,12 +63,13 @@ def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
-  """The config a run saved in its workdir."""
+  """The config a run saved in its workdir, with the fields it predates at their old
+  values (`vae.config.migration`)."""
   path = os.path.join(workdir, CONFIG_FILE)
   if not os.path.exists(path):
     raise ValueError(f"{path} does not exist: {workdir} holds no run. Check --workdir.")
   with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
+    return ml_collections.ConfigDict(migration.migrate(json.load(f)))
 
 
 def differing_fields(first: dict, second: dict) -> list[str]:
@@ -209,14 +205,7 @@ def check_resumable(config: ml_collections.ConfigDict, workdir: str) -> None:
   if not os.path.exists(path):
     return
   with open(path) as f:
-    saved = json.load(f)
-  # A run saved before some fields existed had the behaviour of their defaults.
-  if "model" in saved:
-    saved["model"] = config_to_dict(models.with_defaults(
-        ml_collections.ConfigDict(saved["model"])))
-  saved["loss"] = {**LOSS_FIELDS_BEFORE, **saved.get("loss", {})}
-  saved["optimizer"] = {**OPTIMIZER_FIELDS_BEFORE, **saved.get("optimizer", {})}
-  saved["train"] = {**TRAIN_FIELDS_BEFORE, **saved.get("train", {})}
+    saved = migration.migrate(json.load(f))
   changed = incompatible_fields(saved, config_to_dict(config))
   if changed:
     saved_flat, current_flat = _flatten(saved), _flatten(config_to_dict(config))
@@ -257,16 +246,4 @@ def load_params(workdir: str, step: int | None = None) -> tuple[ml_collections.C
     state = checkpointer.restore(step)["state"]
   finally:
     checkpointer.close()
-  return config, state[evaluated_params_name(state)], step
-
-
-def params_label(config: ml_collections.ConfigDict) -> str:
-  """Which params a run evaluates, checkpoints for export and `load_params` returns:
-  "ema" when it averages them (config.train.ema_decay > 0), else "raw"."""
-  return "ema" if config.train.get("ema_decay", 0.0) > 0 else "raw"
-
-
-def evaluated_params_name(state: dict) -> str:
-  """"ema_params" if a restored state (a dict) keeps the params' average, else
-  "params": the ones a run evaluates (`vae.update.evaluated_params`)."""
-  return "ema_params" if state.get("ema_params") is not None else "params"
+  return config, update.evaluated_params(update.from_checkpoint_tree(state)), step

@@ -306,7 +306,7 @@ class RunGroup(contextlib.AbstractContextManager):
     metrics), and its reconstructions and samples; returns {split: metrics} per run."""
     self.check_finite()
     all_results = []
-    which = checkpoints.params_label(self.config)
+    which = update.params_label(self.config)
     for run, params in self.per_run(update.evaluated_params(self.state)):
       results = {}
       for split, split_images in self.eval_images.items():

@@ -8,7 +8,6 @@ train together in one program, vmapped over a leading runs axis of every state a
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import flax
@@ -63,8 +62,15 @@ def from_checkpoint_tree(tree: dict[str, Any]) -> TrainState:
 
 
 def evaluated_params(state: TrainState) -> Any:
-  """The params a run evaluates, shows and exports: the average when it keeps one."""
+  """The params a run evaluates, shows, keeps as its best and `load_params` returns: the
+  average when it keeps one (config.train.ema_decay > 0, `params_label` "ema")."""
   return state.params if state.ema_params is None else state.ema_params
+
+
+def params_label(config: ml_collections.ConfigDict) -> str:
+  """Which params `evaluated_params` returns for a run of `config`, as its logs name
+  them: "ema" when it keeps the params' average (config.train.ema_decay > 0), else "raw"."""
+  return "ema" if config.train.get("ema_decay", 0.0) > 0 else "raw"
 
 
 def ema_decay_at(step: jax.Array, decay: float) -> jax.Array:
@@ -183,8 +189,7 @@ def make_loss_fn(model: Model, loss_config: ml_collections.ConfigDict):
   """
 
   def loss_fn(params, key, x, beta):
-    encode = functools.partial(model.encode, params)
-    decode = functools.partial(model.decode, params)
+    encode, decode = model.bind(params)
     prior = model.prior(params)  # once per batch (the VampPrior encodes its inputs)
     estimator = loss_config.gradient_estimator
     if loss_config.objective == "elbo":
