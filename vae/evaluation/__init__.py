@@ -49,7 +49,7 @@ from vae.kernels import ais, batching, bounds, collapse, inference_gap
 from vae.models import POSTERIORS, Model, build_model
 from vae.reporting.progress import ProgressLine
 from vae.runtime import distributed
-from vae.training import best_checkpoint, checkpoints, random_streams
+from vae.training import best_checkpoint, checkpoints, random_streams, update
 
 PER_EXAMPLE_KEYS = ("reconstruction", "kl", "elbo", "log_px", "bound_gap")
 
