@@ -1,4 +1,4 @@
-r"""Evaluates a trained run: parses flags and calls `vae.evaluate.evaluate_run`.
+r"""Evaluates a trained run: parses flags and calls `vae.evaluation.evaluate_run`.
 
   python -m experiments.evaluate --workdir=runs/default [--split=test] \
       [--num_importance_samples=5000] [--decompose_gap --num_examples=100] \

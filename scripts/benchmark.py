@@ -28,7 +28,7 @@ tanh MLP; the tutorials' 784-400-20 relu MLP; the MNIST conv config) and batch s
 
 Then, each in a fresh process of its own:
 
-* IWAE log p(x) evaluation with `vae.evaluate.Evaluator` at K = 5000 (random-init params;
+* IWAE log p(x) evaluation with `vae.evaluation.Evaluator` at K = 5000 (random-init params;
   the speed does not depend on the weights) on test images of the embedded MNIST tiled
   to N, after one warm-up batch: examples/s, GFLOP/s against the roofline of the
   evaluation's own matmuls, compile time, the projected time for 10,000 images

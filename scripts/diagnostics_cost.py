@@ -34,6 +34,7 @@ from ml_collections import config_flags
 
 from vae import data
 from vae import evaluation as evaluate
+from vae.evaluation import split_batches
 from vae.kernels import batching
 from vae.models import build_model
 from vae.runtime import cli
@@ -85,7 +86,7 @@ def measure(config, k: int, repeats: int) -> dict[str, float]:
 
   def over_split(fn):
     batch_fn = functools.partial(jax.jit(fn), params, key)  # compiled once, reused each call
-    return lambda: evaluate._map_batches(  # pylint: disable=protected-access
+    return lambda: split_batches.map_batches(
         batch_fn, (images,), evaluator.batch_size, evaluator.mesh)
 
   run_full = lambda: evaluator.per_example(params, key, images)

@@ -7,7 +7,7 @@ Trains a 784-400-20 relu MLP VAE with a Bernoulli likelihood (the model of Kingm
 Welling 2014) briefly on the embedded MNIST digits (`--train_steps=0` keeps random
 params; the cost does not depend on them), tiles the 500 test digits to `--num_images`
 images, and runs the same evaluation `experiments/evaluate.py` runs
-(`vae.evaluate.evaluate_params`), then prints the wall time and the peak resident memory
+(`vae.evaluation.evaluate_params`), then prints the wall time and the peak resident memory
 of the process (getrusage), which `/usr/bin/time -v` confirms from outside.
 """
 

@@ -13,7 +13,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def test_a_program_compiled_once_is_stored_in_the_cache(tmp_path):
   folder = tmp_path / "cache"
-  code = ("import sys, jax; from vae import compilation_cache as c; "
+  code = ("import sys, jax; from vae.runtime import compilation_cache as c; "
           "assert c.enable(sys.argv[1]) == sys.argv[1]; jax.jit(lambda x: x * 3 + 1)(2.0)")
   done = subprocess.run([sys.executable, "-c", code, str(folder)], cwd=REPO,
                         capture_output=True, text=True, timeout=300)

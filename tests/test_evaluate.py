@@ -34,6 +34,12 @@ GAP_KEYS = ("num_examples", "log_px_estimator", "posterior_family", "log_px",
 AIS_KEYS = ("num_examples", "log_px", "log_px_stderr", "iwae_log_px", "iwae_log_px_stderr",
             "ais_minus_iwae", "ais_minus_iwae_stderr", "acceptance_rate", "steps", "chains",
             "leapfrog_steps", "start", "schedule")
+# What eval_<split>.json holds beside the metric fields of a training-time evaluation: the
+# run, the settings, the subset's sections, time and memory.
+NOT_LOGGED_IN_TRAINING = {"workdir", "best", "latent_dim", "seed", "mi_num_examples",
+                          "num_importance_samples", "chunk_size", "batch_size",
+                          "num_elbo_samples", "decompose_gap", "estimator", "ais",
+                          "gap_decomposition", "seconds", "peak_rss_mib"}
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +107,7 @@ def test_chunks_and_batches_change_memory_not_numbers(run):
   results = [evaluate.evaluate_params(model, params, images, 0, options, progress=False)
              for options in (whole, chunked)]
   (summary_a, per_example_a), (summary_b, per_example_b) = results
-  for key in evaluate.PER_EXAMPLE_KEYS + ("posterior_mean", "kl_per_dim",
+  for key in evaluate.PER_EXAMPLE_METRICS + ("posterior_mean", "kl_per_dim",
                                           "mutual_information", "marginal_kl"):
     np.testing.assert_allclose(per_example_a[key], per_example_b[key], rtol=1e-5, atol=1e-5)
   assert summary_a["log_px"] == pytest.approx(summary_b["log_px"], abs=1e-4)
@@ -115,6 +121,32 @@ def test_the_run_eval_settings_reproduce_its_logged_test_metrics(run):
               "mutual_information", "marginal_kl", "kl_per_dim"):
     assert results[key] == pytest.approx(logged[key], rel=1e-6, abs=1e-6), key
   assert results["gap_decomposition"] is None and results["ais"] is None
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_training_and_standalone_evaluations_write_the_same_metric_fields(run, tmp_path,
+                                                                          layers):
+  """The last training-time evaluation record of a split in metrics.jsonl and the
+  eval_<split>.json of the same checkpoint carry the same metric fields (every one of
+  `metric_names` with its standard error), with the same numbers; two layers too."""
+  workdir = run
+  if layers == 2:
+    workdir, config = str(tmp_path), tiny.get_config()
+    config.model.upper_latent_dims, config.model.upper_hidden_sizes = (3,), (16,)
+    config.train.num_steps = 10
+    train.train_and_evaluate(config, workdir)
+  evaluate.evaluate_run(workdir, "validation", progress=False)
+  with open(os.path.join(workdir, "eval_validation.json")) as f:
+    written = json.load(f)
+  logged = [r for r in metric_writers.read_metrics(workdir) if r["split"] == "validation"][-1]
+  assert logged["step"] == written["step"]
+  assert set(logged) <= set(written)
+  assert set(written) - set(logged) == NOT_LOGGED_IN_TRAINING
+  layer_kls = ("kl_z1", "kl_z2") if layers == 2 else ()
+  for name in evaluate.PER_EXAMPLE_METRICS + layer_kls:
+    assert {name, f"{name}_stderr"} <= set(logged), name
+  for key in set(logged) - {"step", "split", "params"}:
+    assert written[key] == pytest.approx(logged[key], rel=1e-6, abs=1e-6), key
 
 
 @pytest.mark.parametrize("kwargs, message", [

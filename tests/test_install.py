@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import zipfile
 
 import pytest
 
@@ -10,21 +11,59 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory):
-  """The project's wheel installed (without its dependencies, which this environment has)
-  into a folder of its own: (that folder, an environment that imports from it)."""
-  wheels, target = tmp_path_factory.mktemp("wheel"), tmp_path_factory.mktemp("site")
-
-  def pip(*args):
-    done = subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True,
-                          text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-
+def wheel(tmp_path_factory):
+  """The project's wheel, built without its dependencies."""
+  wheels = tmp_path_factory.mktemp("wheel")
   pip("wheel", "--no-deps", "-q", "-w", str(wheels), REPO)
-  pip("install", "--no-deps", "-q", "--target", str(target), *map(str, wheels.glob("*.whl")))
+  return next(wheels.glob("*.whl"))
+
+
+@pytest.fixture(scope="module")
+def installed(wheel, tmp_path_factory):
+  """The wheel installed (without its dependencies, which this environment has) into a
+  folder of its own: (that folder, an environment that imports from it)."""
+  target = tmp_path_factory.mktemp("site")
+  pip("install", "--no-deps", "-q", "--target", str(target), str(wheel))
   env = {**os.environ, "PYTHONPATH": str(target),
          "JAX_DISABLE_MOST_OPTIMIZATIONS": "1"}  # as conftest.py does
   return target, env
+
+
+def pip(*args, python=sys.executable):
+  done = subprocess.run([python, "-m", "pip", *args], capture_output=True, text=True,
+                        timeout=900)
+  assert done.returncode == 0, done.stderr[-3000:]
+
+
+def readme_kernel_example() -> str:
+  """The README's first Python block: the kernels used from a project of one's own."""
+  readme = open(os.path.join(REPO, "README.md")).read()
+  return readme.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_wheel_installs_one_top_level_package(wheel):
+  with zipfile.ZipFile(wheel) as archive:
+    tops = {name.split("/")[0] for name in archive.namelist()}
+  assert {top for top in tops if not top.endswith(".dist-info")} == {"vae"}
+  assert {"vae/configs/default.py", "vae/apps/train.py", "vae/kernels/bounds.py"} <= set(
+      archive.namelist())
+
+
+def test_the_readme_kernel_example_runs_with_the_light_install(wheel, tmp_path):
+  """`pip install vae-jax` without extras: jax, numpy and optax, and the kernels work."""
+  venv = tmp_path / "venv"
+  subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+  python = str(venv / "bin" / "python")
+  pip("install", "-q", str(wheel), python=python)
+  script = tmp_path / "example.py"
+  script.write_text(readme_kernel_example())
+  done = subprocess.run([python, str(script)], cwd=tmp_path, capture_output=True, text=True,
+                        timeout=600)
+  assert done.returncode == 0, done.stderr[-3000:]
+  elbo, log_px, gap = map(float, done.stdout.split()[-3:])
+  assert elbo < log_px < 0 and gap > 0, done.stdout  # nats per example
+  done = subprocess.run([python, "-c", "import flax"], capture_output=True, text=True)
+  assert done.returncode != 0  # the light install has no trainer dependency
 
 
 def test_vae_train_runs_a_shipped_config_by_name_outside_the_checkout(installed, tmp_path):

@@ -21,7 +21,7 @@ import pytest
 
 from records import assert_same_metrics
 
-from vae import evaluation as vae_evaluate
+from vae.evaluation import split_batches
 from vae.reporting import metric_writers
 from vae.runtime import distributed
 
@@ -139,7 +139,7 @@ def test_process_rows_cover_the_split(monkeypatch, num, count, parts):
 
 
 def map_batches_in_processes(monkeypatch, num, processes, batch_size):
-  """Runs `_map_batches` as each of `processes` processes would, in turn, with the
+  """Runs `split_batches.map_batches` as each of `processes` processes would, in turn, with the
   global arrays made by hand from the processes' parts; fn returns its inputs.
 
   Returns:
@@ -152,7 +152,7 @@ def map_batches_in_processes(monkeypatch, num, processes, batch_size):
 
   def in_process(index, fn):
     monkeypatch.setattr(jax, "process_index", lambda: index)
-    return vae_evaluate._map_batches(fn, arrays, batch_size, mesh)
+    return split_batches.map_batches(fn, arrays, batch_size, mesh)
 
   names = ("indices", "x", "y")
   parts = {index: [] for index in range(processes)}  # every call's inputs, per process

@@ -25,7 +25,7 @@ from vae.reporting import metric_writers
 from vae.training import checkpoints, runs, train, update
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EVAL_KEYS = ("reconstruction", "kl", "elbo", "log_px", "bound_gap", "active_units")
+EVAL_METRICS = ("reconstruction", "kl", "elbo", "log_px", "bound_gap", "active_units")
 
 
 @pytest.fixture(scope="module")
@@ -41,13 +41,13 @@ def test_run_writes_every_metric_file_and_image(finished_run):
   train_records = [r for r in records if r["split"] == "train"]
   assert [r["step"] for r in train_records] == [10, 20]
   for record in train_records:
-    for key in update.TRAIN_KEYS + ("steps_per_sec",):
+    for key in update.TRAIN_METRICS + ("steps_per_sec",):
       assert math.isfinite(record[key]), (key, record)
   for split in ("validation", "test"):
     evals = [r for r in records if r["split"] == split]
     assert [r["step"] for r in evals] == [10, 20]
     for record in evals:
-      for key in EVAL_KEYS:
+      for key in EVAL_METRICS:
         assert math.isfinite(record[key]), (key, record)
       # IWAE_K >= ELBO up to Monte Carlo error; the gap is their difference.
       assert record["log_px"] >= record["elbo"] - 3 * record["elbo_stderr"]

@@ -1,4 +1,4 @@
-"""Tiny stand-ins for the TFDS catalog sets that vae/data.py reads, prepared offline.
+"""Tiny stand-ins for the TFDS catalog sets that vae/data reads, prepared offline.
 
 Each fake subclasses the installed catalog builder of its set, so it has the catalog's
 name, version and features (at the time of writing: mnist 3.0.1, fashion_mnist 3.0.1,

@@ -83,7 +83,8 @@ def make_trainer(config: ml_collections.ConfigDict, block_batches: np.ndarray
   carry = [jax.device_put(update.stack_runs([state]), replicated),
            jax.device_put(update.stack_runs([update.empty_accumulator()]), replicated)]
   hp = jax.device_put(update.stack_runs([update.hyperparams(config)]), replicated)
-  train_keys = jax.device_put(np.stack([random_streams.stream(config.seed, random_streams.TRAIN)]), replicated)
+  train_keys = jax.device_put(
+      np.stack([random_streams.stream(config.seed, random_streams.TRAIN)]), replicated)
   block = update.make_train_block(model, config, True, mesh)
   examples_axis = update.batch_axis(True)
   batches = distributed.put_process_rows(  # one process: its rows are the whole batch

@@ -23,7 +23,7 @@ def fail(field: str, value: Any, must: str, fix: str = "") -> None:
 
 
 def get_field(config: ml_collections.ConfigDict, field: str) -> Any:
-  """config['a']['b'] for field 'a.b'."""
+  """`config['a']['b']` for field `'a.b'`."""
   node = config
   for part in field.split("."):
     node = node[part]

@@ -8,15 +8,15 @@ The identity they rest on: log p(x) = ELBO(x) + KL(q(z|x) || p(z|x)), so the bou
 log p(x) - ELBO is the distance from the encoder's posterior to the true one.
 
 Modules:
-  gaussian       diagonal Gaussian log-densities and KL divergences (the one home);
-  likelihoods    log p(x|z): Bernoulli logits, Gaussian (mean, log-variance);
-  bounds         ELBO, IWAE, the bound gap, the IWAE family and its gradient estimators;
-  batching       per-example kernels over a batch, one key per example index;
-  posteriors     q(z|x) families: diagonal, full-covariance, IAF, hierarchical;
-  priors         p(z): N(0, I), mixtures, the VampPrior, hierarchical;
-  collapse       KL per dimension, free bits, I(x; z) and the aggregate posterior;
-  ais            annealed importance sampling, a second estimate of log p(x);
-  inference_gap  the per-example optimal q* and the approximation / amortisation gaps.
+  gaussian: diagonal Gaussian log-densities and KL divergences (the one home).
+  likelihoods: log p(x|z): Bernoulli logits, Gaussian (mean, log-variance).
+  bounds: ELBO, IWAE, the bound gap, the IWAE family and its gradient estimators.
+  batching: per-example kernels over a batch, one key per example index.
+  posteriors: q(z|x) families: diagonal, full-covariance, IAF, hierarchical.
+  priors: p(z): N(0, I), mixtures, the VampPrior, hierarchical.
+  collapse: KL per dimension, free bits, I(x; z) and the aggregate posterior.
+  ais: annealed importance sampling, a second estimate of log p(x).
+  inference_gap: the per-example optimal q* and the approximation / amortisation gaps.
 
 Re-exported here (`from vae import kernels; kernels.elbo_batch(...)`):
   gaussian_kl, gaussian_kl_pair, gaussian_kl_per_dim, gaussian_log_prob;

@@ -301,8 +301,8 @@ def ais(
     x: one example, any shape.
     encode, decode, likelihood: the model, as in `vae.bounds.elbo`.
     num_steps: T, annealing steps (intermediate distributions).
-    num_chains, num_leapfrog_steps, initial_step_size, target_acceptance,
-      adaptation_rate: as in `ais_log_normalizer`.
+    num_chains, num_leapfrog_steps, initial_step_size: as in `ais_log_normalizer`.
+    target_acceptance, adaptation_rate: as in `ais_log_normalizer`.
     start: "prior" or "encoder", the base distribution f_0.
     schedule: "sigmoid" or "linear" spacing of the betas.
     prior: p(z), as in `vae.bounds.elbo` (None for N(0, I)).

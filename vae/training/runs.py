@@ -39,8 +39,9 @@ from vae.training import best_checkpoint, checkpoints, random_streams, update
 from vae.training import workdirs as workdirs_lib
 from vae.training.prefetch import prefetch_to_device
 
-_EVAL_LOG_KEYS = ("elbo", "log_px", "bound_gap", "reconstruction", "kl", "mutual_information",
-                  "active_units")
+# The evaluation's one-line log: the metrics every evaluation writes (without the layers'
+# KLs and the standard errors), then the rate's I(x; z) and the active units.
+_EVAL_LOG_METRICS = evaluate.PER_EXAMPLE_METRICS + ("mutual_information", "active_units")
 
 
 def check_vectorizable(configs: list[ml_collections.ConfigDict]) -> None:
@@ -93,7 +94,7 @@ class Run:
     """A damaged checkpoint is set aside with one warning line."""
     state = update.init_state(model, self.config, self.init_key)
     like = jax.device_get({"state": update.checkpoint_tree(state),
-                           "metrics": update.empty_accumulator(update.train_keys(model))})
+                           "metrics": update.empty_accumulator(update.train_metric_names(model))})
     for step in reversed(self.checkpointer.all_steps()):
       try:
         restored = self.checkpointer.restore(step, like)  # every process reads it all
@@ -286,7 +287,7 @@ class RunGroup(contextlib.AbstractContextManager):
       metrics["learning_rate"] = float(rates[i])
       run.writer.write_metrics(step, "train", metrics)
       logged.append(metrics)
-    fresh = update.empty_accumulator(update.train_keys(self.model))
+    fresh = update.empty_accumulator(update.train_metric_names(self.model))
     self.acc = jax.device_put(update.stack_runs([fresh] * len(self.runs)),
                               distributed.replicated(self.mesh))
     return logged[0]
@@ -315,7 +316,7 @@ class RunGroup(contextlib.AbstractContextManager):
         logging.info("eval %-10s step %d%s%s: %s", split, step,
                      " (EMA params)" if which == "ema" else "",
                      f" [{run.workdir}]" if len(self.runs) > 1 else "",
-                     metric_writers.format_metrics(results[split], _EVAL_LOG_KEYS))
+                     metric_writers.format_metrics(results[split], _EVAL_LOG_METRICS))
       warning = evaluate.collapse_warning(results[split], self.model.latent_dim)
       if warning:
         logging.warning("%s%s", warning, f" [{run.workdir}]" if len(self.runs) > 1 else "")

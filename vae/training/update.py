@@ -27,8 +27,8 @@ VECTORIZED_FIELDS = ("seed", "loss.beta", "loss.kl_warmup_steps", "optimizer.lea
 
 # Summed over every step between two logs, except grad_norm: over the last step of each
 # block of steps_per_dispatch steps (see make_train_block). A model of several stochastic
-# layers adds the KL of each (`train_keys`).
-TRAIN_KEYS = ("loss", "objective", "reconstruction", "kl", "elbo", "beta", "grad_norm")
+# layers adds the KL of each (`train_metric_names`).
+TRAIN_METRICS = ("loss", "objective", "reconstruction", "kl", "elbo", "beta", "grad_norm")
 _COUNTERS = ("count", "first_nonfinite_step")
 NO_BAD_STEP = np.iinfo(np.int32).max
 
@@ -152,10 +152,10 @@ def beta_at(step: jax.Array, hp: dict[str, jax.Array]) -> jax.Array:
 # ------------------------------------------------------------------ the loss
 
 
-def train_keys(model: Model) -> tuple[str, ...]:
-  """The logged train metrics of `model`: TRAIN_KEYS, then kl_z1, ..., kl_zL for a model
+def train_metric_names(model: Model) -> tuple[str, ...]:
+  """The logged train metrics of `model`: TRAIN_METRICS, then kl_z1, ..., kl_zL for a model
   of several stochastic layers."""
-  return TRAIN_KEYS + model.layer_kl_keys
+  return TRAIN_METRICS + model.layer_kl_names
 
 
 def _layer_kls(model, key, x, encode, prior, num_samples):
@@ -164,7 +164,7 @@ def _layer_kls(model, key, x, encode, prior, num_samples):
       lambda k, xi: bounds.layer_kls(k, xi, encode, prior=prior, num_samples=num_samples),
       key, x)
   kls = jax.lax.stop_gradient(kls)
-  return {key: kls[:, layer] for layer, key in enumerate(model.layer_kl_keys)}
+  return {key: kls[:, layer] for layer, key in enumerate(model.layer_kl_names)}
 
 
 def _free_bits_kl(key, x, encode, prior, num_samples, threshold):
@@ -184,7 +184,7 @@ def make_loss_fn(model: Model, loss_config: ml_collections.ConfigDict):
   the IWAE family ("iwae", "miwae", "piwae", "ciwae": `bounds.bound_objective`, with the
   gradient of `gradient_estimator`) it is that bound with K = num_samples, and the ELBO
   terms are logged from one extra sample without gradient. `elbo` in the metrics is always the beta = 1 bound. With
-  several stochastic layers the metrics add each layer's KL (`train_keys`), from the
+  several stochastic layers the metrics add each layer's KL (`train_metric_names`), from the
   samples of the logged ELBO terms.
   """
 
@@ -230,10 +230,10 @@ def make_loss_fn(model: Model, loss_config: ml_collections.ConfigDict):
 # ------------------------------------------------------------------ the accumulator
 
 
-def empty_accumulator(keys: tuple[str, ...] = TRAIN_KEYS) -> dict[str, jax.Array]:
-  """Sums of the train metrics `keys` (`train_keys(model)`) between two logs, and the
-  first non-finite step, for one run."""
-  acc = {k: jnp.zeros((), jnp.float32) for k in keys}
+def empty_accumulator(names: tuple[str, ...] = TRAIN_METRICS) -> dict[str, jax.Array]:
+  """Sums of the train metrics `names` (`train_metric_names(model)`) between two logs, and
+  the first non-finite step, for one run."""
+  acc = {name: jnp.zeros((), jnp.float32) for name in names}
   acc["count"] = jnp.zeros((), jnp.int32)
   acc["first_nonfinite_step"] = jnp.asarray(NO_BAD_STEP, jnp.int32)
   return acc

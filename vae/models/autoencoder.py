@@ -1,0 +1,206 @@
+"""The VAE: one Flax module holding every network, and `Model`, its pure functions.
+
+Why linen: a linen module is a pure function of an explicit params pytree,
+`module.apply({"params": params}, x)`. That is exactly what the kernels of
+`vae.kernels.bounds` need (`encode(x)`, `decode(z)` closures over params), and it lets a
+sweep `jax.vmap` over stacked params and orbax checkpoint them with no split/merge step.
+nnx would give the same after `nnx.split`, at the cost of one more concept for readers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from vae.kernels import bounds, posteriors, priors
+from vae.models import families, initializations, likelihood_heads, networks
+
+Array = jax.Array
+
+
+class VAE(nn.Module):
+  """An encoder q(z_1|x), a decoder p(x|z_1), for each layer above the first its
+  q(z_{l+1}|z_l) and p(z_l|z_{l+1}) and, where the config has them, the flow's and the
+  prior's parameters, under one params tree."""
+
+  encoder: nn.Module
+  decoder: nn.Module
+  flow: nn.Module | None = None
+  prior: nn.Module | None = None
+  upper_encoders: Sequence[nn.Module] = ()
+  conditionals: Sequence[nn.Module] = ()
+
+  def __call__(self, x: Array) -> Any:
+    """Touches every parameter once (to initialise them): encodes x up the layers at
+    their means, decodes each layer's mean."""
+    outputs = self.encoder(x)
+    below, touched = outputs[0], [outputs, self.decoder(outputs[0])]
+    for encode_up, conditional in zip(self.upper_encoders, self.conditionals):
+      above = encode_up(below)[0]
+      touched.append(conditional(above))
+      below = above
+    return touched, self.flow_params(), self.prior_params()
+
+  def encode(self, x: Array) -> tuple[tuple[Array, ...], Any]:
+    return self.encoder(x), self.flow_params()
+
+  def encode_up(self, layer: int, z: Array) -> tuple[Array, Array]:
+    """q(z_{layer+2}|z_{layer+1}) as (mean, logvar) of z_{layer+1} (layer from 0)."""
+    return self.upper_encoders[layer](z)
+
+  def conditional(self, layer: int, z: Array) -> tuple[Array, Array]:
+    """p(z_{layer+1}|z_{layer+2}) as (mean, logvar) of z_{layer+2} (layer from 0)."""
+    return self.conditionals[layer](z)
+
+  def decode(self, z: Array) -> Array:
+    return self.decoder(z)
+
+  def flow_params(self) -> Any:
+    return None if self.flow is None else self.flow()
+
+  def prior_params(self) -> Any:
+    return None if self.prior is None else self.prior()
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+  """A VAE as pure functions of an explicit params pytree.
+
+  `encode(params, x)` and `decode(params, z)` match the callables `vae.kernels` takes once
+  params are bound (`bind`), e.g. `kernels.elbo(key, x, *model.bind(params),
+  likelihood=model.likelihood, prior=model.prior(params))`. With several stochastic layers
+  z is concat(z_1, ..., z_L), (latent_dim,) with latent_dim = sum(latent_sizes), q a
+  `vae.kernels.posteriors.Hierarchical` and p(z) a `vae.kernels.priors.Hierarchical`.
+  """
+
+  module: VAE
+  likelihood: str
+  image_shape: networks.ImageShape
+  latent_sizes: tuple[int, ...]
+  posterior: str = "diagonal"
+  prior_name: str = "standard_normal"
+  initialization: str = "lecun_normal"
+
+  def bind(self, params: Any) -> tuple[Callable[[Array], Any], Callable[[Array], Any]]:
+    """(encode, decode) with `params` bound: x -> q(z|x) and z -> the likelihood's
+    parameters, on one example, the two callables every kernel takes."""
+    return functools.partial(self.encode, params), functools.partial(self.decode, params)
+
+  @property
+  def latent_dim(self) -> int:
+    """D = D_1 + ... + D_L, the size of z."""
+    return sum(self.latent_sizes)
+
+  @property
+  def is_hierarchy(self) -> bool:
+    return len(self.latent_sizes) > 1
+
+  @property
+  def layer_names(self) -> tuple[str, ...]:
+    """("z1", ..., "zL") with several stochastic layers, () with one: the suffixes of
+    the per-layer metrics (kl_z1, active_units_z1, ...)."""
+    return tuple(f"z{layer + 1}" for layer in range(len(self.latent_sizes))
+                 ) if self.is_hierarchy else ()
+
+  @property
+  def layer_kl_names(self) -> tuple[str, ...]:
+    """("kl_z1", ..., "kl_zL"): the per-layer KL metrics, () with one layer."""
+    return tuple(f"kl_{name}" for name in self.layer_names)
+
+  def init(self, key: Array) -> Any:
+    """Returns a fresh params pytree (no batch axis needed), initialised as
+    `INITIALIZATIONS[initialization]` says."""
+    module_key, redraw_key = jax.random.split(key)
+    redraw = initializations.INITIALIZATIONS[self.initialization]
+    if redraw is None:  # flax's own, from `key` itself (the numbers of earlier versions)
+      return self.module.init(key, jnp.zeros(self.image_shape))["params"]
+    return redraw(redraw_key, self.module.init(module_key, jnp.zeros(self.image_shape))["params"])
+
+  def _apply(self, params: Any, method: Callable, *args) -> Any:
+    return self.module.apply({"params": params}, *args, method=method)
+
+  def encode(self, params: Any, x: Array) -> Any:
+    """x (H, W, C) -> q(z|x): (mean, logvar), each (D,), for the diagonal family with
+    one layer (also for x (..., H, W, C)), else a posterior of `vae.kernels.posteriors`."""
+    outputs, flow = self._apply(params, VAE.encode, x)
+    extra = outputs[2] if len(outputs) > 2 else None
+    first = families.POSTERIORS[self.posterior].build(outputs[0], outputs[1], extra, flow)
+    if not self.is_hierarchy:
+      return first
+    up = lambda p: tuple(functools.partial(self._apply, p, VAE.encode_up, layer)
+                         for layer in range(len(self.latent_sizes) - 1))
+    return posteriors.Hierarchical(bounds.as_posterior(first), up(params),
+                                   up(jax.lax.stop_gradient(params)), self.latent_sizes)
+
+  @property
+  def fits_own_family(self) -> bool:
+    """Whether `posterior_parameters` gives a family to fit q* in besides the diagonal."""
+    return self.posterior != "diagonal" and not self.is_hierarchy
+
+  def posterior_parameters(self, params: Any, x: Array) -> tuple[Any, Callable] | None:
+    """q(z|x) of one x as (its parameters, parameters -> q): the encoder's outputs for
+    x and the flow's weights, to fit per example in the model's own family
+    (`vae.kernels.inference_gap.Family`). None where that family is the diagonal
+    Gaussian's, or with several stochastic layers (whose upper layers are networks, not
+    per-example parameters)."""
+    if not self.fits_own_family:
+      return None
+    outputs, flow = self._apply(params, VAE.encode, x)
+    family = families.POSTERIORS[self.posterior]
+    extra = outputs[2] if len(outputs) > 2 else None
+    return ((outputs[0], outputs[1], extra), flow), lambda raw: family.build(*raw[0], raw[1])
+
+  def encode_mean(self, params: Any, x: Array) -> Array:
+    """x (..., H, W, C) -> a point of each q(z|x), (..., D): its mean (the IAF: the flow
+    of its base's mean; each layer's given the point of the layer below)."""
+    if self.posterior == "diagonal" and not self.is_hierarchy:
+      return self.encode(params, x)[0]
+    flat = x.reshape((-1,) + self.image_shape)
+    points = jax.vmap(lambda xi: bounds.as_posterior(self.encode(params, xi)).location())(flat)
+    return points.reshape(x.shape[:-3] + (self.latent_dim,))
+
+  def _top_posterior(self, params: Any, x: Array) -> Any:
+    """q(z_L|x) of one x: q itself for one layer, else the top layer's diagonal
+    Gaussian given the points of the layers below (`Hierarchical.diagonal`)."""
+    q = bounds.as_posterior(self.encode(params, x))
+    if not self.is_hierarchy:
+      return q
+    top = self.latent_sizes[-1]
+    diagonal = q.diagonal()
+    return posteriors.DiagonalGaussian(diagonal.mean[-top:], diagonal.logvar[-top:])
+
+  def prior(self, params: Any) -> Any:
+    """p(z) for the kernels' prior=: None for N(0, I) with one layer, else a prior of
+    `vae.kernels.priors` (with several layers a Hierarchical one over p(z_L) as
+    configured)."""
+    made = self._apply(params, VAE.prior_params)
+    if self.prior_name == "vamp":
+      made = priors.vamp_prior(jax.vmap(lambda u: self._top_posterior(params, u))(made))
+    if not self.is_hierarchy:
+      return made
+    return priors.Hierarchical(made, tuple(
+        functools.partial(self._apply, params, VAE.conditional, layer)
+        for layer in range(len(self.latent_sizes) - 1)), self.latent_sizes)
+
+  def sample_prior(self, params: Any, key: Array, num: int) -> Array:
+    """(num, D) draws of z ~ p(z)."""
+    prior = self.prior(params)
+    if prior is None:
+      return jax.random.normal(key, (num, self.latent_dim))
+    return jax.vmap(prior.sample)(jax.random.split(key, num))
+
+  def decode(self, params: Any, z: Array) -> Any:
+    """z (..., D) -> likelihood parameters of shape (..., H, W, C) each (from z_1)."""
+    if self.is_hierarchy:
+      z = z[..., :self.latent_sizes[0]]
+    raw = self._apply(params, VAE.decode, z)
+    return likelihood_heads.LIKELIHOOD_HEADS[self.likelihood].split(raw)
+
+  def mean_image(self, params: Any, z: Array) -> Array:
+    """z (..., D) -> E[x|z], (..., H, W, C) in [0, 1]."""
+    return likelihood_heads.LIKELIHOOD_HEADS[self.likelihood].mean_image(self.decode(params, z))
