@@ -105,8 +105,8 @@ def test_two_processes_match_one(one_device, tmp_path):
   assert sorted(os.listdir(tmp_path / "checkpoints")) == ["10", "20"]
 
 
-def test_readme_shows_the_commands_these_tests_run():
-  readme = open(os.path.join(REPO, "README.md")).read()
+def test_the_scaling_guide_shows_the_commands_these_tests_run():
+  readme = open(os.path.join(REPO, "docs", "scaling.md")).read()
   train = "python -m " + " ".join(TRAIN[2:])
   for process_id in range(2):
     assert (f"{train} --workdir=runs/tiny_2proc --coordinator_address=HOST0:12345 "

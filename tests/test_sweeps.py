@@ -145,7 +145,7 @@ def test_parallel_mode_runs_the_printed_commands(tmp_path, monkeypatch):
                                    overrides)
   assert len(commands) == 2
   assert shlex.split(commands[1])[1:] == [
-      "-m", "experiments.train", f"--config={sweep_file}",
+      "-m", "vae.apps.train", f"--config={sweep_file}",
       f"--workdir={workdir}/seed=4", "--config.train.num_steps=10", "--config.seed=4"]
   base = tiny.get_config()
   base.train.num_steps = 10
@@ -212,7 +212,7 @@ def test_burda_table1_lays_its_summary_out_as_the_paper():
 
 @pytest.mark.parametrize("body, message", [
     ("return 1 / 0", r"get_table\(\) failed: ZeroDivisionError"),
-    ("return {}", r"get_table\(\) returned dict, not a vae.sweep_summary.Table"),
+    ("return {}", r"get_table\(\) returned dict, not a vae.sweeps.summary.Table"),
 ])
 def test_a_bad_get_table_stops_before_any_training(tmp_path, body, message):
   sweep_file = write_sweep_file(tmp_path, 'sweeps.axis("loss.beta", [1.0])',

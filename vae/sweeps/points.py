@@ -85,7 +85,7 @@ def load_table(sweep_file: str) -> sweep_summary.Table | None:
     raise ValueError(f"{sweep_file}: get_table() failed: {type(e).__name__}: {e}") from e
   if not isinstance(table, sweep_summary.Table):
     raise ValueError(f"{sweep_file}: get_table() returned {type(table).__name__}, not a "
-                     "vae.sweep_summary.Table.")
+                     "vae.sweeps.summary.Table.")
   return table
 
 

@@ -82,7 +82,7 @@ def run_sweep(sweep_file: str, base: ml_collections.ConfigDict,
     workdir: the sweep's folder; each point gets `workdir/<point_name>`.
     mode: "sequential" (one point after another, in this process), "vectorized"
       (points that differ only in VECTORIZED_FIELDS train together in one program) or
-      "parallel" (`parallel` processes of `experiments.train` at a time).
+      "parallel" (`parallel` processes of `vae.apps.train` at a time).
     base_overrides: the command-line overrides of the base, passed on in "parallel".
 
   Returns:

@@ -2,8 +2,8 @@
 
 Rows hold each point's overrides and its final evaluation on the test split (or the last
 split it evaluates), in nats per example: reconstruction, KL (the rate), ELBO, log p̂(x),
-bound gap, active units, I(x; z) and the marginal KL, with the wall time the sweep spent on the point (points
-trained together in one vectorised program share its time equally).
+bound gap, active units, I(x; z) and the marginal KL, with the wall time the sweep spent on
+the point (points trained together in one vectorised program share its time equally).
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ def final_metrics(workdir: str, splits) -> dict[str, float] | None:
 def summary_rows(named: list[tuple[str, ml_collections.ConfigDict]], points: list[dict],
                  workdir: str, times: dict[str, float]) -> list[dict[str, Any]]:
   """One row per point: 'point', its overrides, METRIC_COLUMNS (and those of each layer),
-  'num_examples', 'step', 'wall_time_s', and 'kl_per_dim' (a list; absent where the runs do not log it)."""
+  'num_examples', 'step', 'wall_time_s', and 'kl_per_dim' (a list; absent where the runs do
+  not log it)."""
   rows = []
   for (name, config), point in zip(named, points):
     metrics = final_metrics(os.path.join(workdir, name), tuple(config.eval.splits)) or {}
