@@ -27,7 +27,7 @@ def get_config():
   config.optimizer.learning_rate = 3e-4
   config.optimizer.grad_clip_norm = 100.0
   # One step per call: XLA:CPU runs convolutions inside a lax.scan ~3x slower, and a conv
-  # step is long enough that dispatching each one costs nothing (vae.train).
+  # step is long enough that dispatching each one costs nothing (vae.training.train).
   config.train.steps_per_dispatch = 1
   config.train.num_steps = 100000
   config.train.eval_every = 10000

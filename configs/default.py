@@ -64,7 +64,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.upper_hidden_sizes = (100, 100)
 
   config.loss = ml_collections.ConfigDict()
-  # "elbo" | "iwae" | "miwae" | "piwae" | "ciwae" (vae.losses.bound_objective).
+  # "elbo" | "iwae" | "miwae" | "piwae" | "ciwae" (vae.kernels.bound_objective).
   config.loss.objective = "elbo"
   config.loss.beta = 1.0  # KL weight: objective = reconstruction - beta * kl.
   config.loss.kl_warmup_steps = 0  # Linear warm-up of beta from 0 over these steps.
@@ -114,7 +114,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval.chunk_size = 100  # Importance samples evaluated at once.
   config.eval.num_elbo_samples = 10  # z samples for the reconstruction term of the ELBO.
   # Draws of the first examples scored against the aggregate posterior of the whole split,
-  # for I(x; z) and the marginal KL (vae.collapse); 0 = off; -1 = the posterior family's
+  # for I(x; z) and the marginal KL (vae.kernels.collapse); 0 = off; -1 = the posterior family's
   # number (vae.models.POSTERIORS: 1000, the IAF 32, its density being dear).
   config.eval.mi_num_examples = -1
   config.eval.num_images = 64  # Examples shown in reconstruction and sample grids.

@@ -22,7 +22,7 @@ def get_config():
   config.model.init = "lecun_normal"  # the conv recipe, not re-tuned by issue 20
   config.optimizer.learning_rate = 1e-3
   # One step per call: XLA:CPU runs convolutions inside a lax.scan ~3x slower, and a conv
-  # step is long enough that dispatching each one costs nothing (vae.train).
+  # step is long enough that dispatching each one costs nothing (vae.training.train).
   config.train.steps_per_dispatch = 1
   config.train.num_steps = 30000
   config.train.eval_every = 5000

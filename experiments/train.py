@@ -1,4 +1,4 @@
-r"""Trains a VAE: parses flags and calls `vae.train.train_and_evaluate`.
+r"""Trains a VAE: parses flags and calls `vae.training.train.train_and_evaluate`.
 
   python -m experiments.train --config=configs/default.py --workdir=runs/default \
       [--config.model.latent_dim=8 --config.loss.beta=2 ...]

@@ -7,8 +7,8 @@ Writes the figures to --output (JSON) and the tables to the same path with `.md`
 prints the tables. For each model (the default config; Burda et al.'s 784-200-200-50
 tanh MLP; the tutorials' 784-400-20 relu MLP; the MNIST conv config) and batch size:
 
-* training throughput of the library's own jitted block (`vae.update.make_train_block`,
-  state stacked over one run as `vae.runs.RunGroup` builds it), examples/s in
+* training throughput of the library's own jitted block (`vae.training.update.make_train_block`,
+  state stacked over one run as `vae.training.runs.RunGroup` builds it), examples/s in
   the steady state: the median over --repeats of the mean time per call, after warm-up;
   with T = the config's `steps_per_dispatch` steps per call (fewer for big batches, see
   --max_examples_per_call) and with 1 step per call (the dispatch overhead);

@@ -9,7 +9,7 @@ all in closed form, and so are the ELBO of any diagonal Gaussian q and its KL to
 posterior. The best diagonal Gaussian q* = argmax_q ELBO(q) has the posterior mean and
 variances 1 / Lambda_ii, and its gap is KL(q* || p(z|x)) = 0.5 (sum_i log Lambda_ii -
 log |Lambda|) (the approximation gap of Cremer et al. 2018), the same for every x.
-Values are numpy float64; `decode` is a JAX callable for `vae.losses`' Gaussian likelihood.
+Values are numpy float64; `decode` is a JAX callable for `vae.kernels`' Gaussian likelihood.
 
 `TwoLayerLinearGaussian` is the same oracle with two stochastic layers.
 """

@@ -1,4 +1,4 @@
-"""Collapse diagnostics and free bits (`vae.collapse`): exact oracles and identities."""
+"""Collapse diagnostics and free bits (`vae.kernels.collapse`): exact oracles and identities."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""The persistent compilation cache the apps turn on (`vae.compilation_cache`)."""
+"""The persistent compilation cache the apps turn on (`vae.runtime.compilation_cache`)."""
 
 import os
 import subprocess

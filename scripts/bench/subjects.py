@@ -64,8 +64,8 @@ YARDSTICK_MODELS = ("default", "burda_mlp", "mlp_400_20", "mnist_conv")
 
 def make_trainer(config: ml_collections.ConfigDict, block_batches: np.ndarray
                  ) -> tuple[Callable[[], Any], Any, Any]:
-  """The library's jitted block for one run, built through `vae.update`'s public functions
-  as `vae.runs.RunGroup` builds it.
+  """The library's jitted block for one run, built through `vae.training.update`'s public functions
+  as `vae.training.runs.RunGroup` builds it.
 
   Args:
     config: the run's config (only the model, loss and optimiser are used).

@@ -1,5 +1,5 @@
 """The user cache folder the project keeps what it can rebuild in: $XDG_CACHE_HOME/vae-jax
-(by default ~/.cache/vae-jax), for compiled programs (`vae.compilation_cache`) and the
+(by default ~/.cache/vae-jax), for compiled programs (`vae.runtime.compilation_cache`) and the
 embedded data parsed once (`vae.data`)."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Checks a whole run config before any data is read or any program is traced.
 
 Each failed check raises one `ValueError` that names the field, the value, what it must
-be and how to fix it (`vae.field_checks`), so a bad `--config.x=y` flag stops at once
+be and how to fix it (`vae.common.field_checks`), so a bad `--config.x=y` flag stops at once
 with a plain message. The data's fields are checked by `vae.data` and the model's by
 `vae.models` (each also checks its own when called directly); `check_config` runs
 every check.

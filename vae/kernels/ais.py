@@ -28,7 +28,7 @@ the pilot costs a second pass (2 T L C gradient evaluations per example in all).
 
 Every function here works on ONE example, is pure JAX (no Flax) and is safe under
 `jax.jit` and `jax.vmap` (the annealing steps run in `lax.scan`, chains in `jax.vmap`).
-The model is two callables as in `vae.losses` (`encode(x) -> (mean, logvar)` or a
+The model is two callables as in `vae.kernels` (`encode(x) -> (mean, logvar)` or a
 posterior, `decode(z) -> likelihood parameters`), a likelihood name or callable and a
 prior, or, for `ais_log_normalizer`, any `log_joint(z)` and base.
 
@@ -231,8 +231,8 @@ def ais_log_normalizer(
     key: PRNG key (the pilot and the estimating pass use keys split from it).
     log_joint: z (D,) -> scalar unnormalised log density, e.g. log p(x, z) for one x.
     base: f_0, with `log_prob(z)` and `sample(key)` (-> z, or (z, log-density)): a
-      `vae.posteriors.DiagonalGaussian`, or a prior of `vae.priors` (a learned mixture,
-      a VampPrior, a hierarchy of layers).
+      `vae.kernels.posteriors.DiagonalGaussian`, or a prior of `vae.kernels.priors` (a
+      learned mixture, a VampPrior, a hierarchy of layers).
     betas: (T + 1,) static schedule, increasing from 0 to 1 (e.g. `sigmoid_schedule(T)`).
     num_chains: C, independent chains whose weights are averaged.
     num_leapfrog_steps: L, leapfrog steps per HMC transition.

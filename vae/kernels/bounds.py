@@ -25,13 +25,14 @@ grows, so IWAE_K(x) - ELBO(x) estimates the gap KL(q(z|x) || p(z|x)) from below.
 
 The models these kernels take are two plain callables on one example:
   `encode(x) -> (mean, logvar)`, each of shape (D,), the diagonal Gaussian q(z|x), or
-    -> any posterior of `vae.posteriors` (sample, log_prob, stop_gradient);
+    -> any posterior of `vae.kernels.posteriors` (sample, log_prob, stop_gradient);
   `decode(z) -> params` for z of shape (D,): Bernoulli logits shaped like x, or a
   `(mean, logvar)` pair broadcastable to x for the Gaussian likelihood;
-and a prior, `prior=None` for p(z) = N(0, I) or any `z -> log p(z)` (`vae.priors`). A
-model of L stochastic layers is the same three pieces over z = concat(z_1, ..., z_L): an
-encoder returning a `vae.posteriors.Hierarchical`, a `vae.priors.Hierarchical` prior, and
-a decoder that reads z_1; `layer_kls` splits its KL by layer.
+and a prior, `prior=None` for p(z) = N(0, I) or any `z -> log p(z)`
+(`vae.kernels.priors`). A model of L stochastic layers is the same three pieces over
+z = concat(z_1, ..., z_L): an encoder returning a `vae.kernels.posteriors.Hierarchical`, a
+`vae.kernels.priors.Hierarchical` prior, and a decoder that reads z_1; `layer_kls` splits
+its KL by layer.
 
 References:
   Kingma & Welling, "Auto-Encoding Variational Bayes", ICLR 2014.
@@ -51,8 +52,8 @@ from vae.kernels import batching, posteriors, priors
 from vae.kernels.likelihoods import LogLikelihood, get_log_likelihood
 
 Array = jax.Array
-Posterior = Any  # a family of vae.posteriors: sample, log_prob, stop_gradient
-Prior = Any  # a prior of vae.priors, or any callable z -> log p(z)
+Posterior = Any  # a family of vae.kernels.posteriors: sample, log_prob, stop_gradient
+Prior = Any  # a prior of vae.kernels.priors, or any callable z -> log p(z)
 Encoder = Callable[[Array], Union[tuple[Array, Array], Posterior]]
 Decoder = Callable[[Array], object]
 
@@ -117,7 +118,7 @@ def elbo(
     key: PRNG key for the samples.
     x: one example, any shape (e.g. (H, W, C)).
     encode: `x -> (mean, logvar)`, each (D,), or `x -> ` a posterior of
-      `vae.posteriors` (anything with sample, log_prob and stop_gradient).
+      `vae.kernels.posteriors` (anything with sample, log_prob and stop_gradient).
     decode: `z -> likelihood parameters` for z of shape (D,).
     beta: weight of the KL term (beta-VAE); 1 gives the true ELBO. May be traced.
     num_samples: Monte Carlo samples of z averaged in the reconstruction term.
@@ -126,7 +127,7 @@ def elbo(
     analytic_kl: the closed-form KL (lower variance) where there is one: q has
       `kl_standard_normal` and the prior is N(0, I). Otherwise, or if False, the Monte
       Carlo estimate mean_k[log q(z_k|x) - log p(z_k)] from the same samples.
-    prior: p(z): None for N(0, I), a prior of `vae.priors`, or any `z -> log p(z)`
+    prior: p(z): None for N(0, I), a prior of `vae.kernels.priors`, or any `z -> log p(z)`
       (its parameters may be traced, e.g. learned).
     gradient_estimator: "reparameterized", or "stl" (Roeder et al. 2017): the Monte
       Carlo KL with q scored at stopped parameters, so the encoder's gradient flows only
@@ -458,8 +459,8 @@ def layer_kls(key: Array, x: Array, encode: Encoder, *, prior: Prior,
 
   Args:
     key, x, num_samples: as in `elbo`.
-    encode: x -> a `vae.posteriors.Hierarchical`.
-    prior: a `vae.priors.Hierarchical` with the same layer sizes.
+    encode: x -> a `vae.kernels.posteriors.Hierarchical`.
+    prior: a `vae.kernels.priors.Hierarchical` with the same layer sizes.
   """
   posterior = as_posterior(encode(x))
   z = jax.vmap(lambda k: _draw(posterior, key, k)[0])(jnp.arange(num_samples))

@@ -131,7 +131,7 @@ def own_terms(key: Array, x: Array, encode: Callable, *, prior: Any = None) -> O
 
 def batch_layer_posteriors(encode: Callable, x: Array, z: Array) -> tuple[list[Any], list[Any]]:
   """`layer_posteriors` of B examples x (B, ...) given their draws z (B, D), and their
-  `vae.posteriors.example_axes`: the leaves that vary with the example have a leading
+  `vae.kernels.posteriors.example_axes`: the leaves that vary with the example have a leading
   (B,) axis, those the examples share (an IAF's steps) are held once."""
   per_example = lambda x_n, z_n: layer_posteriors(posteriors.as_posterior(encode(x_n)), z_n)
   axes = [posteriors.example_axes(layer)

@@ -60,7 +60,7 @@ class Family(NamedTuple):
   Attributes:
     params: a pytree of arrays, where the fit starts (e.g. the encoder's outputs for x
       and, for a flow, its weights: the fit then gives the example its own copy).
-    build: params -> the posterior (a (mean, logvar) pair or a `vae.posteriors` family).
+    build: params -> the posterior (a (mean, logvar) pair or a `vae.kernels.posteriors` family).
   """
 
   params: Any
@@ -232,7 +232,7 @@ def decompose_gap(
     x: one example, any shape.
     encode, decode, likelihood, prior: the model, as in `vae.bounds.elbo`. The first
       q* is a diagonal Gaussian whatever the encoder's family, fitted from a diagonal
-      Gaussian near q (`diagonal()` of `vae.posteriors`); ELBO[q_enc] is the encoder's
+      Gaussian near q (`diagonal()` of `vae.kernels.posteriors`); ELBO[q_enc] is the encoder's
       own q's.
     log_px: scalar estimate of log p(x) (IWAE_K, AIS or exact); its error goes into the
       approximation gap (an underestimate of log p(x) shrinks it).

@@ -1,7 +1,7 @@
 """Variational posteriors q(z|x) of one example, as pure functions (no Flax).
 
 Each family is a NamedTuple of arrays (so a pytree: it passes through `jax.jit`,
-`jax.vmap` and `jax.grad`) with three methods, the contract the kernels of `vae.losses`
+`jax.vmap` and `jax.grad`) with three methods, the contract the kernels of `vae.kernels`
 take from an encoder that returns one:
 
   sample(key) -> (z (D,), log q(z|x)): a reparameterised draw and its log-density;

@@ -2,7 +2,7 @@
 
 Each is a NamedTuple of arrays (a pytree, so its parameters can be learned through
 `jax.grad`) with `log_prob(z)` and, for the learned ones, `sample(key) -> z (D,)`;
-`vae.losses` takes any callable `z -> log p(z)`.
+`vae.kernels` takes any callable `z -> log p(z)`.
 
   StandardNormal()                       N(0, I), today's prior;
   GaussianMixture(logits, means, logvars) a learned mixture of C diagonal Gaussians;
@@ -91,7 +91,7 @@ class Hierarchical(NamedTuple):
   Attributes:
     top: p(z_L): None for N(0, I), else a prior of this module with `sample`.
     conditionals: L - 1 callables, the l-th z_{l+1} -> p(z_l|z_{l+1}) (a (mean, logvar)
-      pair or a posterior of `vae.posteriors`); they close over the decoder's parameters.
+      pair or a posterior of `vae.kernels.posteriors`); they close over the decoder's parameters.
     sizes: (D_1, ..., D_L), static.
 
   Not a pytree of arrays (it holds callables): build it inside the traced function.

@@ -1,5 +1,5 @@
 """What every command-line app shares: quiet dependency logs, plain error messages and the
-persistent compilation cache (`vae.compilation_cache`)."""
+persistent compilation cache (`vae.runtime.compilation_cache`)."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def _drop_closed_loop_errors(default_hook: Callable[[Any], None]) -> Callable[[A
 
 def run(fn: Callable[..., Any], *args, **kwargs) -> Any:
   """Calls fn with quiet logs and the compilation cache on; a user error
-  (`vae.errors.USER_ERRORS`) or Ctrl-C exits with one plain message, its traceback only
+  (`vae.common.errors.USER_ERRORS`) or Ctrl-C exits with one plain message, its traceback only
   at --verbosity=1. Any other error, JAX's and XLA's among them, keeps its traceback."""
   quiet_dependency_logs()
   sys.unraisablehook = _drop_closed_loop_errors(sys.unraisablehook)
@@ -86,7 +86,7 @@ def flags_parser(*config_flag_names: str) -> Callable[[list[str]], list[str]]:
   """absl's flag parsing, for `app.run(main, flags_parser=cli.flags_parser("config"))`.
 
   A config flag's value may name a shipped file (`--config=tiny`, `--sweep=beta`;
-  `vae.config_files.resolve`) instead of giving its path.
+  `vae.config.files.resolve`) instead of giving its path.
 
   A file of the named config flags that is missing, does not run or has no
   get_config(), and an override of a field its config does not have, stop with one
@@ -117,7 +117,7 @@ def define_distributed_flags() -> Callable[[], None]:
 
   Returns:
     A function that joins this process to the others as the flags say (or as SLURM's
-    environment says, or not at all); see `vae.distributed.initialize`.
+    environment says, or not at all); see `vae.runtime.distributed.initialize`.
   """
   coordinator = flags.DEFINE_string(
       "coordinator_address", None, "host:port of process 0, to join several processes.")

@@ -5,7 +5,7 @@ interrupted save never damages an earlier checkpoint. A checkpoint damaged after
 file truncated by a crash or a full disk) raises DamagedCheckpointError on restore, and
 `set_aside` moves it out of the way for inspection; a checkpoint whose arrays are not
 those of the model raises the "does not fit" ValueError; a save that runs out of disk
-space raises `vae.errors.DiskFullError` and leaves nothing half-written.
+space raises `vae.common.errors.DiskFullError` and leaves nothing half-written.
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ class Checkpointer:
     """Saves and waits until the checkpoint is complete on disk.
 
     Raises:
-      vae.errors.DiskFullError: the disk filled up; the partial checkpoint is removed
+      vae.common.errors.DiskFullError: the disk filled up; the partial checkpoint is removed
         and the earlier ones are untouched.
     """
     try:
@@ -223,7 +223,7 @@ def load_params(workdir: str, step: int | None = None) -> tuple[ml_collections.C
   """The saved config, the model params and the step of a run's checkpoint.
 
   Args:
-    workdir: a run's folder, as `vae.train.train_and_evaluate` writes it.
+    workdir: a run's folder, as `vae.training.train.train_and_evaluate` writes it.
     step: which checkpoint; None for the latest.
 
   Returns:

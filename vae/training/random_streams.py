@@ -14,8 +14,8 @@ INIT = 0  # parameter initialisation
 TRAIN = 1  # the training steps: fold_in(., step)
 EVAL = 2  # ELBO and IWAE of every evaluation (also experiments.evaluate's main pass)
 IMAGES = 3  # the prior samples shown in the sample grids
-GAP_DECOMPOSITION = 10  # the per-example fits of q* (vae.inference_gap)
-AIS = 11  # annealed importance sampling (vae.ais)
+GAP_DECOMPOSITION = 10  # the per-example fits of q* (vae.kernels.inference_gap)
+AIS = 11  # annealed importance sampling (vae.kernels.ais)
 
 
 def stream(seed: int, index: int) -> jax.Array:

@@ -1,13 +1,13 @@
 """A group of runs trained together: checks, data, state, checkpoints, metrics, images.
 
 `RunGroup(configs, workdirs)` holds one run, or several that differ only in
-`vae.update.VECTORIZED_FIELDS` and train in one vmapped program. Its constructor does
+`vae.training.update.VECTORIZED_FIELDS` and train in one vmapped program. Its constructor does
 every check before any training (each config, that the runs can train together, that
 the batches divide over the devices, that each workdir can be created and is not in use
-by another trainer (`vae.workdirs`), that no evaluation split is empty, that each
+by another trainer (`vae.training.workdirs`), that no evaluation split is empty, that each
 workdir can be resumed and that all resume from one step), reads this process's part of
 the data, and initialises or restores every run's state from its newest intact
-checkpoint (a damaged one is set aside with a warning). Then the loop (`vae.train`)
+checkpoint (a damaged one is set aside with a warning). Then the loop (`vae.training.train`)
 calls its steps and cadences. It is a context manager: leaving it by any exit (the end,
 a NaN stop, Ctrl-C, an exception) closes every checkpointer, writer and the prefetch
 thread, so an error prints its message and nothing after it.

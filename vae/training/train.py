@@ -5,9 +5,9 @@ latest checkpoint in `workdir`, and a resumed run ends with exactly the numbers 
 uninterrupted one: batches are a function of (seed, data.num_shards, step), the PRNG key
 of step t is fold_in(key, t), and the evaluation keys are fixed. With several processes
 each reads only its shards of the training set and its part of the evaluation splits
-(`vae.distributed`).
+(`vae.runtime.distributed`).
 
-The parts: `vae.update` (the pure update step), `vae.runs.RunGroup` (checks, data,
+The parts: `vae.training.update` (the pure update step), `vae.training.runs.RunGroup` (checks, data,
 state, checkpoints, metrics, images and evaluations of the runs, closed on every exit),
 and the loop below, which only decides when each of them happens.
 """
@@ -35,7 +35,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
 
   Raises:
     ValueError: a bad config value or an incompatible checkpoint (before any training).
-    vae.errors.NonFiniteLossError: the loss became NaN or infinite.
+    vae.common.errors.NonFiniteLossError: the loss became NaN or infinite.
     KeyboardInterrupt: Ctrl-C or SIGTERM, after saving a checkpoint.
   """
   return train_vectorized([config], [workdir])[0]
@@ -43,7 +43,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
 
 def train_vectorized(configs: list[ml_collections.ConfigDict], workdirs: list[str]
                      ) -> list[dict[str, dict[str, float]]]:
-  """Trains runs that differ only in `vae.update.VECTORIZED_FIELDS` together, in one
+  """Trains runs that differ only in `vae.training.update.VECTORIZED_FIELDS` together, in one
   jitted program.
 
   Each run writes exactly what `train_and_evaluate` writes, to its own workdir, and gets

@@ -1,5 +1,5 @@
 """The update step, pure: train state, optimiser, loss, the jitted block of steps, and
-the metric accumulator. No I/O: `vae.runs` feeds it and `vae.train` loops over it.
+the metric accumulator. No I/O: `vae.training.runs` feeds it and `vae.training.train` loops over it.
 
 Several runs that differ only in VECTORIZED_FIELDS keep every array shape, so they
 train together in one program, vmapped over a leading runs axis of every state array
