@@ -55,6 +55,10 @@ def get_config() -> ml_collections.ConfigDict:
   # Params at step 0: "lecun_normal" (flax's LeCun-normal kernels, zero biases) |
   # "fan_in_uniform" (PyTorch's nn.Linear/nn.Conv: kernels and biases U(+-1/sqrt(fan_in))).
   config.model.init = "fan_in_uniform"
+  # The decoder's output bias at step 0: "zeros" (as `init` draws it) | "data_mean" (p(x|z)
+  # starts at the training images' per-pixel mean; keeps tanh encoders out of saturation,
+  # issue 33, docs/families.md).
+  config.model.decoder_bias_init = "zeros"
   config.model.prior = "standard_normal"  # p(z): "standard_normal" | "mixture" | "vamp".
   config.model.prior_components = 50  # Mixture components or VampPrior pseudo-inputs.
   # Stochastic layers above z_1 (whose size is latent_dim), bottom to top, e.g. (50,) for

@@ -25,6 +25,9 @@ def get_config():
   config.model.hidden_sizes = (200, 200)
   config.model.latent_dim = 50
   config.model.activation = "tanh"
+  # With tanh, a decoder that starts at p = 0.5 per pixel saturates the encoder within
+  # ~50 steps and learned priors and upper layers never recover (issue 33).
+  config.model.decoder_bias_init = "data_mean"
   config.train.num_steps = 40000
   config.train.batch_size = 128
   config.train.eval_every = 5000

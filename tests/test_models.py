@@ -134,3 +134,35 @@ def test_fan_in_uniform_draws_every_kernel_and_bias_as_pytorch_does(architecture
                                                  init="lecun_normal"),
                                     image_shape).init(jax.random.PRNGKey(0))
   assert not np.any(flax_default["encoder"]["Dense_0"]["bias"])  # flax's zero biases
+
+
+@pytest.mark.parametrize("architecture, likelihood, image_shape", ARCHITECTURE_CASES)
+def test_a_data_mean_decoder_bias_starts_p_x_at_the_data_mean(architecture, likelihood,
+                                                               image_shape):
+  """decoder_bias_init="data_mean": the output layer's bias gives the likelihood's mean
+  image at zero hidden activity (a convolution's bias: each channel's mean); "zeros"
+  keeps the initialisation's own bias."""
+  config = model_config(architecture=architecture, likelihood=likelihood,
+                        hidden_sizes=(16,), conv_features=(4,), conv_hidden_size=8,
+                        decoder_bias_init="data_mean")
+  model = models.build_model(config, image_shape)
+  mean = jax.random.uniform(jax.random.PRNGKey(1), image_shape)
+  params = model.init(jax.random.PRNGKey(0), mean)
+  layer = "Dense_1" if architecture == "mlp" else "Conv_0"
+  bias = params["decoder"][layer]["bias"]
+  head = models.LIKELIHOOD_HEADS[likelihood]
+  if architecture == "conv":  # one bias per channel: the mean over pixels of the raw image
+    np.testing.assert_allclose(bias, head.raw_for_mean(mean).mean(axis=(0, 1)), rtol=1e-6)
+  else:
+    raw = bias.reshape(image_shape[:2] + (image_shape[2] * head.num_params,))
+    expected = jnp.clip(mean, 1e-3, 1 - 1e-3) if likelihood == "bernoulli" else mean
+    np.testing.assert_allclose(head.mean_image(head.split(raw)), expected, rtol=1e-5,
+                               atol=1e-6)
+  zeros = models.build_model(model_config(architecture=architecture, likelihood=likelihood,
+                                          hidden_sizes=(16,), conv_features=(4,),
+                                          conv_hidden_size=8), image_shape)
+  untouched = zeros.init(jax.random.PRNGKey(0))
+  assert set(jax.tree.leaves(jax.tree.map(lambda a, b: a.shape == b.shape, untouched,
+                                          params))) == {True}
+  with pytest.raises(ValueError, match="needs the training images' mean"):
+    model.init(jax.random.PRNGKey(0))

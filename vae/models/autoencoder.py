@@ -67,6 +67,12 @@ class VAE(nn.Module):
     return None if self.prior is None else self.prior()
 
 
+DECODER_BIAS_INITS = ("zeros", "data_mean")
+"""config.model.decoder_bias_init: the decoder's output bias at step 0, as the
+initialisation draws it ("zeros": flax's zeros; PyTorch's uniform with "fan_in_uniform"),
+or the training images' per-pixel mean through the likelihood ("data_mean")."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Model:
   """A VAE as pure functions of an explicit params pytree.
@@ -85,6 +91,7 @@ class Model:
   posterior: str = "diagonal"
   prior_name: str = "standard_normal"
   initialization: str = "lecun_normal"
+  decoder_bias_init: str = "zeros"
 
   def bind(self, params: Any) -> tuple[Callable[[Array], Any], Callable[[Array], Any]]:
     """(encode, decode) with `params` bound: x -> q(z|x) and z -> the likelihood's
@@ -112,14 +119,28 @@ class Model:
     """("kl_z1", ..., "kl_zL"): the per-layer KL metrics, () with one layer."""
     return tuple(f"kl_{name}" for name in self.layer_names)
 
-  def init(self, key: Array) -> Any:
+  def init(self, key: Array, data_mean: Array | None = None) -> Any:
     """Returns a fresh params pytree (no batch axis needed), initialised as
-    `INITIALIZATIONS[initialization]` says."""
+    `INITIALIZATIONS[initialization]` says; with decoder_bias_init "data_mean", the
+    decoder's output bias then makes p(x|z) at zero hidden activity have the mean image
+    `data_mean` (H, W, C) in [0, 1], the training images' per-pixel mean."""
     module_key, redraw_key = jax.random.split(key)
     redraw = initializations.INITIALIZATIONS[self.initialization]
     if redraw is None:  # flax's own, from `key` itself (the numbers of earlier versions)
-      return self.module.init(key, jnp.zeros(self.image_shape))["params"]
-    return redraw(redraw_key, self.module.init(module_key, jnp.zeros(self.image_shape))["params"])
+      params = self.module.init(key, jnp.zeros(self.image_shape))["params"]
+    else:
+      params = redraw(redraw_key,
+                      self.module.init(module_key, jnp.zeros(self.image_shape))["params"])
+    if self.decoder_bias_init == "zeros":
+      return params
+    if data_mean is None:
+      raise ValueError('config.model.decoder_bias_init="data_mean" needs the training '
+                       "images' mean: pass data_mean to Model.init.")
+    raw = likelihood_heads.LIKELIHOOD_HEADS[self.likelihood].raw_for_mean(
+        jnp.asarray(data_mean, jnp.float32))
+    layer, bias = self.module.decoder.output_bias(raw)
+    decoder = {**params["decoder"], layer: {**params["decoder"][layer], "bias": bias}}
+    return {**params, "decoder": decoder}
 
   def _apply(self, params: Any, method: Callable, *args) -> Any:
     return self.module.apply({"params": params}, *args, method=method)

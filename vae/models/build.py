@@ -56,6 +56,7 @@ def check_model_config(cfg: ml_collections.ConfigDict, image_shape: networks.Ima
   field_checks.one_of(config, "model.posterior", families.POSTERIORS)
   field_checks.one_of(config, "model.prior", families.PRIORS)
   field_checks.one_of(config, "model.init", initializations.INITIALIZATIONS)
+  field_checks.one_of(config, "model.decoder_bias_init", autoencoder.DECODER_BIAS_INITS)
   if cfg.posterior == "iaf":
     field_checks.int_at_least(config, "model.flow_steps")
     field_checks.int_at_least(config, "model.flow_hidden")
@@ -96,4 +97,4 @@ def build_model(cfg: ml_collections.ConfigDict,
                            families.prior_params_module(cfg, image_shape), upper_encoders,
                            conditionals)
   return autoencoder.Model(module, cfg.likelihood, tuple(image_shape), sizes, cfg.posterior,
-                           cfg.prior, cfg.init)
+                           cfg.prior, cfg.init, cfg.decoder_bias_init)

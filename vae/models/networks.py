@@ -72,6 +72,11 @@ class MLPDecoder(nn.Module):
     out = nn.Dense(height * width * channels * self.num_params)(h)
     return out.reshape(z.shape[:-1] + (height, width, channels * self.num_params))
 
+  def output_bias(self, raw: Array) -> tuple[str, Array]:
+    """(the output layer's name, its bias) for a raw output image (H, W, C * num_params)
+    at zero hidden activity: one bias per output pixel."""
+    return f"Dense_{len(self.hidden_sizes)}", raw.reshape(-1)
+
 
 class GaussianMLP(nn.Module):
   """(..., D_in) latents -> ((..., D_out) mean, (..., D_out) logvar): one stochastic
@@ -134,3 +139,8 @@ class ConvDecoder(nn.Module):
     for feature in reversed(self.features):
       h = act(nn.ConvTranspose(feature, (3, 3), strides=(2, 2), padding="SAME")(h))
     return nn.Conv(channels * self.num_params, (3, 3), padding="SAME")(h)
+
+  def output_bias(self, raw: Array) -> tuple[str, Array]:
+    """(the output convolution's name, its bias) for a raw output image
+    (H, W, C * num_params): a convolution has one bias per channel, the image's mean."""
+    return "Conv_0", raw.mean(axis=(0, 1))

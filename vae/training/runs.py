@@ -81,18 +81,21 @@ class Run:
     self.images = images.ImageWriter(model, workdir, self.writer, image_key,
                                      config.eval.num_images)
 
-  def init_or_restore(self, model: Any) -> tuple[int, Any, Any]:
+  def init_or_restore(self, model: Any, data_mean: np.ndarray | None
+                      ) -> tuple[int, Any, Any]:
     """(step, state, accumulator) on the host: from the newest intact checkpoint, or
-    fresh at step 0; then the best checkpoint's keeper, with keep_best."""
-    step, state, acc = self._init_or_restore(model)
+    fresh at step 0 (`data_mean`: the training images' mean, for the decoder's bias);
+    then the best checkpoint's keeper, with keep_best."""
+    step, state, acc = self._init_or_restore(model, data_mean)
     if self.config.train.keep_best:
       self.best = self._resources.enter_context(contextlib.closing(
           best_checkpoint.BestCheckpoint(self.workdir, self.config.train.keep_best, step)))
     return step, state, acc
 
-  def _init_or_restore(self, model: Any) -> tuple[int, Any, Any]:
+  def _init_or_restore(self, model: Any, data_mean: np.ndarray | None
+                       ) -> tuple[int, Any, Any]:
     """A damaged checkpoint is set aside with one warning line."""
-    state = update.init_state(model, self.config, self.init_key)
+    state = update.init_state(model, self.config, self.init_key, data_mean)
     like = jax.device_get({"state": update.checkpoint_tree(state),
                            "metrics": update.empty_accumulator(update.train_metric_names(model))})
     for step in reversed(self.checkpointer.all_steps()):
@@ -196,10 +199,14 @@ class RunGroup(contextlib.AbstractContextManager):
     self.shown_images = np.asarray(
         next(iter(self.eval_images.values()))[:self.config.eval.num_images])
     self.model = build_model(self.config.model, self._info.image_shape)
+    # Every process the whole split's mean, so that all start from the same params.
+    self._data_mean = (data.load_split(data_config, "train").mean(axis=0)
+                       if self.config.model.decoder_bias_init == "data_mean" else None)
 
   def _place_state(self) -> None:
     """Initialises or restores every run, stacks them and replicates them on the mesh."""
-    steps, states, accs = zip(*(run.init_or_restore(self.model) for run in self.runs))
+    steps, states, accs = zip(*(run.init_or_restore(self.model, self._data_mean)
+                                for run in self.runs))
     if len(set(steps)) > 1:
       raise ValueError(
           f"The runs' latest checkpoints are at different steps {sorted(set(steps))} "

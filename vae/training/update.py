@@ -133,10 +133,12 @@ def learning_rate(state: TrainState) -> jax.Array:
   return hyperparameters["peak_learning_rate"] * hyperparameters["schedule_scale"]
 
 
-def init_state(model: Model, config: ml_collections.ConfigDict, key: jax.Array
-               ) -> TrainState:
-  """A fresh state at step 0: params from `key`, the optimiser of the config."""
-  params = model.init(key)
+def init_state(model: Model, config: ml_collections.ConfigDict, key: jax.Array,
+               data_mean: jax.Array | None = None) -> TrainState:
+  """A fresh state at step 0: params from `key` (and the training images' per-pixel mean
+  `data_mean` (H, W, C), for config.model.decoder_bias_init "data_mean"), the optimiser of
+  the config."""
+  params = model.init(key, data_mean)
   ema_params = params if config.train.ema_decay > 0 else None
   return TrainState(jnp.zeros((), jnp.int32), params, make_optimizer(config).init(params),
                     ema_params)
