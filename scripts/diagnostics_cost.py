@@ -70,7 +70,8 @@ def measure(config, k: int, repeats: int) -> dict[str, float]:
     config.eval.num_importance_samples = k
   info = data.dataset_info(config.data)
   model = build_model(config.model, info.image_shape)
-  params = model.init(jax.random.PRNGKey(0))
+  train_mean = data.load_split(config.data, "train").mean(axis=0)
+  params = model.init(jax.random.PRNGKey(0), train_mean)
   images = data.load_split(config.data, "test")
   evaluator = evaluate.Evaluator(model, config.eval)
   key = jax.random.PRNGKey(1)

@@ -93,7 +93,7 @@ def test_yardstick_has_the_models_matmuls(name):
   key = jax.random.PRNGKey(0)
   x = jnp.asarray(np.random.default_rng(0).random((2,) + subjects.IMAGE_SHAPE) < 0.5,
                   jnp.float32)
-  params = jax.eval_shape(model.init, key)
+  params = jax.eval_shape(model.init, key, x.mean(axis=0))
   trainer = flops.step_matmuls(update.make_loss_fn(model, config.loss), params, key, x,
                                jnp.float32(1.0))
   _, loss_fn, loss_args = yardstick.make_yardstick(config.model, np.asarray(x), key)

@@ -114,7 +114,8 @@ def test_model_encodes_and_decodes(config_file, fake_tfds_dir):
   config = fitted_config(config_file, fake_tfds_dir)
   info = config_checks.check_config(config)
   model = models.build_model(config.model, info.image_shape)
-  params = init(model, jax.random.PRNGKey(config.seed))
+  params = init(model, jax.random.PRNGKey(config.seed),
+                data.load_split(config.data, "train").mean(axis=0))
   x = data.TrainBatches(data.load_split(config.data, "train"), config.train.batch_size,
                         config.seed, config.data.binarize == "dynamic").batch(0)
 

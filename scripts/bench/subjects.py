@@ -78,7 +78,8 @@ def make_trainer(config: ml_collections.ConfigDict, block_batches: np.ndarray
   """
   mesh = distributed.data_mesh()
   model = build_model(config.model, IMAGE_SHAPE)
-  state = update.init_state(model, config, random_streams.stream(config.seed, random_streams.INIT))
+  init_key = random_streams.stream(config.seed, random_streams.INIT)
+  state = update.init_state(model, config, init_key, np.asarray(block_batches).mean(axis=(0, 1)))
   replicated = distributed.replicated(mesh)
   carry = [jax.device_put(update.stack_runs([state]), replicated),
            jax.device_put(update.stack_runs([update.empty_accumulator()]), replicated)]

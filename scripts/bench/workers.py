@@ -123,7 +123,7 @@ def worker_iwae(task: dict[str, Any]) -> dict[str, Any]:
   model = build_model(config.model, IMAGE_SHAPE)
   test = np.load(task["images"])
   images = np.resize(test, (task["num_examples"],) + test.shape[1:])
-  params = model.init(jax.random.PRNGKey(0))
+  params = model.init(jax.random.PRNGKey(0), test.mean(axis=0))
   eval_config = ml_collections.ConfigDict(dict(
       batch_size=min(task["batch_size"], len(images)),
       num_importance_samples=task["num_samples"], chunk_size=task["chunk_size"],
