@@ -177,7 +177,7 @@ def test_every_marked_bash_block_has_a_check():
 @pytest.mark.parametrize("page, index", sorted(RUN_CHECKS))
 def test_marked_bash_blocks_run(page, index, tmp_path):
   source = [s for p, i, s in marked_bash_blocks() if (p, i) == (page, index)][0]
-  env = dict(os.environ, JAX_PLATFORMS="cpu",
+  env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_DISABLE_MOST_OPTIMIZATIONS="1",
              PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
   result = subprocess.run(["bash", "-euo", "pipefail", "-c", source], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=600)

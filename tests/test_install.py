@@ -58,7 +58,7 @@ def test_the_readme_kernel_example_runs_with_the_light_install(wheel, tmp_path):
   script = tmp_path / "example.py"
   script.write_text(readme_kernel_example())
   done = subprocess.run([python, str(script)], cwd=tmp_path, capture_output=True, text=True,
-                        timeout=600)
+                        timeout=600, env={**os.environ, "JAX_DISABLE_MOST_OPTIMIZATIONS": "1"})
   assert done.returncode == 0, done.stderr[-3000:]
   elbo, log_px, gap = map(float, done.stdout.split()[-3:])
   assert elbo < log_px < 0 and gap > 0, done.stdout  # nats per example
