@@ -61,6 +61,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.decoder_bias_init = "zeros"
   config.model.prior = "standard_normal"  # p(z): "standard_normal" | "mixture" | "vamp".
   config.model.prior_components = 50  # Mixture components or VampPrior pseudo-inputs.
+  # The VampPrior's pseudo-inputs: "sigmoid" (of N(0, 0.01^2): grey 0.5 at the start) |
+  # "clipped" (clip(N(0.05, 0.01^2), 0, 1), Tomczak & Welling's; docs/families.md).
+  config.model.pseudo_inputs = "sigmoid"
   # Stochastic layers above z_1 (whose size is latent_dim), bottom to top, e.g. (50,) for
   # two layers; () for one. q(z_{l+1}|z_l) and p(z_l|z_{l+1}) are diagonal Gaussians
   # from MLPs of upper_hidden_sizes; posterior and prior apply to z_1 and z_L.

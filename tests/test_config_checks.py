@@ -23,6 +23,8 @@ def config_with(**overrides):
     (dict(model__likelihood="poisson"), r"model.likelihood='poisson'.*'bernoulli', 'gaussian'"),
     (dict(model__activation="sigmoidal"), r"model.activation='sigmoidal'.*'relu'"),
     (dict(model__decoder_bias_init="mean"), r"model.decoder_bias_init='mean'.*'data_mean'"),
+    (dict(model__prior="vamp", model__pseudo_inputs="hardtanh"),
+     r"model.pseudo_inputs='hardtanh'.*'clipped', 'sigmoid'"),
     (dict(data__name="imagenet"), r"config.data.name.*imagenet.*embedded_mnist"),
     (dict(model__latent_dim=0), r"model.latent_dim=0.*integer >= 1"),
     (dict(model__latent_dim=-3), r"model.latent_dim=-3"),

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from vae import kernels, models
+from vae.models import autoencoder
 from vae.configs import default
 
 
@@ -166,3 +167,26 @@ def test_a_data_mean_decoder_bias_starts_p_x_at_the_data_mean(architecture, like
                                           params))) == {True}
   with pytest.raises(ValueError, match="needs the training images' mean"):
     model.init(jax.random.PRNGKey(0))
+
+
+def test_clipped_pseudo_inputs_start_near_black_and_learn_at_the_rate():
+  """model.pseudo_inputs="clipped": u = clip(v, 0, 1), v ~ N(0.05, 0.01^2) (Tomczak &
+  Welling's), so du/dv = 1 inside [0, 1]; "sigmoid" starts every u at 0.5 with du/dv ~ 1/4."""
+  image_shape = (4, 4, 1)
+  pseudo = {}
+  for parametrization in ("clipped", "sigmoid"):
+    config = model_config(hidden_sizes=(8,), prior="vamp", prior_components=30,
+                          pseudo_inputs=parametrization)
+    model = models.build_model(config, image_shape)
+    params = model.init(jax.random.PRNGKey(0))
+    inputs = lambda v, m=model, p=params: m.module.apply(
+        {"params": {**p, "prior": {"pseudo_inputs": v}}}, method=autoencoder.VAE.prior_params)
+    raw = params["prior"]["pseudo_inputs"]
+    pseudo[parametrization] = inputs(raw)
+    slope = jax.grad(lambda v, f=inputs: f(v).sum())(raw)
+    np.testing.assert_allclose(slope, 1.0 if parametrization == "clipped" else 0.25, atol=1e-4)
+  assert pseudo["clipped"].shape == (30,) + image_shape
+  assert 0.0 <= pseudo["clipped"].min() and pseudo["clipped"].max() <= 1.0
+  assert abs(float(pseudo["clipped"].mean()) - 0.05) < 0.002
+  assert abs(float(pseudo["clipped"].std()) - 0.01) < 0.002
+  np.testing.assert_allclose(pseudo["sigmoid"], 0.5, atol=0.01)

@@ -62,6 +62,8 @@ def check_model_config(cfg: ml_collections.ConfigDict, image_shape: networks.Ima
     field_checks.int_at_least(config, "model.flow_hidden")
   if cfg.prior != "standard_normal":
     field_checks.int_at_least(config, "model.prior_components")
+  if cfg.prior == "vamp":
+    field_checks.one_of(config, "model.pseudo_inputs", families.PSEUDO_INPUTS)
   if cfg.architecture == "conv":
     if not cfg.conv_features:
       field_checks.fail("model.conv_features", cfg.conv_features, "non-empty for 'conv'")

@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import ml_collections
 
 from vae.kernels import posteriors, priors
@@ -54,17 +55,35 @@ class MixturePriorParams(nn.Module):
         self.param("logvars", nn.initializers.zeros, (self.components, self.dim)))
 
 
+def _normal_init(mean: float, std: float) -> Callable[..., Array]:
+  return lambda key, shape, dtype=jnp.float32: mean + std * jax.random.normal(key, shape, dtype)
+
+
+PSEUDO_INPUTS: dict[str, tuple[Callable[..., Array], Callable[[Array], Array]]] = {
+    # u = sigmoid(v), v ~ N(0, 0.01^2): every pseudo-input starts as the same grey 0.5.
+    "sigmoid": (nn.initializers.normal(0.01), jax.nn.sigmoid),
+    # u = clip(v, 0, 1), v ~ N(0.05, 0.01^2): Tomczak & Welling's hardtanh pseudo-inputs,
+    # near the digits' black background at the start, moving at the learning rate's pace
+    # (a sigmoid near 0.05 moves 20 times slower); measured in docs/results/tanh_collapse.md.
+    "clipped": (_normal_init(0.05, 0.01), lambda v: jnp.clip(v, 0.0, 1.0)),
+}
+"""config.model.pseudo_inputs: the VampPrior's pseudo-inputs u in [0, 1] from their learned
+parameters v -> (the initializer of v, v -> u)."""
+
+
 class PseudoInputs(nn.Module):
-  """The VampPrior's learned pseudo-inputs (C, H, W, C), in (0, 1) through a sigmoid."""
+  """The VampPrior's learned pseudo-inputs (C, H, W, C) in [0, 1], parametrised as
+  `PSEUDO_INPUTS[parametrization]` says."""
 
   components: int
   image_shape: networks.ImageShape
+  parametrization: str = "sigmoid"
 
   @nn.compact
   def __call__(self) -> Array:
-    raw = self.param("pseudo_inputs", nn.initializers.normal(0.01),
-                     (self.components,) + tuple(self.image_shape))
-    return jax.nn.sigmoid(raw)
+    init, to_unit_interval = PSEUDO_INPUTS[self.parametrization]
+    raw = self.param("pseudo_inputs", init, (self.components,) + tuple(self.image_shape))
+    return to_unit_interval(raw)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,5 +145,5 @@ def prior_params_module(cfg: ml_collections.ConfigDict, image_shape: networks.Im
   if cfg.prior == "mixture":
     return MixturePriorParams(cfg.prior_components, latent_sizes(cfg)[-1])
   if cfg.prior == "vamp":
-    return PseudoInputs(cfg.prior_components, image_shape)
+    return PseudoInputs(cfg.prior_components, image_shape, cfg.pseudo_inputs)
   return None
