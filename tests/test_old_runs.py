@@ -15,6 +15,9 @@ import shutil
 import subprocess
 import sys
 
+from vae.configs import tiny
+from vae.training import train
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 OLD_RUN = REPO / "tests" / "data" / "run_before_layout"
 ENV = {**os.environ, "JAX_DISABLE_MOST_OPTIMIZATIONS": "1"}
@@ -36,8 +39,9 @@ def test_a_run_saved_before_the_layout_evaluates_to_its_numbers_and_resumes(tmp_
   expected = json.loads((OLD_RUN / "expected_eval_test.json").read_text())
   assert {name: results[name] for name in expected} == expected
 
-  run("experiments.train", "--config=configs/tiny.py", f"--workdir={workdir}",
-      "--config.train.ema_decay=0.9", "--config.train.keep_best=elbo")
+  config = tiny.get_config()  # as `experiments.train --config=configs/tiny.py` builds it
+  config.train.ema_decay, config.train.keep_best = 0.9, "elbo"
+  train.train_and_evaluate(config, str(workdir))
   assert (workdir / "checkpoints" / "20").is_dir()
   records = (workdir / "metrics.jsonl").read_text().splitlines()
   steps = [json.loads(line)["step"] for line in records]
