@@ -33,6 +33,8 @@ def config_with(**overrides):
     (dict(loss__beta=math.inf), r"loss.beta=inf"),
     (dict(loss__objective="vampprior"), r"loss.objective='vampprior'.*'elbo', 'iwae'"),
     (dict(loss__objective="iwae", loss__beta=2.0), r"loss.beta=2.0.*'iwae'"),
+    (dict(loss__objective="miwae", loss__kl_warmup_steps=100),
+     r"loss.kl_warmup_steps=100.*0 with the 'miwae' objective.*kl_warmup_steps=0"),
     (dict(loss__num_samples=0), r"loss.num_samples=0"),
     (dict(loss__free_bits=-0.1), r"loss.free_bits=-0.1.*finite number >= 0"),
     (dict(loss__free_bits=0.5, loss__objective="iwae"), r"loss.free_bits=0.5.*'iwae'"),

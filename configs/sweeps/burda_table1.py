@@ -47,6 +47,7 @@ def get_config():
       sum(EPOCHS[:i + 1]) * STEPS_PER_EPOCH for i in range(len(EPOCHS) - 1))
   config.optimizer.decay_factor = 10 ** (-1 / 7)
   config.optimizer.adam_eps = 1e-4
+  config.loss.kl_warmup_steps = 0  # Burda et al. train without (the IWAE has no KL to ramp)
   config.eval.num_importance_samples = 5000
   return config
 

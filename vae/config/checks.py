@@ -45,6 +45,10 @@ def check_loss_and_optimizer(config: ml_collections.ConfigDict) -> None:
          "family has no KL weight", "Use config.loss.objective='elbo' for a beta-VAE"
          + (", or config.loss.ciwae_beta." if loss.objective == "ciwae" else "."))
   int_at_least(config, "loss.kl_warmup_steps", minimum=0)
+  if loss.objective != "elbo" and loss.kl_warmup_steps:
+    fail("loss.kl_warmup_steps", loss.kl_warmup_steps, f"0 with the {loss.objective!r} "
+         "objective: the IWAE family has no KL weight to ramp up",
+         "Set --config.loss.kl_warmup_steps=0.")
   finite_at_least(config, "loss.free_bits", 0.0)
   if loss.free_bits and loss.objective != "elbo":
     fail("loss.free_bits", loss.free_bits, f"0 with the {loss.objective!r} objective "
