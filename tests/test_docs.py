@@ -128,7 +128,16 @@ def check_collapse_page(outputs):
   assert free_bits >= kl - 1e-5 and math.isclose(kl, kl_summed, rel_tol=1e-4)
 
 
+def check_evaluation_page(outputs):
+  assert len(outputs) == 1
+  bounds_line, shapes_line = outputs[0].strip().splitlines()
+  elbo, log_px, gap = numbers(bounds_line)  # means over 100 test digits, nats
+  assert elbo < log_px < 0 and math.isclose(gap, log_px - elbo, rel_tol=1e-4)
+  assert shapes_line == "(100, 4) (16, 8, 8, 1) (100, 8, 8, 1)"
+
+
 CHECKS = {
+    "docs/evaluation.md": check_evaluation_page,
     "docs/kernels.md": check_kernels_page,
     "docs/collapse.md": check_collapse_page,
 }
@@ -215,9 +224,13 @@ def test_every_results_page_states_commit_command_and_machine():
 
 
 def top_level_names(path):
-  """The names a module defines or imports at its top level."""
+  """The names a module defines or imports at its top level, and those it loads on first
+  use (the keys of a module-level `_LAZY` dict, as `vae/__init__.py` has)."""
   names = set()
   for node in ast.parse(open(path, encoding="utf-8").read()).body:
+    if (isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets]
+        == ["_LAZY"] and isinstance(node.value, ast.Dict)):
+      names.update(key.value for key in node.value.keys)
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
       names.add(node.name)
     elif isinstance(node, (ast.Assign, ast.AnnAssign)):

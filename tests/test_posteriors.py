@@ -149,6 +149,17 @@ def test_mixture_and_vamp_prior_densities_are_the_mixtures_written_out():
   np.testing.assert_allclose(vamp.log_prob(jnp.asarray(z)), expected, rtol=1e-12)
 
 
+def test_a_mixture_of_numpy_params_samples_under_vmap_with_its_weights():
+  """Params restored from a checkpoint are NumPy arrays; vmapped sampling indexes them with
+  a traced component. Two far-apart components: draws land by the weights (0.8, 0.2)."""
+  mixture = priors.GaussianMixture(np.log(np.array([0.8, 0.2], np.float32)),
+                                   np.array([[-10.0], [10.0]], np.float32),
+                                   np.zeros((2, 1), np.float32))
+  draws = jax.vmap(mixture.sample)(jax.random.split(jax.random.PRNGKey(0), 4000))
+  share = float(jnp.mean(draws > 0))
+  assert abs(share - 0.2) < 4 * math.sqrt(0.2 * 0.8 / 4000), share
+
+
 # ------------------------------------------------------------------ two stochastic layers
 
 

@@ -26,6 +26,8 @@ light install, `pip install vae-jax`, imports the kernels without Flax):
   train_and_evaluate   trains a run from a config into a workdir (`vae.training.train`);
   load_params          a run's config and params from its workdir (`vae.training.checkpoints`);
   evaluate_run         evaluates a run's checkpoint on a split (`vae.evaluation`);
+  load_run             a run in your hands: encode, decode, sample, score images
+                       (`vae.evaluation.loaded_run`);
   axis, product, zip_points, run_sweep   sweeps as code (`vae.sweeps`).
 """
 
@@ -36,7 +38,8 @@ from vae import kernels
 _LAZY = {
     "build_model": "vae.models", "Model": "vae.models", "load_split": "vae.data",
     "train_and_evaluate": "vae.training.train", "load_params": "vae.training.checkpoints",
-    "evaluate_run": "vae.evaluation", "axis": "vae.sweeps", "product": "vae.sweeps",
+    "evaluate_run": "vae.evaluation", "load_run": "vae.evaluation", "axis": "vae.sweeps",
+    "product": "vae.sweeps",
     "zip_points": "vae.sweeps", "run_sweep": "vae.sweeps",
 }
 

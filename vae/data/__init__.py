@@ -19,6 +19,7 @@ Modules, one job each:
   embedded       the embedded_mnist and embedded_digits sets, their fixed splits, the
                  user-cache copy of the parsed digits;
   npz            the user's .npz file, loaded and checked;
+  images         arrays of images from a file or from Python, checked (`as_images`);
   tfds_catalog   TFDS catalog sets: prepared data or a clear error, download on request;
   config_fields  checks of the config.data fields every source shares;
   binarization   Bernoulli binarisation, fixed or per batch, and the seeded streams;
@@ -32,6 +33,7 @@ set is read), and itself; never `vae.models` or the floors above.
 """
 
 from vae.data.binarization import BINARIZE_MODES
+from vae.data.images import as_images
 from vae.data.loading import (DatasetInfo, LazySplit, dataset_info, load_split, split_size,
                               validate_data_config)
 from vae.data.registry import DATASET_NAMES, SOURCES
@@ -40,6 +42,6 @@ from vae.data.train_batches import TrainBatches
 
 __all__ = [
     "BINARIZE_MODES", "DATASET_NAMES", "SOURCES", "SPLITS", "DataSource", "DatasetInfo",
-    "LazySplit", "TrainBatches", "dataset_info", "load_split", "split_size",
+    "LazySplit", "TrainBatches", "as_images", "dataset_info", "load_split", "split_size",
     "validate_data_config",
 ]

@@ -13,6 +13,7 @@ import os
 import numpy as np
 
 from vae.data import source
+from vae.data.images import as_images
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,7 +84,7 @@ def _read_npz(path: str, mtime_ns: int) -> tuple[dict[str, np.ndarray], str]:
   if missing:
     raise ValueError(f"{where} lacks the array(s) {missing}; it must hold 'train' and "
                      f"'test' (optionally 'validation'); it holds {sorted(arrays)}.")
-  splits = {split: _npz_images(array, f"{where}, array {split!r}")
+  splits = {split: as_images(array, f"{where}, array {split!r}")
             for split, array in arrays.items()}
   shapes = {split: images.shape[1:] for split, images in splits.items()}
   if len(set(shapes.values())) > 1:
@@ -97,28 +98,3 @@ def _read_npz(path: str, mtime_ns: int) -> tuple[dict[str, np.ndarray], str]:
   for images in splits.values():
     images.flags.writeable = False
   return splits, kind
-
-
-def _npz_images(array: np.ndarray, where: str) -> np.ndarray:
-  """One npz array as float32 (N, H, W, C) in [0, 1]; `where` prefixes error messages."""
-  if array.ndim == 3:
-    array = array[..., None]
-  if array.ndim != 4 or array.shape[-1] not in (1, 3):
-    raise ValueError(f"{where} has shape {array.shape}; expected images shaped (N, H, W) "
-                     "or (N, H, W, C) with C = 1 or 3.")
-  if array.dtype == np.uint8:
-    if array.size and array.max() <= 1:
-      raise ValueError(f"{where} is uint8 with values only in {{0, 1}}; uint8 images are "
-                       "read as 0..255. Save binary images as bool or float32.")
-    return array.astype(np.float32) / 255.0
-  if array.dtype == np.bool_:
-    return array.astype(np.float32)
-  if np.issubdtype(array.dtype, np.floating):
-    if array.size and not (np.isfinite(array).all() and array.min() >= 0
-                           and array.max() <= 1):
-      raise ValueError(f"{where} holds floats outside [0, 1] (min {array.min()}, max "
-                       f"{array.max()}); scale float images to [0, 1] or save them as "
-                       "uint8 0..255.")
-    return array.astype(np.float32)
-  raise ValueError(f"{where} has dtype {array.dtype}; use uint8 (0..255), float in "
-                   "[0, 1], or bool.")

@@ -41,8 +41,10 @@ def evaluate_params(model: Model, params: Any, images: np.ndarray | data.LazySpl
   Args:
     model: the model that `params` belong to.
     params: its params pytree.
-    images: the split, float32 in [0, 1], as an array or a `vae.data.LazySplit` (each
-      process then reads only its part of it, and of the subset).
+    images: the split as a `vae.data.LazySplit` (each process then reads only its part
+      of it, and of the subset) or an array `vae.data.as_images` accepts (float in
+      [0, 1], uint8 or bool, of the model's image shape; anything else is one
+      ValueError).
     seed: the run's seed; each pass draws from its stream of `vae.training.random_streams`
       (the IWAE pass from the training run's evaluation stream), then fold_in(., example
       index).
@@ -57,6 +59,8 @@ def evaluate_params(model: Model, params: Any, images: np.ndarray | data.LazySpl
     the metrics (N,), `posterior_mean` (N, D), and the `gap_*` and `ais_*` arrays of the
     subset, (n,) or (n, D).
   """
+  if not isinstance(images, data.LazySplit):
+    images = data.as_images(images, "images", model.image_shape)
   if len(images) == 0:
     raise ValueError("The split has no examples to evaluate.")
   start_time = time.perf_counter()

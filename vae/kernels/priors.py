@@ -59,7 +59,8 @@ class GaussianMixture(NamedTuple):
     """One z (D,): a component drawn by its weight, then z from it."""
     pick, draw = jax.random.split(key)
     c = jax.random.categorical(pick, self.logits)
-    return posteriors.DiagonalGaussian(self.means[c], self.logvars[c]).sample(draw)[0]
+    means, logvars = jnp.asarray(self.means), jnp.asarray(self.logvars)  # NumPy params too
+    return posteriors.DiagonalGaussian(means[c], logvars[c]).sample(draw)[0]
 
 
 class UniformMixture(NamedTuple):
