@@ -114,6 +114,13 @@ def get_config() -> ml_collections.ConfigDict:
   # "log_px" or "elbo" (higher is better), in workdir/best/, with best.json; "" = off.
   config.train.keep_best = ""
 
+  config.logging = ml_collections.ConfigDict()
+  # Weights & Biases beside metrics.jsonl and TensorBoard: the same scalars and images, and
+  # the config, in this project (needs `pip install wandb`; WANDB_MODE=offline keeps it
+  # on this machine; docs/run_outputs.md).
+  config.logging.wandb = False
+  config.logging.wandb_project = "vae-jax"
+
   config.eval = ml_collections.ConfigDict()
   config.eval.splits = ("validation", "test")
   config.eval.batch_size = 250

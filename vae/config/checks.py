@@ -14,6 +14,7 @@ import ml_collections
 from vae import data, models
 from vae.common.field_checks import fail, finite_at_least, get_field, int_at_least, one_of, sizes
 from vae.kernels import ais, bounds
+from vae.reporting import wandb_run
 from vae.training import best_checkpoint
 
 SCHEDULES = ("constant", "cosine", "piecewise")
@@ -134,6 +135,15 @@ def check_eval(config: ml_collections.ConfigDict) -> None:
   one_of(config, "eval.ais.schedule", ais.SCHEDULES)
 
 
+def check_logging(config: ml_collections.ConfigDict) -> None:
+  one_of(config, "logging.wandb", (False, True))
+  if config.logging.wandb and not wandb_run.installed():
+    fail("logging.wandb", True, "False unless the wandb package is installed",
+         f"Install it: {wandb_run.INSTALL_HINT}.")
+  if config.logging.wandb and not config.logging.wandb_project:
+    fail("logging.wandb_project", config.logging.wandb_project, "a W&B project name")
+
+
 def check_config(config: ml_collections.ConfigDict) -> data.DatasetInfo:
   """Runs every check, those that need no data first; returns the data's description for
   building the model.
@@ -144,6 +154,7 @@ def check_config(config: ml_collections.ConfigDict) -> data.DatasetInfo:
   check_schedule(config)
   check_loss_and_optimizer(config)
   check_eval(config)
+  check_logging(config)
   info = data.dataset_info(config.data)  # the data's fields and shape: no data is read
   check_model(config, info)
   data.validate_data_config(config.data)  # last: the data is there and readable

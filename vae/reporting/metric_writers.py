@@ -1,5 +1,6 @@
 """Where a run's numbers go: metrics.jsonl, TensorBoard event files (and its HParams
-session, for sweeps) and the console."""
+session, for sweeps), Weights & Biases if asked (`vae.reporting.wandb_run`) and the
+console."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from typing import Any
 import numpy as np
 import tensorboardX.summary
 from tensorboardX import SummaryWriter
+
+from vae.reporting import wandb_run
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -24,11 +27,16 @@ class MetricWriter:
   reads as one uninterrupted run.
   """
 
-  def __init__(self, workdir: str, enabled: bool = True):
-    """With enabled=False (e.g. in all but one process of several) nothing is written."""
+  def __init__(self, workdir: str, enabled: bool = True,
+               wandb_project: str | None = None, config: dict[str, Any] | None = None):
+    """With enabled=False (e.g. in all but one process of several) nothing is written.
+    With a `wandb_project`, Weights & Biases gets the same numbers and images, and the
+    run's `config` (a plain dict), in that project (`vae.reporting.wandb_run`)."""
     self.path = os.path.join(workdir, METRICS_FILE)
     self.enabled = enabled
     self._tensorboard = SummaryWriter(os.path.join(workdir, "tensorboard")) if enabled else None
+    self._wandb = (wandb_run.WandbRun(workdir, wandb_project, config or {})
+                   if enabled and wandb_project else None)
 
   def truncate_after(self, step: int) -> None:
     if not self.enabled or not os.path.exists(self.path):
@@ -56,11 +64,16 @@ class MetricWriter:
         self._tensorboard.add_histogram(f"{split}/{name}", np.asarray(value), step)
       else:
         self._tensorboard.add_scalar(f"{split}/{name}", value, step)
+    if self._wandb is not None:
+      self._wandb.log_metrics(step, split, {k: v for k, v in record.items()
+                                            if k not in ("step", "split")})
 
   def write_image(self, step: int, name: str, grid: np.ndarray) -> None:
     """grid: (H, W, C) uint8."""
     if self.enabled:
       self._tensorboard.add_image(name, grid, step, dataformats="HWC")
+    if self._wandb is not None:
+      self._wandb.log_image(step, name, grid)
 
   def flush(self) -> None:
     if self.enabled:
@@ -69,6 +82,8 @@ class MetricWriter:
   def close(self) -> None:
     if self.enabled:
       self._tensorboard.close()
+    if self._wandb is not None:
+      self._wandb.close()
 
 
 def write_hparams(workdir: str, hparams: dict[str, Any], metrics: dict[str, float],

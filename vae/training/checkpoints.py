@@ -33,12 +33,10 @@ DAMAGED_DIR = "damaged_checkpoints"
 class DamagedCheckpointError(ValueError):
   """A checkpoint's files cannot be read back (truncated, missing, corrupted)."""
 
-# The loss and optimiser fields added since the first version, with the behaviour runs
-# had before them.
 # Fields a resumed run may change: how long it runs and how it reports, not what it learns.
 RESUMABLE_CHANGES = ("train.num_steps", "train.log_every", "train.eval_every",
                      "train.checkpoint_every", "train.keep_checkpoints", "train.keep_best",
-                     "eval.")
+                     "eval.", "logging.")
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:

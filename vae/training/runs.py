@@ -77,7 +77,10 @@ class Run:
                                      config.data.binarize == "dynamic",
                                      config.data.num_shards, shards)
     self.writer = resources.enter_context(contextlib.closing(
-        metric_writers.MetricWriter(workdir, enabled=distributed.is_primary())))
+        metric_writers.MetricWriter(
+            workdir, enabled=distributed.is_primary(),
+            wandb_project=config.logging.wandb_project if config.logging.wandb else None,
+            config=checkpoints.config_to_dict(config))))
     self.images = images.ImageWriter(model, workdir, self.writer, image_key,
                                      config.eval.num_images)
 
