@@ -51,8 +51,8 @@ def save_png(path: str, grid: np.ndarray, min_size: int = 256) -> None:
 def kl_bar_chart(kl_per_dim: np.ndarray, layer_sizes: tuple[int, ...]) -> np.ndarray:
   """The KL of each latent dimension (D,) nats as bars, each layer's sorted from the
   largest, layers side by side; (H, W, 3) uint8."""
-  import matplotlib  # pylint: disable=import-outside-toplevel  (only runs that draw it)
-  matplotlib.use("Agg")
+  # Imported here: only runs that draw it need matplotlib. Figure objects, not pyplot: no
+  # global backend is chosen or changed (a notebook keeps its own).
   from matplotlib import figure, ticker  # pylint: disable=import-outside-toplevel
   from matplotlib.backends import backend_agg  # pylint: disable=import-outside-toplevel
   fig = figure.Figure(figsize=(max(4.0, 0.08 * len(kl_per_dim) + 1.5), 2.6), dpi=100)

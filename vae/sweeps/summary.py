@@ -13,14 +13,11 @@ import dataclasses
 import os
 from typing import Any, Callable
 
-import matplotlib
+import ml_collections
+import numpy as np
+from matplotlib import colors, figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
-import ml_collections  # noqa: E402
-import numpy as np  # noqa: E402
-
-from vae.reporting import metric_writers  # noqa: E402
+from vae.reporting import metric_writers
 
 METRIC_COLUMNS = ("reconstruction", "kl", "elbo", "log_px", "bound_gap", "active_units",
                   "mutual_information", "marginal_kl")
@@ -132,16 +129,16 @@ def plot_kl_per_dim_heatmap(rows: list[dict[str, Any]], swept: str, path: str) -
   for i, row in enumerate(order):
     values = np.sort(np.asarray(row["kl_per_dim"], float))[::-1]
     grid[i, :len(values)] = np.maximum(values, 1e-4)
-  fig, ax = plt.subplots(figsize=(min(12, 3 + 0.12 * width), 1.5 + 0.35 * len(order)))
+  fig = figure.Figure(figsize=(min(12, 3 + 0.12 * width), 1.5 + 0.35 * len(order)))
+  ax = fig.subplots()
   image = ax.imshow(grid, aspect="auto", cmap="viridis", interpolation="nearest",
-                    norm=matplotlib.colors.LogNorm(vmin=1e-3, vmax=max(1.0, np.nanmax(grid))))
+                    norm=colors.LogNorm(vmin=1e-3, vmax=max(1.0, np.nanmax(grid))))
   ax.set_yticks(range(len(order)), [_label(r) for r in order], fontsize=7)
   ax.set_xlabel("latent dimension, sorted by its KL")
   ax.set_title(f"KL per dimension (test split) against {swept}")
   fig.colorbar(image, ax=ax, label="KL [nats]")
   fig.tight_layout()
   fig.savefig(path, dpi=120)
-  plt.close(fig)
 
 
 def plot_information_against_beta(rows: list[dict[str, Any]], path: str) -> None:
@@ -152,7 +149,8 @@ def plot_information_against_beta(rows: list[dict[str, Any]], path: str) -> None
   def mean_of(key):
     return [np.nanmean([r[key] for r in rows if r["loss.beta"] == b]) for b in betas]
 
-  fig, ax = plt.subplots(figsize=(6, 4.5))
+  fig = figure.Figure(figsize=(6, 4.5))
+  ax = fig.subplots()
   ax.plot(betas, mean_of("kl"), "o-", label="KL(q(z|x) || p(z)) (the rate)")
   ax.plot(betas, mean_of("mutual_information"), "s-", label="I(x; z)")
   ax.plot(betas, mean_of("marginal_kl"), "^-", label="KL(q(z) || p(z)), marginal")
@@ -169,7 +167,6 @@ def plot_information_against_beta(rows: list[dict[str, Any]], path: str) -> None
   ax.grid(alpha=0.3)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
-  plt.close(fig)
 
 
 def _cell(value) -> str:
@@ -185,7 +182,8 @@ def _label(row: dict[str, Any]) -> str:
 
 def plot_rate_distortion(rows: list[dict[str, Any]], path: str) -> None:
   """Rate (KL) against distortion (-reconstruction), one annotated point per run."""
-  fig, ax = plt.subplots(figsize=(6, 4.5))
+  fig = figure.Figure(figsize=(6, 4.5))
+  ax = fig.subplots()
   order = sorted(rows, key=lambda r: r["kl"])
   ax.plot([r["kl"] for r in order], [-r["reconstruction"] for r in order], "o-", alpha=0.8)
   for row in rows:
@@ -197,7 +195,6 @@ def plot_rate_distortion(rows: list[dict[str, Any]], path: str) -> None:
   ax.grid(alpha=0.3)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
-  plt.close(fig)
 
 
 def plot_against_latent_dim(rows: list[dict[str, Any]], workdir: str) -> None:
@@ -207,7 +204,8 @@ def plot_against_latent_dim(rows: list[dict[str, Any]], workdir: str) -> None:
   def mean_of(key):
     return [np.nanmean([r[key] for r in rows if r["model.latent_dim"] == d]) for d in dims]
 
-  fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+  fig = figure.Figure(figsize=(10, 4))
+  left, right = fig.subplots(1, 2)
   left.plot(dims, mean_of("log_px"), "o-", label="log p̂(x) (IWAE)")
   left.plot(dims, mean_of("elbo"), "s--", label="ELBO")
   left.set_ylabel("nats per example")
@@ -220,9 +218,9 @@ def plot_against_latent_dim(rows: list[dict[str, Any]], workdir: str) -> None:
     ax.grid(alpha=0.3)
   fig.tight_layout()
   fig.savefig(os.path.join(workdir, "log_px_and_gap_vs_latent_dim.png"), dpi=120)
-  plt.close(fig)
 
-  fig, ax = plt.subplots(figsize=(5, 4))
+  fig = figure.Figure(figsize=(5, 4))
+  ax = fig.subplots()
   ax.plot(dims, mean_of("active_units"), "o-", label="active units")
   ax.plot(dims, dims, ":", color="gray", label="D (all active)")
   ax.set_xscale("log")
@@ -232,4 +230,3 @@ def plot_against_latent_dim(rows: list[dict[str, Any]], workdir: str) -> None:
   ax.grid(alpha=0.3)
   fig.tight_layout()
   fig.savefig(os.path.join(workdir, "active_units_vs_latent_dim.png"), dpi=120)
-  plt.close(fig)
