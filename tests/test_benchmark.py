@@ -4,6 +4,7 @@ No timing is asserted anywhere: the figures depend on the machine and its load.
 """
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -178,3 +179,18 @@ def test_the_pytorch_examples_weights_fit_our_model_of_its_shape():
   assert jax.tree.structure(ours) == jax.tree.structure(theirs)
   assert jax.tree.map(np.shape, ours) == jax.tree.map(np.shape, theirs)
   np.testing.assert_array_equal(theirs["encoder"]["Dense_0"]["kernel"], weights["fc1.weight"].T)
+
+
+def test_load_run_speed_prints_both_times_and_their_ratio():
+  done = subprocess.run(
+      [sys.executable, "-m", "scripts.load_run_speed", "--quick"], cwd=REPO,
+      capture_output=True, text=True, timeout=600,
+      env={**os.environ, "JAX_DISABLE_MOST_OPTIMIZATIONS": "1"})  # as conftest.py does
+  assert done.returncode == 0, done.stderr[-3000:]
+  summary, header, _, row = done.stdout.strip().splitlines()[-4:]
+  assert summary.startswith("200 images, K = 20: evaluate ") and summary.endswith(
+      "mean log p(x) the same: True")
+  assert header.startswith("| images | K | evaluate_run (s)")
+  images, k, evaluate_s, score_s, ratio = (float(c) for c in row.strip("|").split("|"))
+  assert (images, k) == (200, 20) and evaluate_s > 0 and score_s > 0
+  assert math.isclose(ratio, score_s / evaluate_s, rel_tol=0.05)

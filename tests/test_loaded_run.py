@@ -15,23 +15,26 @@ from vae.training import checkpoints, train
 
 OLD_RUN = pathlib.Path(__file__).resolve().parent / "data" / "run_before_layout"
 
-# (name, model fields): one layer diagonal (kept average), full covariance with a
-# VampPrior, two layers with a mixture prior.
+# (name, model fields, data fields): one layer diagonal (kept average), full covariance
+# with a VampPrior, two layers (an IAF below) with a mixture prior, Gaussian pixels.
 MODELS = [
-    ("diagonal", {}),
+    ("diagonal", {}, {}),
     ("full_covariance_vamp", {"posterior": "full_covariance", "prior": "vamp",
-                              "prior_components": 5}),
-    ("two_layers_mixture", {"upper_latent_dims": (3,), "upper_hidden_sizes": (16,),
-                            "prior": "mixture", "prior_components": 5}),
+                              "prior_components": 5}, {}),
+    ("two_layers_iaf_mixture", {"upper_latent_dims": (3,), "upper_hidden_sizes": (16,),
+                                "posterior": "iaf", "flow_steps": 1, "flow_hidden": 8,
+                                "prior": "mixture", "prior_components": 5}, {}),
+    ("gaussian_pixels", {"likelihood": "gaussian"}, {"binarize": "none"}),
 ]
 
 
-@pytest.fixture(scope="module", params=MODELS, ids=[name for name, _ in MODELS])
+@pytest.fixture(scope="module", params=MODELS, ids=[name for name, _, _ in MODELS])
 def workdir(request, tmp_path_factory):
   """A tiny run of 10 steps of the model, keeping its best and its params' average."""
-  name, fields = request.param
+  name, model_fields, data_fields = request.param
   config = tiny.get_config()
-  config.model.update(fields)
+  config.model.update(model_fields)
+  config.data.update(data_fields)
   config.train.num_steps = config.train.eval_every = config.train.checkpoint_every = 10
   config.train.ema_decay, config.train.keep_best = 0.9, "elbo"
   folder = str(tmp_path_factory.mktemp(name))
@@ -148,3 +151,17 @@ def test_missing_runs_and_checkpoints_are_one_line(tmp_path):
     vae.load_run(str(OLD_RUN), step=7)
   with pytest.raises(ValueError, match="step='last' must be None"):
     vae.load_run(str(OLD_RUN), step="last")
+
+
+def test_a_damaged_checkpoint_is_one_line(tmp_path):
+  workdir = tmp_path / "run"
+  shutil.copytree(OLD_RUN, workdir)
+  cut = 0
+  for path in (workdir / "checkpoints" / "10").rglob("*"):
+    if path.is_file() and path.parent.name == "d":  # array data: cut as a crash would
+      path.write_bytes(path.read_bytes()[:10])
+      cut += 1
+  assert cut
+  with pytest.raises(ValueError, match="damaged") as error:
+    vae.load_run(str(workdir))
+  assert "\n" not in str(error.value)
