@@ -2,8 +2,11 @@
 `experiments.evaluate`."""
 
 import json
+import os
 import pathlib
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -165,3 +168,25 @@ def test_a_damaged_checkpoint_is_one_line(tmp_path):
   with pytest.raises(ValueError, match="damaged") as error:
     vae.load_run(str(workdir))
   assert "\n" not in str(error.value)
+
+
+def test_on_two_devices_a_loaded_run_gives_the_numbers_of_one():
+  """Batches split over 2 forced CPU devices (a subprocess: the device count is fixed at
+  start-up) give what one device gives."""
+  script = (
+      "import json, sys, numpy as np, vae\n"
+      "run = vae.load_run(sys.argv[1])\n"
+      "images = vae.load_split(run.config.data, 'test')[:150]\n"
+      "import jax; assert jax.device_count() == 2\n"
+      "print(json.dumps({'log_px': run.score(images, 20)['log_px'].tolist(),\n"
+      "                  'mean': run.encode(images)['mean'].tolist()}))\n")
+  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+         "JAX_PLATFORMS": "cpu", "JAX_DISABLE_MOST_OPTIMIZATIONS": "1"}
+  done = subprocess.run([sys.executable, "-c", script, str(OLD_RUN)], capture_output=True,
+                        text=True, timeout=600, env=env, cwd=str(OLD_RUN.parents[2]))
+  assert done.returncode == 0, done.stderr[-3000:]
+  two = json.loads(done.stdout.strip().splitlines()[-1])
+  run = vae.load_run(str(OLD_RUN))
+  images = data.load_split(run.config.data, "test")[:150]
+  np.testing.assert_allclose(two["log_px"], run.score(images, 20)["log_px"], rtol=1e-5)
+  np.testing.assert_allclose(two["mean"], run.encode(images)["mean"], rtol=1e-5, atol=1e-6)
