@@ -100,7 +100,7 @@ def test_every_method_batches_any_number_and_compiles_once(workdir, test_images)
 def test_best_and_older_steps_load(workdir):
   best = vae.load_run(workdir, step="best")
   assert best.step == json.loads((pathlib.Path(workdir) / "best.json").read_text())["step"]
-  assert vae.load_run(workdir, step=10).step == 10
+  assert vae.load_run(pathlib.Path(workdir), step=10).step == 10  # a Path does too
 
 
 def test_a_run_saved_by_an_older_version_loads_with_its_numbers(tmp_path):

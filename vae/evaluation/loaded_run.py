@@ -32,7 +32,7 @@ from vae.runtime import distributed
 from vae.training import best_checkpoint, checkpoints, random_streams, update
 
 
-def load_run(workdir: str, step: int | str | None = None) -> "LoadedRun":
+def load_run(workdir: str | os.PathLike, step: int | str | None = None) -> "LoadedRun":
   """The run in `workdir` at a checkpoint: the latest (None), a step (int), or "best" (the
   kept best, `config.train.keep_best`). Its params are those its evaluations use (the
   average with `config.train.ema_decay` > 0). A run saved by an older version loads with
@@ -42,8 +42,9 @@ def load_run(workdir: str, step: int | str | None = None) -> "LoadedRun":
     ValueError: one line: no such folder, no run or checkpoint in it, a damaged
       checkpoint, or no kept best.
   """
-  if not isinstance(workdir, str) or not workdir:
+  if not isinstance(workdir, (str, os.PathLike)) or not os.fspath(workdir):
     raise ValueError(f"workdir={workdir!r} must name a run's folder.")
+  workdir = os.fspath(workdir)
   if step is not None and step != "best" and not isinstance(step, int):
     raise ValueError(f"step={step!r} must be None (the latest), an int or 'best'.")
   if not os.path.isdir(workdir):
