@@ -154,3 +154,68 @@ class TwoLayerLinearGaussian:
 
   def kernels_args(self, scale=1.0):
     return dict(x=self.x, encode=lambda _: self.posterior(scale), decode=self.decode)
+
+
+class TopDownLinearGaussian:
+  """The two-layer oracle of a top-down hierarchy (Tomczak & Welling's HVAE): z2 ~ N(0, I),
+  z1 | z2 ~ N(A z2 + a, s1 I), x | z1, z2 ~ N(W z1 + V z2 + b, s2 I), so the decoder reads
+  both layers; log p(x), p(z2|x) and p(z1|x, z2) are Gaussian, in closed form. The
+  interface of `TwoLayerLinearGaussian`, with q(z2|x) q(z1|x, z2) drawn top-down."""
+
+  def __init__(self, seed=0, x_dim=5, z1_dim=3, z2_dim=2):
+    rng = np.random.default_rng(seed)
+    self.A, self.a = rng.normal(size=(z1_dim, z2_dim)), rng.normal(size=z1_dim) * 0.3
+    self.W, self.V = rng.normal(size=(x_dim, z1_dim)), rng.normal(size=(x_dim, z2_dim))
+    self.b = rng.normal(size=x_dim) * 0.3
+    self.s1, self.s2 = 0.4, 0.3
+    self.sizes = (z1_dim, z2_dim)
+    # u = (z1, z2) ~ N(mu_u, S_u) and x = M u + b + noise.
+    self.mu_u = np.concatenate([self.a, np.zeros(z2_dim)])
+    self.S_u = np.block([[self.A @ self.A.T + self.s1 * np.eye(z1_dim), self.A],
+                         [self.A.T, np.eye(z2_dim)]])
+    self.M = np.concatenate([self.W, self.V], axis=1)
+    u = rng.multivariate_normal(self.mu_u, self.S_u)
+    self.x = self.M @ u + self.b + rng.normal(size=x_dim) * 0.5
+
+  def log_px(self):
+    cov = self.M @ self.S_u @ self.M.T + self.s2 * np.eye(len(self.x))
+    return gaussian_log_density(self.x, self.M @ self.mu_u + self.b, cov)
+
+  def exact_posterior(self):
+    """(mean, cov) of p(z1, z2 | x), z1 first."""
+    precision = np.linalg.inv(self.S_u) + self.M.T @ self.M / self.s2
+    cov = np.linalg.inv(precision)
+    mean = cov @ (np.linalg.solve(self.S_u, self.mu_u) + self.M.T @ (self.x - self.b) / self.s2)
+    return mean, cov
+
+  def q_top(self, scale=1.0):
+    """p(z2|x), its covariance scaled by `scale` (1: exact)."""
+    mean, cov = self.exact_posterior()
+    d1 = self.sizes[0]
+    return full_covariance(mean[d1:], cov[d1:, d1:] * scale)
+
+  def q_below(self, scale=1.0):
+    """z2 -> p(z1|x, z2), its covariance scaled by `scale`."""
+    mean, cov = self.exact_posterior()
+    d1 = self.sizes[0]
+    gain = cov[:d1, d1:] @ np.linalg.inv(cov[d1:, d1:])
+    conditional = cov[:d1, :d1] - gain @ cov[d1:, :d1]
+    return lambda z2: full_covariance(jnp.asarray(mean[:d1]) + jnp.asarray(gain) @ (
+        z2 - mean[d1:]), conditional * scale)
+
+  def posterior(self, scale=1.0):
+    """q(z2|x) q(z1|x, z2), each covariance scaled by `scale` (1: exact), top-down."""
+    below = self.q_below(scale)
+    return posteriors.Hierarchical(self.q_top(scale), (below,), (below,), self.sizes,
+                                   top_down=True)
+
+  def prior(self):
+    return priors.Hierarchical(None, (lambda z2: (jnp.asarray(self.A) @ z2 + self.a,
+                                                  jnp.full(len(self.a), math.log(self.s1))),),
+                               self.sizes)
+
+  def decode(self, z):
+    return jnp.asarray(self.M) @ z + self.b, jnp.log(self.s2)
+
+  def kernels_args(self, scale=1.0):
+    return dict(x=self.x, encode=lambda _: self.posterior(scale), decode=self.decode)

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from linear_gaussian import (TwoLayerLinearGaussian, fixed_encoder, gaussian_log_density,
+from linear_gaussian import (TopDownLinearGaussian, TwoLayerLinearGaussian, fixed_encoder, gaussian_log_density,
                              make_model, mc_mean)
 
 from vae import kernels
@@ -123,7 +123,8 @@ def test_ais_matches_quadrature_on_a_non_gaussian_posterior():
 
 def test_ais_from_a_learned_prior_and_from_two_layers_matches_the_exact_log_px():
   """From a one-component mixture prior N(m, diag(v)) (x ~ N(W m + b, W V W^T + s2 I))
-  and from the prior of the two-layer linear-Gaussian model, whose log p(x) is exact."""
+  and from the prior of the two-layer linear-Gaussian models (bottom-up and top-down),
+  whose log p(x) is exact."""
   with jax.enable_x64(True):
     model, x = make_model(orthogonal=False)
     mean, var = np.array([0.3, -0.2, 0.1]), np.array([0.5, 1.5, 1.0])
@@ -131,12 +132,15 @@ def test_ais_from_a_learned_prior_and_from_two_layers_matches_the_exact_log_px()
                                    jnp.log(jnp.asarray(var))[None])
     exact = gaussian_log_density(x, model.w @ mean + model.b,
                                  model.w @ np.diag(var) @ model.w.T + 0.3 * np.eye(6))
-    two = TwoLayerLinearGaussian()
+    two, top_down = TwoLayerLinearGaussian(), TopDownLinearGaussian()
     for target, log_px, kwargs in (
         (x, exact, dict(encode=fixed_encoder(np.zeros(3), np.ones(3)), decode=model.decode,
                         prior=prior)),
         (two.x, two.log_px(), dict(encode=lambda _: two.posterior(), decode=two.decode,
-                                   prior=two.prior()))):
+                                   prior=two.prior())),
+        (top_down.x, top_down.log_px(), dict(encode=lambda _: top_down.posterior(),
+                                             decode=top_down.decode,
+                                             prior=top_down.prior()))):
       result = replicates(jax.random.PRNGKey(5), 16, lambda k, target=target, kwargs=kwargs:
                           ais.ais(k, target, **kwargs, likelihood="gaussian", num_steps=200,
                                   num_chains=16, start="prior"))

@@ -31,8 +31,10 @@ The models these kernels take are two plain callables on one example:
 and a prior, `prior=None` for p(z) = N(0, I) or any `z -> log p(z)`
 (`vae.kernels.priors`). A model of L stochastic layers is the same three pieces over
 z = concat(z_1, ..., z_L): an encoder returning a `vae.kernels.posteriors.Hierarchical`, a
-`vae.kernels.priors.Hierarchical` prior, and a decoder that reads z_1; `layer_kls` splits
-its KL by layer.
+`vae.kernels.priors.Hierarchical` prior, and a decoder of z; the posterior is drawn
+bottom-up, q(z_1|x) q(z_2|z_1) ... (Burda et al.; the decoder reads z_1), or top-down,
+q(z_L|x) q(z_{L-1}|x, z_L) ... (Tomczak & Welling's HVAE, ladder VAEs; the decoder may
+read every layer). `layer_kls` splits its KL by layer.
 
 References:
   Kingma & Welling, "Auto-Encoding Variational Bayes", ICLR 2014.

@@ -21,10 +21,11 @@ All densities are in nats. Families:
   InverseAutoregressiveFlow(base, steps, context)
                                           a diagonal Gaussian pushed through IAF steps
                                           (Kingma et al. 2016), each a MADE network;
-  Hierarchical(first, upper, upper_stopped)
-                                          L stochastic layers, q(z_1|x) q(z_2|z_1) ...
-                                          q(z_L|z_{L-1}), over z = concat(z_1, ..., z_L)
-                                          (Burda et al. 2016).
+  Hierarchical(first, upper, upper_stopped, sizes, top_down)
+                                          L stochastic layers over z = concat(z_1, ...,
+                                          z_L): bottom-up q(z_1|x) q(z_2|z_1) ...
+                                          (Burda et al. 2016) or top-down q(z_L|x)
+                                          q(z_{L-1}|x, z_L) ... (Tomczak & Welling 2018).
 
 References:
   Burda, Grosse & Salakhutdinov, "Importance Weighted Autoencoders", ICLR 2016.
@@ -279,42 +280,60 @@ def init_made_steps(key: Array, num_steps: int, dim: int, hidden: int,
 
 
 class Hierarchical(NamedTuple):
-  """q(z_1|x) q(z_2|z_1) ... q(z_L|z_{L-1}) over z = concat(z_1, ..., z_L), (D_1 + ... + D_L,).
+  """q(z|x) of L stochastic layers over z = concat(z_1, ..., z_L), (D_1 + ... + D_L,),
+  in one of two orders:
+
+    bottom-up (Burda et al. 2016):     q(z_1|x) q(z_2|z_1) ... q(z_L|z_{L-1});
+    top-down (Tomczak & Welling 2018's HVAE; ladder VAEs, Sonderby et al. 2016):
+                                       q(z_L|x) q(z_{L-1}|x, z_L) ... q(z_1|x, z_2).
 
   Attributes:
-    first: q(z_1|x), a posterior of this module (any family).
-    upper: L - 1 callables, the l-th z_l (D_l,) -> q(z_{l+1}|z_l) (a (mean, logvar)
-      pair or a posterior); they close over the encoder's parameters.
+    first: the layer drawn first, a posterior of this module (any family): q(z_1|x)
+      bottom-up, q(z_L|x) top-down.
+    upper: L - 1 callables, in the order of drawing, each from the layer just drawn to
+      the next layer's q (a (mean, logvar) pair or a posterior): bottom-up the l-th maps
+      z_l (D_l,) -> q(z_{l+1}|z_l); top-down the j-th maps z_{L+1-j} -> q(z_{L-j}|x,
+      z_{L+1-j}) (j from 1). They close over x and the encoder's parameters.
     upper_stopped: the same callables at parameters whose gradient is stopped (for
-      `stop_gradient`: gradients still flow through z_l, the path, as STL needs).
-    sizes: (D_1, ..., D_L), static.
+      `stop_gradient`: gradients still flow through the layers drawn before, the path,
+      as STL needs).
+    sizes: (D_1, ..., D_L), static, bottom layer first in either order.
+    top_down: the order, static.
 
-  A decoder of such a model reads z_1 = z[:D_1] of the whole z. Unlike the other
-  families this is not a pytree of arrays (it holds callables): build it inside the
-  traced function, as an encoder does.
+  A decoder of such a model reads z_1 = z[:D_1] of the whole z (bottom-up) or any of its
+  layers (top-down: p(x|z_1, ..., z_L)). Unlike the other families this is not a pytree
+  of arrays (it holds callables): build it inside the traced function, as an encoder does.
   """
 
   first: Any
   upper: tuple[Callable[[Array], Any], ...]
   upper_stopped: tuple[Callable[[Array], Any], ...]
   sizes: tuple[int, ...]
+  top_down: bool = False
 
   def _layers(self, z: Array) -> list[Array]:
     """z split into z_1 .. z_L."""
     return jnp.split(z, np.cumsum(self.sizes)[:-1])
 
+  def _in_layer_order(self, drawn: list[Any]) -> list[Any]:
+    """Per-layer values listed in the order of drawing, listed z_1 first."""
+    return drawn[::-1] if self.top_down else drawn
+
   def sample(self, key: Array) -> tuple[Array, Array]:
-    """z_1 from fold_in(key, 0), then each z_{l+1} from fold_in(key, l) given z_l."""
+    """The first layer from fold_in(key, 0), then the j-th one drawn after it from
+    fold_in(key, j) given the layer drawn just before."""
     z, log_q = self.first.sample(jax.random.fold_in(key, 0))
     samples = [z]
-    for layer, conditional in enumerate(self.upper, start=1):
-      z, log_q_layer = as_posterior(conditional(z)).sample(jax.random.fold_in(key, layer))
+    for j, conditional in enumerate(self.upper, start=1):
+      z, log_q_layer = as_posterior(conditional(z)).sample(jax.random.fold_in(key, j))
       samples.append(z)
       log_q = log_q + log_q_layer
-    return jnp.concatenate(samples), log_q
+    return jnp.concatenate(self._in_layer_order(samples)), log_q
 
   def layer_log_probs(self, z: Array) -> Array:
-    """(L,): log q(z_1|x), log q(z_2|z_1), ... at the layers of z."""
+    """(L,): the log-density of each layer of z given the layers it conditions on,
+    z_1's first (bottom-up log q(z_1|x), log q(z_2|z_1), ...; top-down
+    log q(z_1|x, z_2), ..., log q(z_L|x))."""
     return jnp.stack([layer.log_prob(z_l) for layer, z_l
                       in zip(self.layer_posteriors(z), self._layers(z))])
 
@@ -328,32 +347,36 @@ class Hierarchical(NamedTuple):
                             in zip(self.layer_posteriors(z), self._layers(z))])
 
   def layer_posteriors(self, z: Array) -> list[Any]:
-    """[q(z_1|x), q(z_2|z_1), ...] given the layers of z below each, as posteriors."""
-    layers = self._layers(z)
-    return [self.first] + [as_posterior(conditional(below))
-                           for below, conditional in zip(layers, self.upper)]
+    """Each layer's q given the layers of z it conditions on, as posteriors, z_1's
+    first: [q(z_1|x), q(z_2|z_1), ...] bottom-up, [q(z_1|x, z_2), ..., q(z_L|x)]
+    top-down."""
+    drawn = self._in_layer_order(self._layers(z))
+    return self._in_layer_order(
+        [self.first] + [as_posterior(conditional(before))
+                        for before, conditional in zip(drawn, self.upper)])
 
   def stop_gradient(self) -> Hierarchical:
     return Hierarchical(self.first.stop_gradient(), self.upper_stopped, self.upper_stopped,
-                        self.sizes)
+                        self.sizes, self.top_down)
 
   def location(self) -> Array:
-    """Each layer's location given the location of the layer below."""
-    point = self.first.location()
-    points = [point]
-    for conditional in self.upper:
-      point = as_posterior(conditional(point)).location()
-      points.append(point)
-    return jnp.concatenate(points)
+    """Each layer's location given the locations of the layers drawn before it."""
+    return self._locate()[0]
 
   def diagonal(self) -> DiagonalGaussian:
-    """The diagonal Gaussian of each layer's `diagonal()` given the location of the
-    layer below, stacked (a starting point for AIS and the fit of q*)."""
-    first = self.first.diagonal()
-    means, logvars, point = [first.mean], [first.logvar], self.first.location()
-    for conditional in self.upper:
-      layer = as_posterior(conditional(point))
-      means.append(layer.diagonal().mean)
-      logvars.append(layer.diagonal().logvar)
-      point = layer.location()
-    return DiagonalGaussian(jnp.concatenate(means), jnp.concatenate(logvars))
+    """The diagonal Gaussian of each layer's `diagonal()` given the locations of the
+    layers drawn before it, stacked (a starting point for AIS and the fit of q*)."""
+    return self._locate()[1]
+
+  def _locate(self) -> tuple[Array, DiagonalGaussian]:
+    """(`location()`, `diagonal()`) from one pass down the order of drawing."""
+    layer, points, diagonals = self.first, [], []
+    for conditional in self.upper + (None,):
+      points.append(layer.location())
+      diagonals.append(layer.diagonal())
+      if conditional is not None:
+        layer = as_posterior(conditional(points[-1]))
+    diagonals = self._in_layer_order(diagonals)
+    return (jnp.concatenate(self._in_layer_order(points)),
+            DiagonalGaussian(jnp.concatenate([d.mean for d in diagonals]),
+                             jnp.concatenate([d.logvar for d in diagonals])))
