@@ -44,9 +44,11 @@ def _data() -> ml_collections.ConfigDict:
   data = ml_collections.ConfigDict()
   data.name = "embedded_mnist"
   data.data_dir = config_dict.placeholder(str)  # TFDS data_dir; None: tfds default.
-  data.path = config_dict.placeholder(str)  # The .npz file when name == "npz".
+  data.path = config_dict.placeholder(str)  # The .npz file ("npz"), idx folder ("idx").
   data.binarize = "dynamic"  # "none" | "dynamic" | "static".
   data.validation_size = 5000  # Train examples held out where a set has no validation split.
+  # None: hold out the train split's last rows; a seed: shuffle it once with it first.
+  data.validation_shuffle_seed = config_dict.placeholder(int)
   data.download = False  # Let tfds download and prepare a missing catalog set.
   # Equal parts of the training set that every batch draws from evenly; a run over P
   # processes needs P to divide it (each reads only its own shards). The numbers depend on
@@ -61,7 +63,7 @@ def _model() -> ml_collections.ConfigDict:
   model.architecture = "mlp"  # "mlp" | "conv".
   model.latent_dim = 20
   model.likelihood = "bernoulli"  # "bernoulli" | "gaussian".
-  model.activation = "relu"
+  model.activation = "relu"  # Or "gated": gated dense layers (h = (W x + b) * sigmoid(V x + c)).
   model.hidden_sizes = (400,)  # MLP encoder widths; the decoder mirrors them.
   model.conv_features = (32, 64)  # Stride-2 conv channels (conv architecture).
   model.conv_hidden_size = 256  # Dense layer between convs and latents.
@@ -69,7 +71,8 @@ def _model() -> ml_collections.ConfigDict:
   model.flow_steps = 2  # IAF steps ("iaf").
   model.flow_hidden = 64  # Width of each IAF step's MADE and of its context h ("iaf").
   # Params at step 0: "lecun_normal" (flax's LeCun-normal kernels, zero biases) |
-  # "fan_in_uniform" (PyTorch's nn.Linear/nn.Conv: kernels and biases U(+-1/sqrt(fan_in))).
+  # "fan_in_uniform" (PyTorch's nn.Linear/nn.Conv: kernels and biases U(+-1/sqrt(fan_in))) |
+  # "he_normal" (kernels N(0, 2/fan_in), biases as PyTorch's: Tomczak & Welling's he_init).
   model.init = "fan_in_uniform"
   # The decoder's output bias at step 0: "zeros" (as `init` draws it) | "data_mean" (p(x|z)
   # starts at the training images' per-pixel mean; keeps tanh encoders out of saturation,
@@ -85,6 +88,14 @@ def _model() -> ml_collections.ConfigDict:
   # from MLPs of upper_hidden_sizes; posterior and prior apply to z_1 and z_L.
   model.upper_latent_dims = ()
   model.upper_hidden_sizes = (100, 100)
+  # The order of several layers' posterior: "bottom_up" q(z_1|x) q(z_2|z_1) ..., the
+  # decoder reading z_1 (Burda et al.) | "top_down" q(z_L|x) q(z_{L-1}|x, z_L) ..., the
+  # decoder reading every layer, each through a hidden layer of its own (Tomczak &
+  # Welling's HVAE; q(z_l|x, z_{l+1}) reads x and z_{l+1} so too).
+  model.hierarchy = "bottom_up"
+  # Bounds (low, high) of every Gaussian head's log-variance (a hardtanh: Tomczak &
+  # Welling's (-6.0, 2.0)); () for none.
+  model.logvar_bounds = ()
   return model
 
 
@@ -121,6 +132,9 @@ def _optimizer() -> ml_collections.ConfigDict:
   optimizer.decay_factor = 0.1
   optimizer.adam_eps = 1e-8  # Adam's epsilon (optax's default).
   optimizer.grad_clip_norm = config_dict.placeholder(float)  # None: no clipping.
+  # Divide each parameter tensor's gradient by its L2 norm before Adam (Tomczak & Welling's
+  # AdamNormGrad).
+  optimizer.normalize_gradients = False
   return optimizer
 
 
@@ -141,6 +155,9 @@ def _train() -> ml_collections.ConfigDict:
   # Keep the params of the best evaluation on the validation split by this metric,
   # "log_px" or "elbo" (higher is better), in workdir/best/, with best.json; "" = off.
   train.keep_best = ""
+  # Early stopping: end the run once this many evaluations in a row have not beaten the
+  # best (needs keep_best); 0 = off. The best checkpoint is the run's result.
+  train.early_stopping_patience = 0
   return train
 
 

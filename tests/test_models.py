@@ -95,7 +95,7 @@ def test_params_vmap_over_two_seeds():
 @pytest.mark.parametrize("field, value, message", [
     ("architecture", "resnet", r"architecture='resnet' is invalid.*\['conv', 'mlp'\]"),
     ("likelihood", "poisson", r"likelihood='poisson' is invalid.*\['bernoulli', 'gaussian'\]"),
-    ("init", "xavier", r"init='xavier' is invalid.*\['fan_in_uniform', 'lecun_normal'\]"),
+    ("init", "xavier", r"init='xavier' is invalid.*\['fan_in_uniform', 'he_normal', 'lecun_normal'\]"),
 ])
 def test_unknown_names_list_the_valid_ones(field, value, message):
   with pytest.raises(ValueError, match=message):

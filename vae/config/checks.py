@@ -79,6 +79,7 @@ def check_loss_and_optimizer(config: ml_collections.ConfigDict) -> None:
   one_of(config, "optimizer.schedule", SCHEDULES)
   int_at_least(config, "optimizer.warmup_steps", minimum=0)
   finite_at_least(config, "optimizer.adam_eps", 0.0, strict=True, fix="Try 1e-8.")
+  one_of(config, "optimizer.normalize_gradients", (False, True))
   if config.optimizer.schedule == "piecewise":
     boundaries = tuple(config.optimizer.decay_boundaries)
     sizes(config, "optimizer.decay_boundaries")
@@ -106,6 +107,11 @@ def check_schedule(config: ml_collections.ConfigDict) -> None:
       fail("train.keep_best", config.train.keep_best, "'' unless config.eval.splits "
            f"includes 'validation' (it selects on validation; splits are "
            f"{tuple(config.eval.splits)})", "Add 'validation' to config.eval.splits.")
+  int_at_least(config, "train.early_stopping_patience", minimum=0)
+  if config.train.early_stopping_patience and not config.train.keep_best:
+    fail("train.early_stopping_patience", config.train.early_stopping_patience,
+         "0 unless config.train.keep_best is set (it stops on the kept metric)",
+         "Set config.train.keep_best=log_px (or elbo).")
   block = config.train.steps_per_dispatch
   for field in ("train.num_steps", "train.log_every", "train.eval_every",
                 "train.checkpoint_every"):

@@ -12,12 +12,15 @@ from __future__ import annotations
 from typing import Any
 
 FIELDS_BEFORE: dict[str, dict[str, Any]] = {
+    "data": dict(validation_shuffle_seed=None),
     "model": dict(posterior="diagonal", prior="standard_normal", upper_latent_dims=[],
                   upper_hidden_sizes=[100, 100], init="lecun_normal",
-                  decoder_bias_init="zeros", pseudo_inputs="sigmoid"),
+                  decoder_bias_init="zeros", pseudo_inputs="sigmoid", hierarchy="bottom_up",
+                  logvar_bounds=[]),
     "loss": dict(num_outer_samples=1, ciwae_beta=0.5, gradient_estimator="reparameterized"),
-    "optimizer": dict(decay_boundaries=[], decay_factor=0.1, adam_eps=1e-8),
-    "train": dict(ema_decay=0.0, keep_best=""),
+    "optimizer": dict(decay_boundaries=[], decay_factor=0.1, adam_eps=1e-8,
+                      normalize_gradients=False),
+    "train": dict(ema_decay=0.0, keep_best="", early_stopping_patience=0),
     "logging": dict(wandb=False, wandb_project="vae-jax"),
 }
 

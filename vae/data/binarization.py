@@ -22,6 +22,7 @@ FIXED_BINARIZATION_SEEDS = {"train": 0, "validation": 1, "test": 2}
 PERMUTATION_STREAM = 0
 BINARIZATION_STREAM = 1
 FIXED_BINARIZATION_STREAM = 2
+HOLDOUT_STREAM = 3  # the shuffle of config.data.validation_shuffle_seed (`vae.data.loading`)
 # Rows per block of the fixed binarisation.
 _BINARIZATION_BLOCK = 256
 

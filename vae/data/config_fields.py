@@ -21,6 +21,11 @@ def check_fields(data_config) -> None:
   size = data_config.validation_size
   if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 0:
     raise ValueError(f"config.data.validation_size={size!r} must be an integer >= 0.")
+  seed = data_config.get("validation_shuffle_seed")
+  if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
+                           or seed < 0):
+    raise ValueError(f"config.data.validation_shuffle_seed={seed!r} must be None (hold out "
+                     "the last rows) or an integer >= 0.")
   shards = data_config.get("num_shards", 1)  # runs saved before the field: 1
   if isinstance(shards, bool) or not isinstance(shards, (int, np.integer)) or shards < 1:
     raise ValueError(f"config.data.num_shards={shards!r} must be an integer >= 1.")

@@ -1,9 +1,11 @@
 """A config's three splits, "train", "validation" and "test", as float32 images in [0, 1],
 read from its source (`registry.SOURCES[config.data.name]`), checked and cached.
 
-Sources without their own validation split (mnist, fashion_mnist, cifar10, and npz files
-without "validation") hold out the LAST `config.data.validation_size` examples of their
-train split, in the order the source stores them, as "validation". Binarisation follows
+Sources without their own validation split (mnist, fashion_mnist, cifar10, idx folders,
+and npz files without "validation") hold out the LAST `config.data.validation_size`
+examples of their train split as "validation": in the order the source stores them, or,
+with `config.data.validation_shuffle_seed` set, after shuffling the train split once with
+that seed (Tomczak & Welling's protocol; the whole train split is read then). Binarisation follows
 `config.data.binarize` (`vae.data.binarization`).
 
 Reading part of a split: `load_split(..., rows=range(a, b))` (and `LazySplit`) read only
@@ -108,7 +110,8 @@ def load_split(data_config, split: str, rows: range | None = None) -> np.ndarray
     raise ValueError(f"rows={rows} must be a contiguous range within range({size}), the "
                      f"{split!r} split of {data_config.name}.")
   return _load_split(configured_source(data_config), data_config.binarize,
-                     data_config.validation_size, split, rows.start, rows.stop)
+                     data_config.validation_size, _shuffle_seed(data_config), split,
+                     rows.start, rows.stop)
 
 
 class LazySplit:
@@ -149,17 +152,39 @@ def configured_source(data_config) -> source.DataSource:
   return registry.SOURCES[data_config.name].for_config(data_config)
 
 
+def _shuffle_seed(data_config) -> int | None:
+  return data_config.get("validation_shuffle_seed")  # runs saved before the field: None
+
+
 @functools.lru_cache(maxsize=8)
 def _load_split(data_source: source.DataSource, binarize: str, validation_size: int,
-                split: str, start: int, stop: int) -> np.ndarray:
+                shuffle_seed: int | None, split: str, start: int, stop: int) -> np.ndarray:
   """`load_split` behind its checks: rows start..stop-1, float32 (n, H, W, C), read-only."""
   source_split, offset = _locate(data_source, validation_size, split)
-  images = data_source.read_rows(source_split, offset + start, offset + stop)
+  if shuffle_seed is not None and "validation" not in data_source.split_sizes() and (
+      source_split == "train"):
+    rows = _holdout_order(data_source, shuffle_seed)[offset + start:offset + stop]
+    images = _read_source_train(data_source)[rows]
+  else:
+    images = data_source.read_rows(source_split, offset + start, offset + stop)
   if binarize == "static" or (binarize == "dynamic" and split != "train"):
     images = binarization.fixed_bernoulli(
         images, start, binarization.FIXED_BINARIZATION_SEEDS[split])
   images.flags.writeable = False
   return images
+
+
+def _holdout_order(data_source: source.DataSource, shuffle_seed: int) -> np.ndarray:
+  """The rows of the source's train split in the shuffled order whose last
+  validation_size are "validation" and the rest "train"."""
+  size = data_source.split_sizes()["train"]
+  return np.random.default_rng((shuffle_seed, binarization.HOLDOUT_STREAM)).permutation(size)
+
+
+@functools.lru_cache(maxsize=1)
+def _read_source_train(data_source: source.DataSource) -> np.ndarray:
+  """The source's whole train split (read once for a shuffled hold-out)."""
+  return data_source.read_rows("train", 0, data_source.split_sizes()["train"])
 
 
 def _split_sizes(data_source: source.DataSource, validation_size: int) -> dict[str, int]:

@@ -6,7 +6,7 @@ entry here; its name then passes the config checks and every reader finds it.
 
 from __future__ import annotations
 
-from vae.data import embedded, npz, source, tfds_catalog
+from vae.data import embedded, idx, npz, source, tfds_catalog
 
 SOURCES: dict[str, source.DataSource] = {
     "embedded_mnist": embedded.MNIST,
@@ -16,5 +16,6 @@ SOURCES: dict[str, source.DataSource] = {
     "fashion_mnist": tfds_catalog.CatalogSet("fashion_mnist", (28, 28, 1), "grayscale"),
     "cifar10": tfds_catalog.CatalogSet("cifar10", (32, 32, 3), "color"),
     "npz": npz.NpzFile(),
+    "idx": idx.IdxFolder(),
 }
 DATASET_NAMES = tuple(SOURCES)

@@ -24,9 +24,14 @@ Array = jax.Array
 
 
 class VAE(nn.Module):
-  """An encoder q(z_1|x), a decoder p(x|z_1), for each layer above the first its
-  q(z_{l+1}|z_l) and p(z_l|z_{l+1}) and, where the config has them, the flow's and the
-  prior's parameters, under one params tree."""
+  """An encoder and a decoder, the networks of the stochastic layers besides the first
+  drawn and, where the config has them, the flow's and the prior's parameters, under one
+  params tree.
+
+  Bottom-up (Burda et al.): the encoder is q(z_1|x), the decoder p(x|z_1), and
+  upper_encoders[l] q(z_{l+2}|z_{l+1}). Top-down (Tomczak & Welling's HVAE): the encoder is
+  q(z_L|x), the decoder p(x|z_1, ..., z_L), and upper_encoders[j] q(z_{L-1-j}|x, z_{L-j}).
+  Either way conditionals[l] is p(z_{l+1}|z_{l+2}) (layers from 0 in the names below)."""
 
   encoder: nn.Module
   decoder: nn.Module
@@ -34,10 +39,13 @@ class VAE(nn.Module):
   prior: nn.Module | None = None
   upper_encoders: Sequence[nn.Module] = ()
   conditionals: Sequence[nn.Module] = ()
+  top_down: bool = False
 
   def __call__(self, x: Array) -> Any:
-    """Touches every parameter once (to initialise them): encodes x up the layers at
-    their means, decodes each layer's mean."""
+    """Touches every parameter once (to initialise them): encodes x through the layers
+    at their means, decodes the means."""
+    if self.top_down:
+      return self._touch_top_down(x), self.flow_params(), self.prior_params()
     outputs = self.encoder(x)
     below, touched = outputs[0], [outputs, self.decoder(outputs[0])]
     for encode_up, conditional in zip(self.upper_encoders, self.conditionals):
@@ -46,12 +54,25 @@ class VAE(nn.Module):
       below = above
     return touched, self.flow_params(), self.prior_params()
 
+  def _touch_top_down(self, x: Array) -> list[Any]:
+    outputs = self.encoder(x)
+    means, touched = [outputs[0]], [outputs]
+    for layer in range(len(self.upper_encoders)):
+      means.insert(0, self.encode_down(layer, x, means[0])[0])
+    touched += [conditional(above) for conditional, above in zip(self.conditionals, means[1:])]
+    return touched + [self.decoder(jnp.concatenate(means, axis=-1))]
+
   def encode(self, x: Array) -> tuple[tuple[Array, ...], Any]:
     return self.encoder(x), self.flow_params()
 
   def encode_up(self, layer: int, z: Array) -> tuple[Array, Array]:
     """q(z_{layer+2}|z_{layer+1}) as (mean, logvar) of z_{layer+1} (layer from 0)."""
     return self.upper_encoders[layer](z)
+
+  def encode_down(self, layer: int, x: Array, z: Array) -> tuple[Array, Array]:
+    """Top-down: q(z_{L-1-layer}|x, z_{L-layer}) as (mean, logvar), from x (H, W, C) and
+    the layer above (layer from 0, in the order of drawing)."""
+    return self.upper_encoders[layer](x.reshape(x.shape[:-3] + (-1,)), z)
 
   def conditional(self, layer: int, z: Array) -> tuple[Array, Array]:
     """p(z_{layer+1}|z_{layer+2}) as (mean, logvar) of z_{layer+2} (layer from 0)."""
@@ -92,6 +113,7 @@ class Model:
   prior_name: str = "standard_normal"
   initialization: str = "lecun_normal"
   decoder_bias_init: str = "zeros"
+  top_down: bool = False  # the order of a hierarchy's posterior (`VAE`)
 
   def bind(self, params: Any) -> tuple[Callable[[Array], Any], Callable[[Array], Any]]:
     """(encode, decode) with `params` bound: x -> q(z|x) and z -> the likelihood's
@@ -153,6 +175,12 @@ class Model:
     first = families.POSTERIORS[self.posterior].build(outputs[0], outputs[1], extra, flow)
     if not self.is_hierarchy:
       return first
+    if self.top_down:
+      down = lambda p: tuple(functools.partial(self._apply, p, VAE.encode_down, layer, x)
+                             for layer in range(len(self.latent_sizes) - 1))
+      return posteriors.Hierarchical(bounds.as_posterior(first), down(params),
+                                     down(jax.lax.stop_gradient(params)), self.latent_sizes,
+                                     top_down=True)
     up = lambda p: tuple(functools.partial(self._apply, p, VAE.encode_up, layer)
                          for layer in range(len(self.latent_sizes) - 1))
     return posteriors.Hierarchical(bounds.as_posterior(first), up(params),
@@ -186,11 +214,14 @@ class Model:
     return points.reshape(x.shape[:-3] + (self.latent_dim,))
 
   def _top_posterior(self, params: Any, x: Array) -> Any:
-    """q(z_L|x) of one x: q itself for one layer, else the top layer's diagonal
-    Gaussian given the points of the layers below (`Hierarchical.diagonal`)."""
+    """q(z_L|x) of one x: q itself for one layer, the encoder's own top-down, else the
+    top layer's diagonal Gaussian given the points of the layers below
+    (`Hierarchical.diagonal`)."""
     q = bounds.as_posterior(self.encode(params, x))
     if not self.is_hierarchy:
       return q
+    if self.top_down:
+      return q.first
     top = self.latent_sizes[-1]
     diagonal = q.diagonal()
     return posteriors.DiagonalGaussian(diagonal.mean[-top:], diagonal.logvar[-top:])
@@ -216,8 +247,9 @@ class Model:
     return jax.vmap(prior.sample)(jax.random.split(key, num))
 
   def decode(self, params: Any, z: Array) -> Any:
-    """z (..., D) -> likelihood parameters of shape (..., H, W, C) each (from z_1)."""
-    if self.is_hierarchy:
+    """z (..., D) -> likelihood parameters of shape (..., H, W, C) each (from z_1, or
+    top-down from every layer)."""
+    if self.is_hierarchy and not self.top_down:
       z = z[..., :self.latent_sizes[0]]
     raw = self._apply(params, VAE.decode, z)
     return likelihood_heads.LIKELIHOOD_HEADS[self.likelihood].split(raw)

@@ -339,6 +339,16 @@ class RunGroup(contextlib.AbstractContextManager):
       all_results.append(results)
     return all_results
 
+  def out_of_patience(self, step: int) -> bool:
+    """Whether every run has gone config.train.early_stopping_patience evaluations
+    without beating its best by `step` (never with patience 0)."""
+    patience = self.config.train.early_stopping_patience
+    if not patience:
+      return False
+    window = patience * self.config.train.eval_every
+    return all(run.best is not None and run.best.record is not None
+               and step - run.best.record["step"] >= window for run in self.runs)
+
   def log_best(self, step: int) -> None:
     """One line per run that keeps its best evaluation: the best step and the last."""
     for run in self.runs:

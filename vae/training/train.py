@@ -50,8 +50,11 @@ def train_vectorized(configs: list[ml_collections.ConfigDict], workdirs: list[st
   the same numbers it would get alone (up to float rounding of batched matmuls).
   """
   with RunGroup(configs, workdirs) as group:
-    if group.start_step >= group.config.train.num_steps:
-      logging.info("Already finished (step %d): %s.", group.start_step, ", ".join(workdirs))
+    if group.start_step >= group.config.train.num_steps or group.out_of_patience(
+        group.start_step):
+      logging.info("Already finished (step %d%s): %s.", group.start_step,
+                   ", stopped early" if group.out_of_patience(group.start_step) else "",
+                   ", ".join(workdirs))
       return group.finished_results()
     return _loop(group)
 
@@ -63,7 +66,8 @@ def is_due(step: int, every: int, num_steps: int) -> bool:
 
 def _loop(group: RunGroup) -> list[dict[str, dict[str, float]]]:
   """Blocks of steps, then each cadence: log, checkpoint (also on Ctrl-C or SIGTERM),
-  evaluate."""
+  evaluate; after an evaluation, the early stop (a checkpoint of its step, so that a
+  rerun finds the run finished)."""
   cfg = group.config.train
   progress = Progress("step", cfg.num_steps, "steps", start=group.start_step)
   timer = IntervalTimer()  # training time between two logs, pauses left out
@@ -84,6 +88,12 @@ def _loop(group: RunGroup) -> list[dict[str, dict[str, float]]]:
       if is_due(step, cfg.eval_every, cfg.num_steps):
         with timer.paused():
           results = group.evaluate(step)
+          if group.out_of_patience(step):
+            if not is_due(step, cfg.checkpoint_every, cfg.num_steps):
+              group.save(step)
+            logging.info("Early stop at step %d: %d evaluations without a better "
+                         "validation %s.", step, cfg.early_stopping_patience, cfg.keep_best)
+            break
   group.write_traversals(step)
   group.log_best(step)
   return results

@@ -107,8 +107,16 @@ def unit_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
   return warmup
 
 
+def normalize_each_gradient(eps: float = 1e-7) -> optax.GradientTransformation:
+  """Each parameter tensor's gradient divided by its own L2 norm (+ eps): with Adam after
+  it, Tomczak & Welling's `AdamNormGrad` (config.optimizer.normalize_gradients)."""
+  return optax.stateless(lambda updates, params: jax.tree.map(
+      lambda g: g / (jnp.sqrt(jnp.sum(jnp.square(g))) + eps), updates))
+
+
 def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """Adam at optimizer.learning_rate * unit_schedule(config)(step), optional clipping.
+  """Adam at optimizer.learning_rate * unit_schedule(config)(step), optional clipping,
+  optionally on gradients normalised tensor by tensor (`normalize_each_gradient`).
 
   Both factors are hyperparameters kept in the optimiser state (`optax.inject_hyperparams`):
   the peak, set at `init`, so that runs trained together (vmapped) each keep their own;
@@ -118,6 +126,8 @@ def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransform
 
   def adam(peak_learning_rate, schedule_scale):
     return optax.chain(*([optax.clip_by_global_norm(clip_norm)] if clip_norm else []),
+                       *([normalize_each_gradient()]
+                         if config.optimizer.get("normalize_gradients") else []),
                        optax.scale_by_adam(eps=config.optimizer.adam_eps),
                        optax.scale(schedule_scale),
                        optax.scale(-peak_learning_rate))

@@ -1,0 +1,19 @@
+"""Fashion-MNIST, Tomczak & Welling's protocol: the two-level HVAE with a Gaussian prior,
+q(z2|x) q(z1|x, z2), p(z2) p(z1|z2) p(x|z1, z2), 40 latents a level, every network gated
+MLPs of 300 units; otherwise configs/fashion_vae.py.
+
+  python -m experiments.train --config=configs/fashion_hvae.py --workdir=runs/fashion_hvae
+  python -m experiments.evaluate --workdir=runs/fashion_hvae --best --split=test
+
+Published (Norouzi et al. 2020): -227.37 +- 0.1. Budget, wall time on 2 CPU cores and
+what it reached here: docs/results/fashion_mnist.md.
+"""
+
+from vae.configs import fashion_vae
+
+
+def get_config():
+  config = fashion_vae.get_config()
+  model = config.model
+  model.hierarchy, model.upper_latent_dims, model.upper_hidden_sizes = "top_down", (40,), (300, 300)
+  return config
