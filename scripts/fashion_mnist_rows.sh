@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The four rows of the Fashion-MNIST table (docs/results/fashion_mnist.md), one after
+# another: each trains (resuming from its workdir, or finding it finished) and then gets
+# its test log p(x) (IWAE, K = 5000, best validation checkpoint) unless eval_test.json
+# exists. Rerun the same command to resume after a stop, in this session or a later one.
+#
+#   bash scripts/fashion_mnist_rows.sh [ROOT=runs/fashion_mnist] [SEED=0] [ROWS...]
+set -euo pipefail
+root=${1:-runs/fashion_mnist}
+seed=${2:-0}
+shift $(( $# > 2 ? 2 : $# ))
+rows=("$@")
+(( ${#rows[@]} )) || rows=(fashion_vae fashion_hvae fashion_vae_vamp fashion_hvae_vamp)
+for row in "${rows[@]}"; do
+  workdir="$root/${row}_seed$seed"
+  python -m experiments.train --config="configs/$row.py" --workdir="$workdir" \
+      --config.seed="$seed"
+  if [[ ! -f "$workdir/eval_test.json" ]]; then
+    python -m experiments.evaluate --workdir="$workdir" --best --split=test \
+        --num_importance_samples=5000
+  fi
+done
