@@ -1,0 +1,122 @@
+"""What Tomczak & Welling's protocol adds to the models and the trainer (issue 30): gated
+dense layers, bounded log-variances, the top-down HVAE, AdamNormGrad, early stopping."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vae.configs import tiny
+from vae.kernels import posteriors
+from vae.models import build_model, networks
+from vae.training import train, update
+
+IMAGE_SHAPE = (8, 8, 1)
+
+
+def model_config(**fields):
+  config = tiny.get_config().model
+  config.update({"activation": "gated", "hidden_sizes": (6,), "latent_dim": 3, **fields})
+  return config
+
+
+def test_a_gated_layer_is_its_value_times_the_sigmoid_of_its_gate():
+  module = networks.MLPEncoder((5,), 2, networks.GATED)
+  x = jax.random.uniform(jax.random.PRNGKey(0), IMAGE_SHAPE)
+  params = module.init(jax.random.PRNGKey(1), x)["params"]
+  kernel, bias = params["Dense_0"]["kernel"], params["Dense_0"]["bias"]
+  pre = x.reshape(-1) @ kernel + bias
+  hidden = pre[:5] * jax.nn.sigmoid(pre[5:])
+  mean = module.apply({"params": params}, x)[0]
+  np.testing.assert_allclose(mean, hidden @ params["mean"]["kernel"] + params["mean"]["bias"],
+                             rtol=1e-5)
+
+
+def test_logvar_bounds_clip_every_gaussian_head_of_a_hierarchy():
+  model = build_model(model_config(logvar_bounds=(-1.0, 0.5), upper_latent_dims=(2,),
+                                   upper_hidden_sizes=(4, 4), hierarchy="top_down"),
+                      IMAGE_SHAPE)
+  x = jax.random.uniform(jax.random.PRNGKey(1), IMAGE_SHAPE)
+  for shift, bound in ((50.0, 0.5), (-50.0, -1.0)):  # every log-variance far out, each way
+    params = jax.tree_util.tree_map_with_path(
+        lambda path, leaf: leaf + shift if (path[-2].key, path[-1].key) == ("logvar", "bias")
+        else leaf, model.init(jax.random.PRNGKey(0)))
+    q = model.encode(params, x)
+    z = q.sample(jax.random.PRNGKey(2))[0]
+    logvars = [layer.logvar for layer in q.layer_posteriors(z)]
+    logvars.append(posteriors.as_posterior(model.prior(params).conditionals[0](z[3:])).logvar)
+    np.testing.assert_array_equal(np.concatenate(logvars), bound)
+
+
+def test_the_top_down_model_draws_z2_then_z1_given_x_and_z2_and_decodes_both():
+  model = build_model(model_config(upper_latent_dims=(2,), upper_hidden_sizes=(4, 4),
+                                   hierarchy="top_down", prior="vamp", prior_components=3,
+                                   pseudo_inputs="clipped"), IMAGE_SHAPE)
+  params = model.init(jax.random.PRNGKey(0))
+  x = jax.random.uniform(jax.random.PRNGKey(1), IMAGE_SHAPE)
+  q = model.encode(params, x)
+  assert q.top_down and q.sizes == (3, 2)
+  z, log_q = q.sample(jax.random.PRNGKey(2))
+  z1, z2 = z[:3], z[3:]
+  top = posteriors.as_posterior(model.module.apply({"params": params}, x,
+                                                   method=type(model.module).encode)[0][:2])
+  below = posteriors.as_posterior(model.module.apply(
+      {"params": params}, 0, x, z2, method=type(model.module).encode_down))
+  np.testing.assert_allclose(log_q, top.log_prob(z2) + below.log_prob(z1), rtol=1e-5)
+  # The decoder reads both layers; the VampPrior is q(z2|u) at the pseudo-inputs.
+  moved = model.decode(params, z.at[3:].add(1.0))
+  assert not np.allclose(moved, model.decode(params, z))
+  u = jnp.clip(params["prior"]["pseudo_inputs"], 0.0, 1.0)
+  mixture = model.prior(params).top
+  np.testing.assert_allclose(mixture.components.mean[1], model._top_posterior(params, u[1]).mean,
+                             rtol=1e-6)
+
+
+def test_adam_norm_grad_normalises_each_tensor_before_adam():
+  config = tiny.get_config()
+  config.optimizer.normalize_gradients = True
+  grads = {"a": jnp.array([3.0, 4.0]), "b": jnp.full((2, 2), 10.0)}
+  normalised, _ = update.normalize_each_gradient().update(grads, None)
+  np.testing.assert_allclose(normalised["a"], [0.6, 0.8], rtol=1e-6)
+  np.testing.assert_allclose(normalised["b"], np.full((2, 2), 0.5), rtol=1e-6)
+  # In the optimiser: scaling one tensor's gradient does not change its update.
+  optimizer = update.make_optimizer(config)
+  params = {"a": jnp.zeros(2), "b": jnp.zeros((2, 2))}
+  state = optimizer.init(params)
+  first = optimizer.update(grads, state, params)[0]
+  second = optimizer.update({"a": grads["a"] * 1e3, "b": grads["b"]}, state, params)[0]
+  np.testing.assert_allclose(first["a"], second["a"], rtol=1e-5)
+
+
+def test_early_stopping_ends_the_run_and_a_rerun_finds_it_finished(tmp_path, caplog):
+  config = tiny.get_config()
+  config.optimizer.learning_rate = 1e-12  # nothing improves after the first evaluation
+  config.train.update(num_steps=100, eval_every=10, checkpoint_every=50, keep_best="log_px",
+                      early_stopping_patience=2)
+  config.eval.splits = ("validation",)
+  workdir = str(tmp_path / "run")
+  train.train_and_evaluate(config, workdir)
+  with open(os.path.join(workdir, "best.json")) as f:
+    assert json.load(f)["step"] == 10
+  steps = {json.loads(line)["step"] for line in open(os.path.join(workdir, "metrics.jsonl"))}
+  assert max(steps) == 30  # two evaluations without a better one after step 10
+  assert sorted(os.listdir(os.path.join(workdir, "checkpoints")))[-1] == "30"
+  caplog.clear()
+  with caplog.at_level("INFO"):
+    train.train_and_evaluate(config, workdir)
+  assert "stopped early" in caplog.text
+
+
+@pytest.mark.parametrize("fields,message", [
+    (dict(architecture="conv"), r"model.activation='gated'.*a nonlinearity for 'conv'"),
+    (dict(upper_latent_dims=(2,), hierarchy="top_down", posterior="iaf"),
+     r"model.posterior='iaf'.*'diagonal' with hierarchy='top_down'"),
+    (dict(logvar_bounds=(2.0, -6.0)), r"model.logvar_bounds=\(2.0, -6.0\).*low < high"),
+    (dict(hierarchy="sideways"), r"model.hierarchy='sideways'"),
+])
+def test_bad_protocol_fields_are_one_clear_error(fields, message):
+  with pytest.raises(ValueError, match=message):
+    build_model(model_config(**fields), IMAGE_SHAPE)
