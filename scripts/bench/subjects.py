@@ -8,7 +8,8 @@ import jax
 import ml_collections
 import numpy as np
 
-from vae.configs import burda_2layer, default, mnist_conv, mnist_mlp
+from vae.configs import (burda_2layer, default, fashion_hvae, fashion_hvae_vamp, fashion_vae,
+                         fashion_vae_vamp, mnist_conv, mnist_mlp)
 from vae.models import build_model
 from vae.runtime import distributed
 from vae.training import random_streams, update
@@ -51,6 +52,14 @@ MODELS: dict[str, tuple[str, Callable[[], ml_collections.ConfigDict]]] = {
         objective="iwae", num_samples=k, gradient_estimator=estimator))
        for k in (5, 50) for name, label, estimator in (
            ("iwae", "IWAE", "reparameterized"), ("dreg", "IWAE-DReG", "dreg"))},
+    # Tomczak & Welling's protocol on Fashion-MNIST (issue 30): gated MLPs 784-300-300-40.
+    "fashion_vae": ("configs/fashion_vae.py: gated MLP 784-300-300-40", fashion_vae.get_config),
+    "fashion_vae_vamp": ("configs/fashion_vae_vamp.py: the same, VampPrior of 500 "
+                         "pseudo-inputs", fashion_vae_vamp.get_config),
+    "fashion_hvae": ("configs/fashion_hvae.py: two-level top-down HVAE, 40 + 40 latents",
+                     fashion_hvae.get_config),
+    "fashion_hvae_vamp": ("configs/fashion_hvae_vamp.py: the HVAE with a VampPrior of 500 "
+                          "pseudo-inputs", fashion_hvae_vamp.get_config),
 }
 """name -> (description, config factory); every model is Bernoulli on 28x28x1 images."""
 

@@ -143,11 +143,13 @@ def worker_iwae(task: dict[str, Any]) -> dict[str, Any]:
   compile_s = max(0.0, first - eval_config.batch_size / rate)
 
   # FLOPs of one batch, from the same per-example function the Evaluator vmaps.
-  batch_fn = jax.vmap(evaluate.make_example_metrics(model, eval_config),
-                      in_axes=(None, None, 0, 0))
+  per_example = jax.vmap(evaluate.make_example_metrics(model, eval_config),
+                         in_axes=(None, None, 0, 0))
+  # The prior is built inside (a hierarchy's holds callables, not arrays).
+  batch_fn = lambda params, keys, x: per_example(params, model.prior(params), keys, x)
   batch = eval_config.batch_size
   equations = matmul_equations(jax.make_jaxpr(batch_fn)(
-      params, model.prior(params), jax.random.split(key, batch), jnp.asarray(images[:batch])))
+      params, jax.random.split(key, batch), jnp.asarray(images[:batch])))
   flops_per_example = total_flops(equations) / batch
   roofline, roofline_flops = make_roofline(equations, key)
   timed = time_calls({"roofline": roofline}, task["repeats"], task["min_seconds"],
