@@ -120,3 +120,29 @@ def test_early_stopping_ends_the_run_and_a_rerun_finds_it_finished(tmp_path, cap
 def test_bad_protocol_fields_are_one_clear_error(fields, message):
   with pytest.raises(ValueError, match=message):
     build_model(model_config(**fields), IMAGE_SHAPE)
+
+
+def test_the_table_script_reads_a_run_and_rewrites_only_its_table(tmp_path, monkeypatch):
+  from scripts import fashion_mnist_table  # pylint: disable=import-outside-toplevel
+  from vae.configs import fashion_vae  # pylint: disable=import-outside-toplevel
+  from vae.training import checkpoints  # pylint: disable=import-outside-toplevel
+  workdir = tmp_path / "runs" / "fashion_vae_seed0"
+  workdir.mkdir(parents=True)
+  config = fashion_vae.get_config()
+  checkpoints.save_config(config, str(workdir))
+  records = [{"step": 500 * e, "split": "train", "steps_per_sec": 100.0} for e in (1, 2)]
+  records += [{"step": 2500 * e, "split": "validation", "log_px": -240.0 + e} for e in (1, 2)]
+  (workdir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+  (workdir / "best.json").write_text(json.dumps({"step": 5000, "value": -238.0}))
+  (workdir / "eval_test.json").write_text(json.dumps({"log_px": -229.5, "elbo": -235.1}))
+  page = tmp_path / "page.md"
+  page.write_text("intro\n<!-- table -->\nold\n<!-- /table -->\nafter\n")
+  monkeypatch.setattr("sys.argv", ["table", f"--root={tmp_path / 'runs'}", f"--page={page}"])
+  with pytest.raises(SystemExit):
+    from absl import app  # pylint: disable=import-outside-toplevel
+    app.run(fashion_mnist_table.main)
+  text = page.read_text()
+  assert text.startswith("intro\n<!-- table -->\n| row") and text.endswith("after\n")
+  row = [line for line in text.splitlines() if "fashion_vae" in line][0]
+  assert "| -228.70 ± 0.15 | -229.50 | -235.10 | -238.00 | 10 / 10 | 0.0 | training |" in row
+  assert (tmp_path / fashion_mnist_table.PLOT).exists()

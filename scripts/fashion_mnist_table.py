@@ -1,0 +1,140 @@
+r"""The Fashion-MNIST table (issue 30): each row's published test log p(x) beside ours, from
+the workdirs `scripts/fashion_mnist_rows.sh` trains, and the validation curves.
+
+  python -m scripts.fashion_mnist_table --root=runs/fashion_mnist \
+      [--page=docs/results/fashion_mnist.md]
+
+Reads ROOT/<row>_seed<k>/ for the rows of `ROWS` (and any other config name found there):
+metrics.jsonl (validation log p(x), IWAE with the config's K, every evaluation),
+best.json (the best validation evaluation, which the test uses), eval_test.json (the test
+split at the best checkpoint, K = 5000) and config.json. Writes the markdown table into --page, between
+its lines `<!-- table -->` and `<!-- /table -->`, and the plot of validation log p(x)
+against epochs beside it (fashion_mnist_curves.png); a row still training shows its progress. Training time is the sum of the logged intervals (steps
+over steps/s), evaluations and checkpoints left out.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import re
+
+import numpy as np
+from absl import app, flags
+
+from vae.reporting import metric_writers
+from vae.training import best_checkpoint, checkpoints
+
+ROWS = {  # config name -> (the paper's name, published mean, std; Norouzi et al. 2020)
+    "fashion_vae": ("VAE w/ Gaussian prior", -228.70, 0.15),
+    "fashion_vae_vamp": ("VAE w/ VampPrior", -227.35, 0.05),
+    "fashion_hvae": ("HVAE w/ Gaussian prior (two levels)", -227.37, 0.10),
+    "fashion_hvae_vamp": ("HVAE w/ VampPrior", -226.72, 0.08),
+}
+_RUN = re.compile(r"^(?P<row>.+)_seed(?P<seed>\d+)$")
+
+_ROOT = flags.DEFINE_string("root", "runs/fashion_mnist", "Folder of the rows' workdirs.")
+_PAGE = flags.DEFINE_string("page", "docs/results/fashion_mnist.md",
+                            "The results page whose table is rewritten; the plot goes beside it.")
+_MARKERS = ("<!-- table -->\n", "<!-- /table -->\n")
+PLOT = "fashion_mnist_curves.png"
+
+
+def read_run(workdir: str) -> dict:
+  """What the table shows of one workdir."""
+  config = checkpoints.load_config(workdir)
+  steps_per_epoch = -(-(60000 - config.data.validation_size) // config.train.batch_size)
+  records = metric_writers.read_metrics(workdir)
+  train = [r for r in records if r["split"] == "train"]
+  validation = [r for r in records if r["split"] == "validation"]
+  best = best_checkpoint.read(workdir)
+  last_step = max((r["step"] for r in records), default=0)
+  patience = config.train.early_stopping_patience * config.train.eval_every
+  test_path = os.path.join(workdir, "eval_test.json")
+  test = json.load(open(test_path)) if os.path.exists(test_path) else None
+  seconds, previous = 0.0, 0
+  for record in train:
+    seconds += (record["step"] - previous) / record["steps_per_sec"]
+    previous = record["step"]
+  return dict(
+      workdir=workdir, steps_per_epoch=steps_per_epoch, last_epoch=last_step / steps_per_epoch,
+      best_epoch=best["step"] / steps_per_epoch if best else None,
+      best_validation=best["value"] if best else None,
+      stopped=bool(best and patience and last_step - best["step"] >= patience),
+      train_hours=seconds / 3600, test=test,
+      curve=[(r["step"] / steps_per_epoch, r["log_px"]) for r in validation])
+
+
+def _cell(values: list[float]) -> str:
+  if not values:
+    return "—"
+  if len(values) == 1:
+    return f"{values[0]:.2f}"
+  return f"{np.mean(values):.2f} ± {np.std(values, ddof=1):.2f} ({len(values)} seeds)"
+
+
+def table(runs: dict[str, list[dict]]) -> str:
+  lines = ["| row (config) | published | ours: test log p(x), K = 5000 | test ELBO | "
+           "validation log p(x) at the best | best epoch / last epoch | training hours | state |",
+           "|---|---|---|---|---|---|---|---|"]
+  for row, row_runs in runs.items():
+    name, mean, std = ROWS.get(row, (row, None, None))
+    tests = [r["test"] for r in row_runs if r["test"]]
+    published = f"{mean:.2f} ± {std:.2f}" if mean is not None else "—"
+    states = ["early-stopped" if r["stopped"] else "training" for r in row_runs]
+    lines.append(
+        f"| {name} (`{row}`) | {published} | {_cell([t['log_px'] for t in tests])} | "
+        f"{_cell([t['elbo'] for t in tests])} | "
+        f"{_cell([r['best_validation'] for r in row_runs if r['best_validation']])} | "
+        + ", ".join(f"{r['best_epoch'] or 0:.0f} / {r['last_epoch']:.0f}" for r in row_runs)
+        + " | " + ", ".join(f"{r['train_hours']:.1f}" for r in row_runs)
+        + f" | {', '.join(states)} |")
+  return "\n".join(lines) + "\n"
+
+
+def plot(runs: dict[str, list[dict]], path: str) -> None:
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  figure, axes = plt.subplots(figsize=(7, 4.5))
+  for row, row_runs in runs.items():
+    for i, run in enumerate(row_runs):
+      epochs, values = zip(*run["curve"]) if run["curve"] else ((), ())
+      axes.plot(epochs, values, label=ROWS.get(row, (row,))[0] if i == 0 else None,
+                color=f"C{list(runs).index(row)}", lw=1)
+  axes.set(xlabel="epoch", ylabel="validation log p(x), nats (IWAE, K = 10)",
+           title="Fashion-MNIST, Tomczak & Welling's protocol")
+  all_values = [v for rs in runs.values() for r in rs for _, v in r["curve"]]
+  if all_values:
+    axes.set_ylim(np.percentile(all_values, 2) - 2, max(all_values) + 2)
+  axes.grid(alpha=0.3)
+  axes.legend()
+  figure.tight_layout()
+  figure.savefig(path, dpi=120)
+
+
+def main(argv):
+  del argv
+  runs = collections.defaultdict(list)
+  for name in sorted(os.listdir(_ROOT.value)):
+    match = _RUN.match(name)
+    workdir = os.path.join(_ROOT.value, name)
+    if match and os.path.exists(os.path.join(workdir, checkpoints.CONFIG_FILE)):
+      runs[match["row"]].append(read_run(workdir))
+  ordered = {row: runs[row] for row in [*ROWS, *sorted(set(runs) - set(ROWS))] if row in runs}
+  text = table(ordered)
+  with open(_PAGE.value) as f:
+    page = f.read()
+  if not all(marker in page for marker in _MARKERS):
+    raise app.UsageError(f"{_PAGE.value} lacks the lines {_MARKERS} around its table.")
+  before, rest = page.split(_MARKERS[0], 1)
+  after = rest.split(_MARKERS[1], 1)[1]
+  with open(_PAGE.value, "w") as f:
+    f.write(before + _MARKERS[0] + text + _MARKERS[1] + after)
+  plot(ordered, os.path.join(os.path.dirname(_PAGE.value), PLOT))
+  print(text)
+
+
+if __name__ == "__main__":
+  app.run(main)
