@@ -41,3 +41,14 @@ def fake_tfds_dir(tmp_path_factory):
   data_dir = tmp_path_factory.mktemp("tfds")
   tfds_fakes.prepare(data_dir)
   return data_dir
+
+
+@pytest.fixture(scope="session")
+def fake_idx_dir(tmp_path_factory):
+  """A folder of 28x28 idx files (20 train, 8 test images) standing in for the Debian
+  package's Fashion-MNIST (config.data.name="idx"). Read-only for tests."""
+  import idx_fakes  # pylint: disable=import-outside-toplevel
+
+  folder = tmp_path_factory.mktemp("idx")
+  idx_fakes.make_set(folder, num_train=20, num_test=8, image_size=(28, 28))
+  return folder

@@ -57,12 +57,15 @@ def load_config_module(path: pathlib.Path) -> types.ModuleType:
   return module
 
 
-def fitted_config(path: pathlib.Path, data_dir: pathlib.Path) -> ml_collections.ConfigDict:
-  """The file's `get_config()`, reading the fakes in `data_dir`, with the data-size
-  fields shrunk to fit them."""
+def fitted_config(path: pathlib.Path, data_dir: pathlib.Path, idx_dir: pathlib.Path
+                  ) -> ml_collections.ConfigDict:
+  """The file's `get_config()`, reading the TFDS fakes in `data_dir` (an idx set: the
+  fake folder `idx_dir`), with the data-size fields shrunk to fit them."""
   config = load_config_module(path).get_config()
   model_fields = config.model.to_dict()
   config.data.data_dir = str(data_dir)
+  if config.data.name == "idx":
+    config.data.path = str(idx_dir)
   config.data.validation_size = min(config.data.validation_size, FAKE_VALIDATION_SIZE)
   config.train.batch_size = min(config.train.batch_size, FAKE_BATCH_SIZE)
   assert config.model.to_dict() == model_fields
@@ -88,15 +91,15 @@ def test_docstring_gives_command(config_file):
   assert f"python -m experiments.train --config=configs/{config_file.name}" in docstring
 
 
-def test_config_passes_checks(config_file, fake_tfds_dir):
-  config = fitted_config(config_file, fake_tfds_dir)
+def test_config_passes_checks(config_file, fake_tfds_dir, fake_idx_dir):
+  config = fitted_config(config_file, fake_tfds_dir, fake_idx_dir)
   info = config_checks.check_config(config)
   assert info == data.dataset_info(config.data)
   assert config.model.likelihood in DECODED_SHAPES, "add its decoder output here"
 
 
-def test_data_batches(config_file, fake_tfds_dir):
-  config = fitted_config(config_file, fake_tfds_dir)
+def test_data_batches(config_file, fake_tfds_dir, fake_idx_dir):
+  config = fitted_config(config_file, fake_tfds_dir, fake_idx_dir)
   info = config_checks.check_config(config)
   batches = data.TrainBatches(data.load_split(config.data, "train"),
                               config.train.batch_size, config.seed,
@@ -110,8 +113,8 @@ def test_data_batches(config_file, fake_tfds_dir):
     assert_images(images, (len(images),) + info.image_shape, info.kind)
 
 
-def test_model_encodes_and_decodes(config_file, fake_tfds_dir):
-  config = fitted_config(config_file, fake_tfds_dir)
+def test_model_encodes_and_decodes(config_file, fake_tfds_dir, fake_idx_dir):
+  config = fitted_config(config_file, fake_tfds_dir, fake_idx_dir)
   info = config_checks.check_config(config)
   model = models.build_model(config.model, info.image_shape)
   params = init(model, jax.random.PRNGKey(config.seed),

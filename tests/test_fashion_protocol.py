@@ -146,3 +146,17 @@ def test_the_table_script_reads_a_run_and_rewrites_only_its_table(tmp_path, monk
   row = [line for line in text.splitlines() if "fashion_vae" in line][0]
   assert "| -228.70 ± 0.15 | -229.50 | -235.10 | -238.00 | 10 / 10 | 0.0 | training |" in row
   assert (tmp_path / fashion_mnist_table.PLOT).exists()
+
+
+def test_the_fashion_burda_sweep_points_pass_the_config_checks(fake_idx_dir):
+  from vae import sweeps  # pylint: disable=import-outside-toplevel
+  from vae.config import checks as config_checks  # pylint: disable=import-outside-toplevel
+  from vae.configs.sweeps import fashion_burda  # pylint: disable=import-outside-toplevel
+  base = fashion_burda.get_config()
+  base.data.path, base.data.validation_size = str(fake_idx_dir), 4
+  points = fashion_burda.get_sweep()
+  assert len(points) == 8
+  for point in points:
+    config = sweeps.apply_point(base, point)
+    config_checks.check_config(config)
+    assert fashion_burda.get_table().column(point) and fashion_burda.get_table().row(point)

@@ -1,31 +1,12 @@
 """The idx reader (`vae.data.idx`) on small idx files the tests write, and the shuffled
 hold-out of a validation split (`config.data.validation_shuffle_seed`)."""
 
-import gzip
-import os
-
 import numpy as np
 import pytest
+from idx_fakes import make_set
 
 from vae import data
 from vae.configs import default
-
-
-def write_idx(path, images, compress):
-  header = bytes([0, 0, 0x08, 3]) + np.asarray(images.shape, ">u4").tobytes()
-  with (gzip.open if compress else open)(path, "wb") as f:
-    f.write(header + images.astype(np.uint8).tobytes())
-
-
-def make_set(folder, prefix="", num_train=30, num_test=7, compress=True, seed=0):
-  rng = np.random.default_rng(seed)
-  os.makedirs(folder, exist_ok=True)
-  splits = {"train": rng.integers(0, 256, (num_train, 6, 5)),
-            "t10k": rng.integers(0, 256, (num_test, 6, 5))}
-  for name, images in splits.items():
-    write_idx(os.path.join(folder, f"{prefix}{name}-images-idx3-ubyte"
-                           + (".gz" if compress else "")), images, compress)
-  return splits
 
 
 def data_config(path, **fields):
