@@ -4,7 +4,10 @@ r"""Runs a sweep file: every point in its own sub-workdir, then a summary table 
       [--mode=vectorized|sequential|parallel --parallel=2] [--sweep.train.num_steps=500]
 
 `--sweep.<field>=value` overrides the base config of every point. Rerunning resumes:
-finished points are skipped, interrupted ones resume from their checkpoints.
+finished points are skipped, interrupted ones resume from their checkpoints. A point whose
+loss goes non-finite is recorded as failed and the others go on (in a vectorised group it
+is frozen while the group trains); the summary lists it, the exit status is 1, and a
+rerun skips it unless --retry_failed.
 `--print_commands` prints one `experiments.train` command per point instead (for a
 cluster's job array) and runs nothing.
 """
@@ -23,6 +26,8 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "The sweep's folder.")
 _MODE = flags.DEFINE_enum("mode", "vectorized", sweeps.MODES, "How to run the points.")
 _PARALLEL = flags.DEFINE_integer("parallel", 2, "Processes at a time with --mode=parallel.")
 _PRINT = flags.DEFINE_bool("print_commands", False, "Print one command per point, run nothing.")
+_RETRY = flags.DEFINE_bool("retry_failed", False, "Run again the points that failed before "
+                           "(a non-finite loss; they are skipped otherwise).")
 flags.mark_flags_as_required(["sweep", "workdir"])
 
 
@@ -38,7 +43,7 @@ def main(argv):
       print("\n".join(sweeps.point_commands(sweep_file, points, _WORKDIR.value, overrides)))
       return
     rows = sweeps.run_sweep(sweep_file, _SWEEP.value, points, _WORKDIR.value, _MODE.value,
-                            _PARALLEL.value, overrides)
+                            _PARALLEL.value, overrides, retry_failed=_RETRY.value)
     logging.info("Summary of %d points: %s", len(rows),
                  os.path.join(_WORKDIR.value, "summary.md"))
 

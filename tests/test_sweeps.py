@@ -222,3 +222,41 @@ def test_a_bad_get_table_stops_before_any_training(tmp_path, body, message):
     sweeps.run_sweep(sweep_file, tiny.get_config(), sweeps.load_points(sweep_file),
                      str(workdir), mode="sequential")
   assert not workdir.exists()
+
+
+@pytest.mark.parametrize("mode", ["vectorized", "sequential"])
+def test_a_diverging_point_fails_alone_and_is_not_retried_unless_asked(tmp_path, mode):
+  """Learning rates {1e-3, 3e-3, 1e9}: the last goes non-finite at step 1. It is recorded
+  (step and the single run's reason) and listed; the others end with the numbers they get
+  alone; a rerun skips it, --retry_failed runs it again."""
+  from vae.common import errors  # pylint: disable=import-outside-toplevel
+  from vae.training import train, workdirs  # pylint: disable=import-outside-toplevel
+  sweep_file = write_sweep_file(
+      tmp_path, 'sweeps.axis("optimizer.learning_rate", [1e-3, 3e-3, 1e9])')
+  workdir = str(tmp_path / "sweep")
+  run = lambda **kw: sweeps.run_sweep(sweep_file, tiny.get_config(),
+                                      sweeps.load_points(sweep_file), workdir, mode=mode, **kw)
+  with pytest.raises(errors.PointFailedError,
+                     match=r"1 of 3 points failed .* optimizer.learning_rate=1000000000.0 at "
+                           r"step 1\."):
+    run()
+  bad = os.path.join(workdir, "optimizer.learning_rate=1000000000.0")
+  failure = workdirs.read_failure(bad)
+  assert failure["step"] == 1 and "the loss became non-finite at step 1" in failure["reason"]
+  assert "Lower config.optimizer.learning_rate (now 1000000000.0)" in failure["reason"]
+  summary = read_summary(workdir)
+  assert [r["failed_step"] for r in summary] == ["", "", "1"]
+  assert "Failed points" in open(os.path.join(workdir, "summary.md")).read()
+  alone = tiny.get_config()
+  alone.optimizer.learning_rate = 3e-3
+  expected = train.train_and_evaluate(alone, str(tmp_path / "alone"))["test"]
+  for metric in ("elbo", "log_px", "kl"):
+    assert float(summary[1][metric]) == pytest.approx(expected[metric], rel=1e-5)
+  before = metric_writers.read_metrics(bad) if os.path.exists(
+      os.path.join(bad, metric_writers.METRICS_FILE)) else None
+  with pytest.raises(errors.PointFailedError, match="1 of 3 points failed"):
+    run()  # skipped: nothing of it trains again
+  assert (metric_writers.read_metrics(bad) if before is not None else None) == before
+  with pytest.raises(errors.PointFailedError, match="1 of 3 points failed"):
+    run(retry_failed=True)  # tried again, it fails again
+  assert workdirs.read_failure(bad)["step"] >= 1

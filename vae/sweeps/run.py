@@ -27,7 +27,7 @@ from vae.common import errors
 from vae.reporting import metric_writers
 from vae.sweeps import points as sweep_points
 from vae.sweeps import summary as sweep_summary
-from vae.training import checkpoints, train, update
+from vae.training import checkpoints, train, update, workdirs
 
 MODES = ("sequential", "vectorized", "parallel")
 TIMES_FILE = "sweep_times.json"
@@ -71,8 +71,8 @@ def _flag_value(value: Any) -> str:
 
 def run_sweep(sweep_file: str, base: ml_collections.ConfigDict,
               points: list[sweep_points.Point], workdir: str, mode: str = "vectorized",
-              parallel: int = 2, base_overrides: dict[str, Any] | None = None
-              ) -> list[dict[str, Any]]:
+              parallel: int = 2, base_overrides: dict[str, Any] | None = None,
+              retry_failed: bool = False) -> list[dict[str, Any]]:
   """Runs every point not yet finished, then writes the summary table and plots.
 
   Args:
@@ -84,10 +84,21 @@ def run_sweep(sweep_file: str, base: ml_collections.ConfigDict,
       (points that differ only in VECTORIZED_FIELDS train together in one program) or
       "parallel" (`parallel` processes of `vae.apps.train` at a time).
     base_overrides: the command-line overrides of the base, passed on in "parallel".
+    retry_failed: run again the points that failed in an earlier call (else they stay
+      failed and are skipped).
+
+  A point that fails (its loss non-finite; in "parallel" also a process that exits with
+  an error) is recorded in its workdir (`vae.training.workdirs.FAILED_FILE`: step and
+  reason) and the others go on; in a vectorised group it is frozen at its last finite
+  step while the group trains on.
 
   Returns:
-    The summary rows (see `vae.sweeps.summary.summary_rows`); a sweep file's get_table()
-    also writes table.md and logs it.
+    The summary rows (see `vae.sweeps.summary.summary_rows`; a failed point's row has
+    `failed_step` and `failure`); a sweep file's get_table() also writes table.md and
+    logs it.
+
+  Raises:
+    PointFailedError: after the summary is written, when some points failed.
   """
   if mode not in MODES:
     raise ValueError(f"mode={mode!r} is unknown; valid modes are {list(MODES)}.")
@@ -95,14 +106,27 @@ def run_sweep(sweep_file: str, base: ml_collections.ConfigDict,
   table = sweep_points.load_table(sweep_file)  # before the training: its errors come first
   os.makedirs(workdir, exist_ok=True)
   times = _load_times(workdir)
-  todo = [(n, c) for n, c in named if not _is_finished(c, os.path.join(workdir, n))]
-  logging.info("Sweep %s: %d points, %d finished, %d to run (%s).", sweep_file, len(named),
-               len(named) - len(todo), len(todo), mode)
+  failed = {n for n, _ in named if workdirs.read_failure(os.path.join(workdir, n))}
+  if retry_failed:
+    for name in failed:  # from the last checkpoint before the failure
+      point_workdir = os.path.join(workdir, name)
+      checkpoints.discard_after(point_workdir, workdirs.read_failure(point_workdir)["step"])
+      workdirs.clear_failure(point_workdir)
+    failed = set()
+  todo = [(n, c) for n, c in named
+          if n not in failed and not _is_finished(c, os.path.join(workdir, n))]
+  logging.info("Sweep %s: %d points, %d finished, %d failed before (not retried without "
+               "--retry_failed), %d to run (%s).", sweep_file, len(named),
+               len(named) - len(todo) - len(failed), len(failed), len(todo), mode)
 
   def timed(names, fn):
-    """Runs fn; each of its points is charged an equal share of the wall time."""
+    """Runs fn; each of its points is charged an equal share of the wall time. A failure
+    of its points is logged (each recorded in its workdir) and the sweep goes on."""
     start = time.perf_counter()
-    fn()
+    try:
+      fn()
+    except (errors.NonFiniteLossError, errors.PointFailedError) as error:
+      logging.warning("Failed: %s The sweep goes on.", error)
     for name in names:
       times[name] = times.get(name, 0.0) + (time.perf_counter() - start) / len(names)
     _save_times(workdir, times)
@@ -132,16 +156,28 @@ def run_sweep(sweep_file: str, base: ml_collections.ConfigDict,
                                  row["step"] or 0)
   if table is not None:
     logging.info("%s", table.markdown(rows))
+  failures = [row for row in rows if row.get("failure")]
+  if failures:
+    raise errors.PointFailedError(
+        f"{len(failures)} of {len(rows)} points failed (summary.md in {workdir} lists them; "
+        "rerun with --retry_failed to try them again): "
+        + " ".join(f"{row['point']} at step {row['failed_step']}." for row in failures))
   return rows
 
 
 def _run_command(command: str, point_workdir: str) -> None:
+  """Runs one point's training process; a failure is recorded in its workdir (the
+  process's own record of a non-finite loss, else its exit status and log)."""
   os.makedirs(point_workdir, exist_ok=True)
   log_path = os.path.join(point_workdir, "train.log")
   with open(log_path, "w") as log:
     done = subprocess.run(shlex.split(command), stdout=log, stderr=subprocess.STDOUT)
   if done.returncode:
-    raise errors.PointFailedError(f"{command} failed (exit {done.returncode}); see {log_path}.")
+    failure = workdirs.read_failure(point_workdir) or {
+        "step": checkpoints.latest_step(point_workdir) or 0,
+        "reason": f"{command} failed (exit {done.returncode}); see {log_path}."}
+    workdirs.write_failure(point_workdir, failure)
+    raise errors.PointFailedError(failure["reason"])
 
 
 def _load_times(workdir: str) -> dict[str, float]:

@@ -18,6 +18,7 @@ import numpy as np
 from matplotlib import colors, figure
 
 from vae.reporting import metric_writers
+from vae.training import workdirs
 
 METRIC_COLUMNS = ("reconstruction", "kl", "elbo", "log_px", "bound_gap", "active_units",
                   "mutual_information", "marginal_kl")
@@ -37,7 +38,7 @@ def summary_rows(named: list[tuple[str, ml_collections.ConfigDict]], points: lis
                  workdir: str, times: dict[str, float]) -> list[dict[str, Any]]:
   """One row per point: 'point', its overrides, METRIC_COLUMNS (and those of each layer),
   'num_examples', 'step', 'wall_time_s', and 'kl_per_dim' (a list; absent where the runs do
-  not log it)."""
+  not log it); a failed point's row adds 'failed_step' and 'failure' (its reason)."""
   rows = []
   for (name, config), point in zip(named, points):
     metrics = final_metrics(os.path.join(workdir, name), tuple(config.eval.splits)) or {}
@@ -50,6 +51,9 @@ def summary_rows(named: list[tuple[str, ml_collections.ConfigDict]], points: lis
     row["num_examples"] = metrics.get("num_examples")
     row["step"] = metrics.get("step")
     row["wall_time_s"] = times.get(name, float("nan"))
+    failure = workdirs.read_failure(os.path.join(workdir, name))
+    if failure:
+      row["failed_step"], row["failure"] = failure["step"], failure["reason"]
     rows.append(row)
   return rows
 
@@ -84,7 +88,7 @@ def write_summary(rows: list[dict[str, Any]], workdir: str, table: Table | None 
   """summary.csv, summary.md, the plots that the swept keys allow, and the sweep's own
   table (table.md) where it has one. Vectors (kl_per_dim) go to the heatmap only."""
   columns = list(dict.fromkeys(k for row in rows for k, v in row.items()
-                               if not isinstance(v, list)))
+                               if not isinstance(v, list) and k != "failure"))
   with open(os.path.join(workdir, "summary.csv"), "w", newline="") as f:
     writer = csv.DictWriter(f, columns, extrasaction="ignore")
     writer.writeheader()
@@ -94,6 +98,11 @@ def write_summary(rows: list[dict[str, Any]], workdir: str, table: Table | None 
     f.write("|" + "---|" * len(columns) + "\n")
     for row in rows:
       f.write("| " + " | ".join(_cell(row.get(c)) for c in columns) + " |\n")
+    failures = [row for row in rows if row.get("failure")]
+    if failures:
+      f.write("\nFailed points (rerun with --retry_failed to try them again):\n\n")
+      f.writelines(f"- {row['point']}, step {row['failed_step']}: {row['failure']}\n"
+                   for row in failures)
   if table is not None:
     with open(os.path.join(workdir, "table.md"), "w") as f:
       f.write(table.markdown(rows))

@@ -96,6 +96,17 @@ def latest_step(workdir: str) -> int | None:
   return max(steps, default=None)
 
 
+def discard_after(workdir: str, step: int) -> list[int]:
+  """Deletes workdir's checkpoints of steps after `step` (a failed run's frozen state,
+  before it is tried again); returns their steps."""
+  directory = os.path.join(workdir, "checkpoints")
+  later = sorted(int(name) for name in (os.listdir(directory) if os.path.isdir(directory)
+                                        else ()) if name.isdigit() and int(name) > step)
+  for later_step in later:
+    shutil.rmtree(os.path.join(directory, str(later_step)))
+  return later
+
+
 class Checkpointer:
   """Keeps the last `max_to_keep` checkpoints of a pytree under `workdir/<folder>`."""
 

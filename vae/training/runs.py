@@ -67,6 +67,9 @@ class Run:
                train_images: np.ndarray, shards: range, resources: contextlib.ExitStack):
     self.config, self.workdir, self._resources = config, workdir, resources
     self.best = None  # a best_checkpoint.BestCheckpoint with keep_best, once restored
+    self.failure = None  # {"step", "reason"} once its loss went non-finite
+    if distributed.is_primary():
+      workdirs_lib.clear_failure(workdir)  # a new attempt
     self.checkpointer = resources.enter_context(contextlib.closing(
         checkpoints.Checkpointer(workdir, config.train.keep_checkpoints)))
     if self.checkpointer.latest_step() is not None:
@@ -271,19 +274,39 @@ class RunGroup(contextlib.AbstractContextManager):
     return [jax.tree.map(lambda leaf: leaf[i], acc) for i in range(len(self.runs))]
 
   def check_finite(self) -> None:
-    """Raises NonFiniteLossError if a run's loss was NaN or infinite since the last log."""
+    """Acts on runs whose loss was NaN or infinite since the last log: one run alone
+    raises NonFiniteLossError; in a vectorised group each such run is frozen at its last
+    finite step (`update.make_train_block`), reported and recorded in its workdir's
+    `FAILED_FILE`, and the others go on, unless none is left."""
+    newly_failed = []
     for run, acc in zip(self.runs, self._host_accumulators()):
       bad = int(acc["first_nonfinite_step"])
-      if bad == update.NO_BAD_STEP:
+      if bad == update.NO_BAD_STEP or run.failure is not None:
         continue
-      where = (f"step {self.last_checkpoint} in {run.checkpointer.directory} (still "
-               "loadable)" if self.last_checkpoint is not None
-               else "none (no checkpoint was written yet)")
-      raise errors.NonFiniteLossError(
-          f"{run.workdir}: the loss became non-finite at step {bad}. Last good checkpoint: "
-          f"{where}. Lower config.optimizer.learning_rate (now "
-          f"{run.config.optimizer.learning_rate}) or set config.optimizer.grad_clip_norm, "
-          "then rerun in a new --workdir (or this one, to resume from that checkpoint).")
+      run.failure = {"step": bad, "reason": self._nonfinite_message(run, bad)}
+      if distributed.is_primary():
+        workdirs_lib.write_failure(run.workdir, run.failure)
+      newly_failed.append(run)
+    if not newly_failed:
+      return
+    if all(run.failure is not None for run in self.runs):
+      raise errors.NonFiniteLossError(" ".join(run.failure["reason"] for run in newly_failed))
+    for run in newly_failed:
+      logging.warning("%s Frozen at its last finite step; the other runs go on.",
+                      run.failure["reason"])
+    self._hp = jax.device_put(
+        update.stack_runs([update.hyperparams(run.config) | {"frozen": np.bool_(
+            run.failure is not None)} for run in self.runs]),
+        distributed.replicated(self.mesh))
+
+  def _nonfinite_message(self, run: Run, bad: int) -> str:
+    where = (f"step {self.last_checkpoint} in {run.checkpointer.directory} (still "
+             "loadable)" if self.last_checkpoint is not None
+             else "none (no checkpoint was written yet)")
+    return (f"{run.workdir}: the loss became non-finite at step {bad}. Last good checkpoint: "
+            f"{where}. Lower config.optimizer.learning_rate (now "
+            f"{run.config.optimizer.learning_rate}) or set config.optimizer.grad_clip_norm, "
+            "then rerun in a new --workdir (or this one, to resume from that checkpoint).")
 
   def log_train(self, step: int, seconds: float) -> dict[str, float]:
     """Writes each run's train means since the last log (`seconds` of training) and
@@ -319,6 +342,9 @@ class RunGroup(contextlib.AbstractContextManager):
     all_results = []
     which = update.params_label(self.config)
     for run, params in self.per_run(update.evaluated_params(self.state)):
+      if run.failure is not None:  # frozen: its record is its failure, not an evaluation
+        all_results.append({})
+        continue
       results = {}
       for split, split_images in self.eval_images.items():
         results[split] = self.evaluator.evaluate(params, run.eval_key, split_images)
@@ -346,8 +372,9 @@ class RunGroup(contextlib.AbstractContextManager):
     if not patience:
       return False
     window = patience * self.config.train.eval_every
-    return all(run.best is not None and run.best.record is not None
-               and step - run.best.record["step"] >= window for run in self.runs)
+    return all(run.failure is not None or (
+        run.best is not None and run.best.record is not None
+        and step - run.best.record["step"] >= window) for run in self.runs)
 
   def log_best(self, step: int) -> None:
     """One line per run that keeps its best evaluation: the best step and the last."""
@@ -363,7 +390,8 @@ class RunGroup(contextlib.AbstractContextManager):
 
   def write_traversals(self, step: int) -> None:
     for run, params in self.per_run(update.evaluated_params(self.state)):
-      run.images.write_traversal(step, _local(params), self.shown_images)
+      if run.failure is None:
+        run.images.write_traversal(step, _local(params), self.shown_images)
 
   def finished_results(self) -> list[dict[str, dict[str, float]]]:
     """The final evaluation of runs already trained to the end: as logged, or anew

@@ -83,9 +83,11 @@ def ema_decay_at(step: jax.Array, decay: float) -> jax.Array:
 
 def hyperparams(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
   """The traced per-run values of the loss's VECTORIZED_FIELDS (the seed enters through
-  keys, the learning rate through the optimiser state)."""
+  keys, the learning rate through the optimiser state), and `frozen`: the host sets it
+  for a run of a vectorised group whose loss went non-finite (`make_train_block`)."""
   return {"beta": np.float32(config.loss.beta),
-          "kl_warmup_steps": np.float32(config.loss.kl_warmup_steps)}
+          "kl_warmup_steps": np.float32(config.loss.kl_warmup_steps),
+          "frozen": np.bool_(False)}
 
 
 def unit_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
@@ -271,9 +273,11 @@ def mean_metrics(acc: dict[str, np.ndarray], steps_per_dispatch: int) -> dict[st
 # ------------------------------------------------------------------ the block of steps
 
 
-def _make_step(loss_fn, optimizer, hp, train_key, ema_decay: float):
+def _make_step(loss_fn, optimizer, hp, train_key, ema_decay: float, freeze_failed: bool):
   """step(carry=(state, acc), (x, is_last)) -> (carry, None): one update of one run
-  (and of its params' average when the state keeps one)."""
+  (and of its params' average when the state keeps one). With `freeze_failed` the
+  update is dropped (params, optimiser state and average kept, the step counted) from
+  the run's first non-finite loss on, and while `hp["frozen"]`."""
 
   def step(carry, inputs):
     state, acc = carry
@@ -293,7 +297,12 @@ def _make_step(loss_fn, optimizer, hp, train_key, ema_decay: float):
     if ema_params is not None:
       ema_params = optax.incremental_update(params, ema_params,
                                             1.0 - ema_decay_at(state.step, ema_decay))
-    return (TrainState(state.step + 1, params, opt_state, ema_params), acc), None
+    new = TrainState(state.step + 1, params, opt_state, ema_params)
+    if freeze_failed:
+      healthy = (acc["first_nonfinite_step"] == NO_BAD_STEP) & ~hp["frozen"]
+      new = jax.tree.map(lambda fresh, kept: jnp.where(healthy, fresh, kept), new,
+                         state.replace(step=state.step + 1))
+    return (new, acc), None
 
   return step
 
@@ -308,13 +317,16 @@ def make_train_block(model: Model, config: ml_collections.ConfigDict, shared_dat
   dispatches once per T steps; metrics stay on the device until the loop asks for them
   (sums over the steps; the gradient norm is taken at the last step of each call only).
   State and accumulator are donated. The batch axis is sharded over the mesh's "data"
-  axis (data parallelism), everything else is replicated.
+  axis (data parallelism), everything else is replicated. With P > 1 a run whose loss
+  goes non-finite stops updating (`_make_step`'s freeze) while the others go on, each
+  with the numbers it gets alone; one run alone is stopped by the host instead
+  (`vae.training.runs.RunGroup.check_finite`), at no cost to its step.
   """
   loss_fn = make_loss_fn(model, config.loss)
 
-  def one_block(state, acc, hp, train_key, batches):
+  def one_block(state, acc, hp, train_key, batches, freeze_failed=True):
     step = _make_step(loss_fn, make_optimizer(config), hp, train_key,
-                      config.train.ema_decay)
+                      config.train.ema_decay, freeze_failed)
     num_steps = batches.shape[0]
     if num_steps == 1:
       # No loop: XLA:CPU compiles the convolutions of a loop body (even a loop of one
@@ -333,7 +345,7 @@ def make_train_block(model: Model, config: ml_collections.ConfigDict, shared_dat
     # one) run ~15% slower on CPU than plain ones.
     first = lambda tree: jax.tree.map(lambda leaf: leaf[0], tree)
     out = one_block(first(state), first(acc), first(hp), train_key[0],
-                    batches if shared_data else batches[0])
+                    batches if shared_data else batches[0], freeze_failed=False)
     return jax.tree.map(lambda leaf: leaf[None], out)
 
   replicated = distributed.replicated(mesh)

@@ -14,6 +14,7 @@ systems `flock` works across hosts where the file system supports it (NFSv4, Lus
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import socket
 
@@ -63,3 +64,32 @@ class WorkdirLock:
     if not self._file.closed:
       fcntl.flock(self._file, fcntl.LOCK_UN)
       self._file.close()
+
+
+FAILED_FILE = "failed.json"
+"""`{"step": N, "reason": "..."}` in a workdir whose run stopped (or, in a vectorised
+group, froze) because its loss went non-finite; a new attempt on the workdir removes it."""
+
+
+def write_failure(workdir: str, failure: dict) -> None:
+  """Writes FAILED_FILE whole or not at all."""
+  partial = os.path.join(workdir, FAILED_FILE + ".tmp")
+  with open(partial, "w", encoding="utf-8") as f:
+    json.dump(failure, f)
+  os.replace(partial, os.path.join(workdir, FAILED_FILE))
+
+
+def read_failure(workdir: str) -> dict | None:
+  """The run's FAILED_FILE, or None."""
+  try:
+    with open(os.path.join(workdir, FAILED_FILE), encoding="utf-8") as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return None
+
+
+def clear_failure(workdir: str) -> None:
+  try:
+    os.remove(os.path.join(workdir, FAILED_FILE))
+  except FileNotFoundError:
+    pass
