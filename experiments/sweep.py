@@ -8,8 +8,17 @@ finished points are skipped, interrupted ones resume from their checkpoints. A p
 loss goes non-finite is recorded as failed and the others go on (in a vectorised group it
 is frozen while the group trains); the summary lists it, the exit status is 1, and a
 rerun skips it unless --retry_failed.
-`--print_commands` prints one `experiments.train` command per point instead (for a
-cluster's job array) and runs nothing.
+`--print_commands` prints one `experiments.train` command per point instead and runs
+nothing.
+
+On a SLURM cluster (`pip install ".[slurm]"`): `--mode=slurm` submits every unfinished point
+as one task of one job array through submitit (`--slurm_partition`, `--slurm_time`,
+`--slurm_cpus_per_task`, `--slurm_gpus_per_task`, `--slurm_nodes`, `--slurm_mem`,
+`--slurm_array_parallelism`, `--slurm_additional=qos=high,...`, `--slurm_folder`), prints
+the job id and the log folder, waits for the array and writes the summary (`--nowait`:
+returns at once). A preempted task (SIGTERM) saves and requeues itself and resumes. A
+later `--status` shows each point's state and writes the summary of what has finished.
+`--mode=submitit_local` runs the same tasks as local processes (no cluster needed).
 """
 
 import os
@@ -26,6 +35,30 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "The sweep's folder.")
 _MODE = flags.DEFINE_enum("mode", "vectorized", sweeps.MODES, "How to run the points.")
 _PARALLEL = flags.DEFINE_integer("parallel", 2, "Processes at a time with --mode=parallel.")
 _PRINT = flags.DEFINE_bool("print_commands", False, "Print one command per point, run nothing.")
+_STATUS = flags.DEFINE_bool("status", False, "Show each point's state (finished, failed, "
+                            "running, pending, stopped) and write the summary of what has "
+                            "finished; run nothing.")
+_WAIT = flags.DEFINE_bool("wait", True, "--mode=slurm|submitit_local: wait for the array, "
+                          "then write the summary (else return once submitted).")
+_SLURM = {
+    "partition": flags.DEFINE_string("slurm_partition", None, "Partition (default: the "
+                                     "cluster's)."),
+    "time": flags.DEFINE_string("slurm_time", "60", "Time limit per task: minutes, "
+                                "HH:MM:SS or D-HH:MM:SS."),
+    "cpus_per_task": flags.DEFINE_integer("slurm_cpus_per_task", 2, "CPUs per task."),
+    "gpus_per_task": flags.DEFINE_integer("slurm_gpus_per_task", 0, "GPUs per task."),
+    "nodes": flags.DEFINE_integer("slurm_nodes", 1, "Nodes per task (one process each, "
+                                  "jax.distributed)."),
+    "mem": flags.DEFINE_string("slurm_mem", None, "Memory per node, e.g. 16G."),
+    "array_parallelism": flags.DEFINE_integer("slurm_array_parallelism", 64,
+                                              "Tasks running at once at most."),
+    "additional": flags.DEFINE_list("slurm_additional", [], "Further sbatch options as "
+                                    "name=value, e.g. qos=high,account=me."),
+    "folder": flags.DEFINE_string("slurm_folder", None, "Folder of submitit's logs "
+                                  "(default: <workdir>/slurm)."),
+    "vectorize": flags.DEFINE_bool("slurm_vectorize", False, "One task per vectorised "
+                                   "group of points instead of one per point."),
+}
 _RETRY = flags.DEFINE_bool("retry_failed", False, "Run again the points that failed before "
                            "(a non-finite loss; they are skipped otherwise).")
 flags.mark_flags_as_required(["sweep", "workdir"])
@@ -42,12 +75,30 @@ def main(argv):
     if _PRINT.value:
       print("\n".join(sweeps.point_commands(sweep_file, points, _WORKDIR.value, overrides)))
       return
+    if _STATUS.value:
+      sweeps.sweep_status(sweep_file, _SWEEP.value, points, _WORKDIR.value)
+      return
     rows = sweeps.run_sweep(sweep_file, _SWEEP.value, points, _WORKDIR.value, _MODE.value,
-                            _PARALLEL.value, overrides, retry_failed=_RETRY.value)
+                            _PARALLEL.value, overrides, retry_failed=_RETRY.value,
+                            slurm_options=_slurm_options(), wait=_WAIT.value)
+    if not rows:
+      logging.info("Submitted; `--status` shows each point's state.")
+      return
     logging.info("Summary of %d points: %s", len(rows),
                  os.path.join(_WORKDIR.value, "summary.md"))
 
   cli.run(sweep)
+
+
+def _slurm_options() -> sweeps.SlurmOptions:
+  values = {name: flag.value for name, flag in _SLURM.items()}
+  pairs = [item.partition("=") for item in values["additional"]]
+  bad = [name for name, equals, _ in pairs if not equals or not name]
+  if bad:
+    raise ValueError(f"--slurm_additional={','.join(values['additional'])}: each option must "
+                     "be name=value, e.g. qos=high.")
+  values["additional"] = tuple((name, value) for name, _, value in pairs)
+  return sweeps.SlurmOptions(**values)
 
 
 def run():

@@ -260,3 +260,50 @@ def test_a_diverging_point_fails_alone_and_is_not_retried_unless_asked(tmp_path,
   with pytest.raises(errors.PointFailedError, match="1 of 3 points failed"):
     run(retry_failed=True)  # tried again, it fails again
   assert workdirs.read_failure(bad)["step"] >= 1
+
+
+@pytest.mark.parametrize("mode", ["parallel", "vectorized"])
+def test_sigterm_saves_every_running_point_and_a_rerun_ends_as_uninterrupted(tmp_path, mode):
+  import json  # pylint: disable=import-outside-toplevel
+  import signal  # pylint: disable=import-outside-toplevel
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  import time  # pylint: disable=import-outside-toplevel
+  from vae.training import train  # pylint: disable=import-outside-toplevel
+  sweep_file = write_sweep_file(tmp_path, 'sweeps.axis("seed", [3, 4])', """
+      def get_config():
+        config = tiny.get_config()
+        config.train.update(num_steps=3000, log_every=10, checkpoint_every=1500,
+                            eval_every=1500)
+        return config
+      """)
+  workdir = tmp_path / "sweep"
+  command = [sys.executable, "-m", "experiments.sweep", f"--sweep={sweep_file}",
+             f"--workdir={workdir}", f"--mode={mode}"]
+  sweep = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, text=True)
+  logs = [workdir / f"seed={seed}" / metric_writers.METRICS_FILE for seed in (3, 4)]
+  deadline = time.time() + 240
+  while not all(log.exists() and log.stat().st_size for log in logs):
+    assert time.time() < deadline and sweep.poll() is None, sweep.stderr.read()
+    time.sleep(0.2)
+  sweep.send_signal(signal.SIGTERM)
+  _, stderr = sweep.communicate(timeout=120)
+  assert sweep.returncode != 0 and "Interrupted" in stderr.splitlines()[-1], stderr[-2000:]
+  for seed in (3, 4):
+    steps = [int(name) for name in os.listdir(workdir / f"seed={seed}" / "checkpoints")]
+    assert steps and max(steps) < 3000  # saved mid-run
+  done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
+  assert done.returncode == 0, done.stderr[-2000:]
+  for seed in (3, 4):
+    alone = json.loads(json.dumps(tiny_alone(train, tmp_path, seed)))
+    final = [r for r in metric_writers.read_metrics(workdir / f"seed={seed}")
+             if r["split"] == "test"][-1]
+    for metric in ("elbo", "log_px"):
+      assert final[metric] == pytest.approx(alone["test"][metric], rel=1e-5)
+
+
+def tiny_alone(train, tmp_path, seed):
+  config = tiny.get_config()
+  config.train.update(num_steps=3000, log_every=10, checkpoint_every=1500, eval_every=1500)
+  config.seed = seed
+  return train.train_and_evaluate(config, str(tmp_path / f"alone{seed}"))

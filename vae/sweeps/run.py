@@ -13,8 +13,10 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent import futures
 from typing import Any
@@ -27,14 +29,23 @@ from vae.common import errors
 from vae.reporting import metric_writers
 from vae.sweeps import points as sweep_points
 from vae.sweeps import summary as sweep_summary
-from vae.training import checkpoints, train, update, workdirs
+from vae.sweeps import slurm
+from vae.training import best_checkpoint, checkpoints, train, update, workdirs
 
-MODES = ("sequential", "vectorized", "parallel")
+MODES = ("sequential", "vectorized", "parallel", "slurm", "submitit_local")
+SUBMITTED_MODES = {"slurm": "slurm", "submitit_local": "local"}  # mode -> submitit cluster
 TIMES_FILE = "sweep_times.json"
 
 
 def _is_finished(config: ml_collections.ConfigDict, workdir: str) -> bool:
-  return (checkpoints.latest_step(workdir) or 0) >= config.train.num_steps
+  """Trained to num_steps, or stopped early (its best evaluation `patience` evaluations
+  behind its last checkpoint)."""
+  step = checkpoints.latest_step(workdir) or 0
+  if step >= config.train.num_steps:
+    return True
+  patience = config.train.get("early_stopping_patience", 0)
+  best = best_checkpoint.read(workdir) if patience else None
+  return best is not None and step - best["step"] >= patience * config.train.eval_every
 
 
 def _vectorized_groups(named: list[tuple[str, ml_collections.ConfigDict]], workdir: str
@@ -72,7 +83,8 @@ def _flag_value(value: Any) -> str:
 def run_sweep(sweep_file: str, base: ml_collections.ConfigDict,
               points: list[sweep_points.Point], workdir: str, mode: str = "vectorized",
               parallel: int = 2, base_overrides: dict[str, Any] | None = None,
-              retry_failed: bool = False) -> list[dict[str, Any]]:
+              retry_failed: bool = False, slurm_options: slurm.SlurmOptions | None = None,
+              wait: bool = True) -> list[dict[str, Any]]:
   """Runs every point not yet finished, then writes the summary table and plots.
 
   Args:
@@ -86,6 +98,11 @@ def run_sweep(sweep_file: str, base: ml_collections.ConfigDict,
     base_overrides: the command-line overrides of the base, passed on in "parallel".
     retry_failed: run again the points that failed in an earlier call (else they stay
       failed and are skipped).
+    slurm_options: what each task of "slurm" and "submitit_local" asks of the cluster
+      (`vae.sweeps.slurm`): every unfinished point (or, with `vectorize`, every vectorised
+      group) one task of one job array.
+    wait: in those two modes, wait for the array and then write the summary; without
+      it, return [] once submitted (`sweep_status` tells the points' states later).
 
   A point that fails (its loss non-finite; in "parallel" also a process that exits with
   an error) is recorded in its workdir (`vae.training.workdirs.FAILED_FILE`: step and
@@ -115,9 +132,15 @@ def run_sweep(sweep_file: str, base: ml_collections.ConfigDict,
     failed = set()
   todo = [(n, c) for n, c in named
           if n not in failed and not _is_finished(c, os.path.join(workdir, n))]
+  queued = []  # points of an earlier array still running or queued: not submitted again
+  if mode in SUBMITTED_MODES:
+    states = slurm.point_states(todo, workdir, _is_finished)
+    queued = [n for n, _ in todo if states[n][0] in ("running", "pending")]
+    todo = [(n, c) for n, c in todo if n not in queued]
   logging.info("Sweep %s: %d points, %d finished, %d failed before (not retried without "
-               "--retry_failed), %d to run (%s).", sweep_file, len(named),
-               len(named) - len(todo) - len(failed), len(failed), len(todo), mode)
+               "--retry_failed), %d running or queued, %d to run (%s).", sweep_file,
+               len(named), len(named) - len(todo) - len(failed) - len(queued), len(failed),
+               len(queued), len(todo), mode)
 
   def timed(names, fn):
     """Runs fn; each of its points is charged an equal share of the wall time. A failure
@@ -131,7 +154,20 @@ def run_sweep(sweep_file: str, base: ml_collections.ConfigDict,
       times[name] = times.get(name, 0.0) + (time.perf_counter() - start) / len(names)
     _save_times(workdir, times)
 
-  if mode == "sequential":
+  if mode in SUBMITTED_MODES:
+    options = slurm_options or slurm.SlurmOptions()
+    groups = (_vectorized_groups(todo, workdir) if options.vectorize
+              else [[point] for point in todo])
+    slurm.check_options(options, len(groups), SUBMITTED_MODES[mode])
+    jobs = []
+    if groups:
+      job, jobs = slurm.submit(groups, workdir, options, SUBMITTED_MODES[mode])
+      logging.info("Submitted job array %s: %d tasks; logs in %s.", job["job_id"],
+                   len(groups), job["folder"])
+    if not wait:
+      return []
+    _wait_for_points(named, workdir, jobs)
+  elif mode == "sequential":
     for name, config in todo:
       timed([name], lambda: train.train_and_evaluate(config, os.path.join(workdir, name)))
   elif mode == "vectorized":
@@ -143,11 +179,21 @@ def run_sweep(sweep_file: str, base: ml_collections.ConfigDict,
   else:
     todo_points = [p for p in points if sweep_points.point_name(p) in dict(todo)]
     commands = point_commands(sweep_file, todo_points, workdir, base_overrides or {})
-    with futures.ThreadPoolExecutor(parallel) as pool:
+    with _Children() as children, futures.ThreadPoolExecutor(parallel) as pool:
       def run(name, command):
-        timed([name], lambda: _run_command(command, os.path.join(workdir, name)))
+        if not children.stopping:
+          timed([name], lambda: children.run(command, os.path.join(workdir, name)))
       list(pool.map(run, [sweep_points.point_name(p) for p in todo_points], commands))
+    if children.stopping:
+      raise KeyboardInterrupt(f"Interrupted: every running point saved a checkpoint in its "
+                              f"folder of {workdir}; rerun the command to resume.")
 
+  return _summarize(named, points, workdir, times, table)
+
+
+def _summarize(named, points, workdir, times, table) -> list[dict[str, Any]]:
+  """summary.csv, .md, the plots, table.md, each point's HParams; raises
+  PointFailedError after writing them when some points failed."""
   rows = sweep_summary.summary_rows(named, points, workdir, times)
   sweep_summary.write_summary(rows, workdir, table)
   for row, point in zip(rows, points):
@@ -165,19 +211,93 @@ def run_sweep(sweep_file: str, base: ml_collections.ConfigDict,
   return rows
 
 
-def _run_command(command: str, point_workdir: str) -> None:
-  """Runs one point's training process; a failure is recorded in its workdir (the
-  process's own record of a non-finite loss, else its exit status and log)."""
-  os.makedirs(point_workdir, exist_ok=True)
-  log_path = os.path.join(point_workdir, "train.log")
-  with open(log_path, "w") as log:
-    done = subprocess.run(shlex.split(command), stdout=log, stderr=subprocess.STDOUT)
-  if done.returncode:
-    failure = workdirs.read_failure(point_workdir) or {
-        "step": checkpoints.latest_step(point_workdir) or 0,
-        "reason": f"{command} failed (exit {done.returncode}); see {log_path}."}
-    workdirs.write_failure(point_workdir, failure)
-    raise errors.PointFailedError(failure["reason"])
+def _wait_for_points(named, workdir: str, jobs: list, poll_s: float = 2.0) -> None:
+  """Until no task of the array can run any more (`slurm.tasks_alive`), logging the
+  points' states (`slurm.point_states`) as they change."""
+  last = None
+  while True:
+    alive = slurm.tasks_alive(workdir, jobs)
+    states = slurm.point_states(named, workdir, _is_finished)
+    counts = {s: sum(1 for state, _ in states.values() if state == s)
+              for s in ("finished", "failed", "running", "pending", "stopped")}
+    if counts != last:
+      logging.info("Sweep %s: %s.", workdir, ", ".join(f"{n} {s}" for s, n in counts.items()))
+      last = counts
+    if not alive:
+      return
+    time.sleep(poll_s)
+
+
+def sweep_status(sweep_file: str, base: ml_collections.ConfigDict,
+                 points: list[sweep_points.Point], workdir: str) -> dict[str, tuple[str, str]]:
+  """Each point's state (`slurm.point_states`), logged one line each, and the summary
+  of what has finished (unfinished points' metrics empty); submits nothing."""
+  named = sweep_points.expand(base, points)
+  states = slurm.point_states(named, workdir, _is_finished)
+  for name, (state, detail) in states.items():
+    logging.info("%-9s %s (%s)", state, name, detail)
+  finished = [(n, c) for n, c in named if states[n][0] in ("finished", "failed")]
+  if finished:
+    try:
+      _summarize(named, points, workdir, _load_times(workdir),
+                 sweep_points.load_table(sweep_file))
+    except errors.PointFailedError:
+      pass  # listed above and in summary.md
+  return states
+
+
+class _Children:
+  """The training processes of a parallel sweep. Ctrl-C or SIGTERM to the sweep is passed
+  on to each as SIGTERM (each saves a checkpoint and exits), no new one starts, and the
+  sweep stops once they have ended."""
+
+  _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+  def __init__(self):
+    self.stopping = False
+    self._running: set[subprocess.Popen] = set()
+    self._lock = threading.Lock()
+    self._previous = {}
+
+  def __enter__(self) -> _Children:
+    self._previous = {signum: signal.signal(signum, self._stop) for signum in self._SIGNALS}
+    return self
+
+  def __exit__(self, *exc) -> None:
+    for signum, previous in self._previous.items():
+      signal.signal(signum, previous)
+
+  def _stop(self, signum, frame) -> None:
+    del frame
+    self.stopping = True
+    logging.warning("%s: passing it on to the running points, which save and stop.",
+                    signal.Signals(signum).name)
+    with self._lock:
+      for process in self._running:
+        process.send_signal(signal.SIGTERM)
+
+  def run(self, command: str, point_workdir: str) -> None:
+    """Runs one point's training process; a failure is recorded in its workdir (the
+    process's own record of a non-finite loss, else its exit status and log), a stop
+    asked of the sweep is not one."""
+    os.makedirs(point_workdir, exist_ok=True)
+    log_path = os.path.join(point_workdir, "train.log")
+    with open(log_path, "w") as log:
+      with self._lock:
+        process = subprocess.Popen(shlex.split(command), stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)  # Ctrl-C reaches it through us
+        self._running.add(process)
+        if self.stopping:  # asked between this point's start and its process's
+          process.send_signal(signal.SIGTERM)
+      returncode = process.wait()
+      with self._lock:
+        self._running.discard(process)
+    if returncode and not self.stopping:
+      failure = workdirs.read_failure(point_workdir) or {
+          "step": checkpoints.latest_step(point_workdir) or 0,
+          "reason": f"{command} failed (exit {returncode}); see {log_path}."}
+      workdirs.write_failure(point_workdir, failure)
+      raise errors.PointFailedError(failure["reason"])
 
 
 def _load_times(workdir: str) -> dict[str, float]:

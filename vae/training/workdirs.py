@@ -93,3 +93,17 @@ def clear_failure(workdir: str) -> None:
     os.remove(os.path.join(workdir, FAILED_FILE))
   except FileNotFoundError:
     pass
+
+
+def is_locked(workdir: str) -> bool:
+  """Whether a trainer holds `workdir` (its WorkdirLock), without taking it."""
+  path = os.path.join(workdir, LOCK_FILE)
+  if not os.path.exists(path):
+    return False
+  with open(path, "a+", encoding="utf-8") as f:
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+      return True
+    fcntl.flock(f, fcntl.LOCK_UN)
+    return False
