@@ -307,3 +307,20 @@ def tiny_alone(train, tmp_path, seed):
   config.train.update(num_steps=3000, log_every=10, checkpoint_every=1500, eval_every=1500)
   config.seed = seed
   return train.train_and_evaluate(config, str(tmp_path / f"alone{seed}"))
+
+
+def test_a_parallel_point_whose_process_fails_is_recorded_with_its_log(tmp_path):
+  """In parallel mode a point's process that exits with an error (not a non-finite loss,
+  which the trainer records itself) is recorded with its exit status and log."""
+  import sys  # pylint: disable=import-outside-toplevel
+  from vae.common import errors  # pylint: disable=import-outside-toplevel
+  from vae.sweeps import run as sweep_run  # pylint: disable=import-outside-toplevel
+  from vae.training import workdirs  # pylint: disable=import-outside-toplevel
+  point = tmp_path / "point"
+  command = f"{sys.executable} -c 'import sys; print(\"boom\"); sys.exit(3)'"
+  with sweep_run._Children() as children:  # pylint: disable=protected-access
+    with pytest.raises(errors.PointFailedError, match=r"failed \(exit 3\); see .*train.log"):
+      children.run(command, str(point))
+  failure = workdirs.read_failure(str(point))
+  assert failure["step"] == 0 and "exit 3" in failure["reason"]
+  assert (point / "train.log").read_text() == "boom\n"
