@@ -114,26 +114,32 @@ def plot(runs: dict[str, list[dict]], path: str) -> None:
   figure.savefig(path, dpi=120)
 
 
-def main(argv):
-  del argv
+def write_table(root: str, page: str) -> str:
+  """Reads every run under `root`, rewrites the table of `page` and the plot beside it;
+  returns the table."""
   runs = collections.defaultdict(list)
-  for name in sorted(os.listdir(_ROOT.value)):
+  for name in sorted(os.listdir(root)):
     match = _RUN.match(name)
-    workdir = os.path.join(_ROOT.value, name)
+    workdir = os.path.join(root, name)
     if match and os.path.exists(os.path.join(workdir, checkpoints.CONFIG_FILE)):
       runs[match["row"]].append(read_run(workdir))
   ordered = {row: runs[row] for row in [*ROWS, *sorted(set(runs) - set(ROWS))] if row in runs}
   text = table(ordered)
-  with open(_PAGE.value) as f:
-    page = f.read()
-  if not all(marker in page for marker in _MARKERS):
-    raise app.UsageError(f"{_PAGE.value} lacks the lines {_MARKERS} around its table.")
-  before, rest = page.split(_MARKERS[0], 1)
+  with open(page) as f:
+    content = f.read()
+  if not all(marker in content for marker in _MARKERS):
+    raise ValueError(f"{page} lacks the lines {_MARKERS} around its table.")
+  before, rest = content.split(_MARKERS[0], 1)
   after = rest.split(_MARKERS[1], 1)[1]
-  with open(_PAGE.value, "w") as f:
+  with open(page, "w") as f:
     f.write(before + _MARKERS[0] + text + _MARKERS[1] + after)
-  plot(ordered, os.path.join(os.path.dirname(_PAGE.value), PLOT))
-  print(text)
+  plot(ordered, os.path.join(os.path.dirname(page), PLOT))
+  return text
+
+
+def main(argv):
+  del argv
+  print(write_table(_ROOT.value, _PAGE.value))
 
 
 if __name__ == "__main__":

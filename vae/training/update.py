@@ -273,7 +273,8 @@ def mean_metrics(acc: dict[str, np.ndarray], steps_per_dispatch: int) -> dict[st
 # ------------------------------------------------------------------ the block of steps
 
 
-def _make_step(loss_fn, optimizer, hp, train_key, ema_decay: float, freeze_failed: bool):
+def _make_step(loss_fn, optimizer, hp, train_key, ema_decay: float,
+               freeze_failed: bool = False):
   """step(carry=(state, acc), (x, is_last)) -> (carry, None): one update of one run
   (and of its params' average when the state keeps one). With `freeze_failed` the
   update is dropped (params, optimiser state and average kept, the step counted) from
