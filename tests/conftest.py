@@ -9,9 +9,6 @@ import jax
 import pytest
 
 jax.config.update("jax_disable_most_optimizations", True)
-# And in every process the tests launch (apps, sweep points, SLURM and submitit tasks):
-# JAX reads its options from JAX_* variables.
-os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "true"
 
 
 @pytest.fixture(scope="session", autouse=True)
