@@ -9,7 +9,8 @@ metrics.jsonl (validation log p(x), IWAE with the config's K, every evaluation),
 best.json (the best validation evaluation, which the test uses), eval_test.json (the test
 split at the best checkpoint, K = 5000) and config.json. Writes the markdown table into --page, between
 its lines `<!-- table -->` and `<!-- /table -->`, and the plot of validation log p(x)
-against epochs beside it (fashion_mnist_curves.png); a row still training shows its progress. Training time is the sum of the logged intervals (steps
+against epochs beside it (fashion_mnist_curves.png); a row still training shows its progress, and the gap's decomposition follows where the
+test evaluation made one. Training time is the sum of the logged intervals (steps
 over steps/s), evaluations and checkpoints left out.
 """
 
@@ -93,6 +94,25 @@ def table(runs: dict[str, list[dict]]) -> str:
   return "\n".join(lines) + "\n"
 
 
+def gap_table(runs: dict[str, list[dict]]) -> str:
+  """The test split's gap decomposition (approximation / amortisation, Cremer et al.) of
+  the runs whose eval_test.json has one; "" when none has."""
+  lines = []
+  for row, row_runs in runs.items():
+    for run in row_runs:
+      gap = (run["test"] or {}).get("gap_decomposition")
+      if gap:
+        lines.append(f"| {ROWS.get(row, (row,))[0]} (`{os.path.basename(run['workdir'])}`) | "
+                     f"{gap['num_examples']} | {gap['total_gap']:.2f} | "
+                     f"{gap['approximation_gap']:.2f} | {gap['amortization_gap']:.2f} |")
+  if not lines:
+    return ""
+  return ("\nThe bound gap of the best checkpoint on the first test images, split into "
+          "approximation (the best diagonal Gaussian's) and amortisation (the encoder's "
+          "distance to it), nats:\n\n| row | images | gap | approximation | amortisation |\n"
+          "|---|---|---|---|---|\n" + "\n".join(lines) + "\n")
+
+
 def plot(runs: dict[str, list[dict]], path: str) -> None:
   import matplotlib  # pylint: disable=import-outside-toplevel
   matplotlib.use("Agg")
@@ -124,7 +144,7 @@ def write_table(root: str, page: str) -> str:
     if match and os.path.exists(os.path.join(workdir, checkpoints.CONFIG_FILE)):
       runs[match["row"]].append(read_run(workdir))
   ordered = {row: runs[row] for row in [*ROWS, *sorted(set(runs) - set(ROWS))] if row in runs}
-  text = table(ordered)
+  text = table(ordered) + gap_table(ordered)
   with open(page) as f:
     content = f.read()
   if not all(marker in content for marker in _MARKERS):

@@ -134,7 +134,10 @@ def test_the_table_script_reads_a_run_and_rewrites_only_its_table(tmp_path):
   records += [{"step": 2500 * e, "split": "validation", "log_px": -240.0 + e} for e in (1, 2)]
   (workdir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
   (workdir / "best.json").write_text(json.dumps({"step": 5000, "value": -238.0}))
-  (workdir / "eval_test.json").write_text(json.dumps({"log_px": -229.5, "elbo": -235.1}))
+  gap = {"num_examples": 1000, "total_gap": 6.5, "approximation_gap": 2.25,
+         "amortization_gap": 4.25}
+  (workdir / "eval_test.json").write_text(json.dumps(
+      {"log_px": -229.5, "elbo": -235.1, "gap_decomposition": gap}))
   page = tmp_path / "page.md"
   page.write_text("intro\n<!-- table -->\nold\n<!-- /table -->\nafter\n")
   fashion_mnist_table.write_table(str(tmp_path / "runs"), str(page))
@@ -143,6 +146,7 @@ def test_the_table_script_reads_a_run_and_rewrites_only_its_table(tmp_path):
   row = [line for line in text.splitlines() if "fashion_vae" in line][0]
   assert "| -228.70 ± 0.15 | -229.50 | -235.10 | -238.00 | 10 / 10 | 0.0 | training |" in row
   assert (tmp_path / fashion_mnist_table.PLOT).exists()
+  assert "| VAE w/ Gaussian prior (`fashion_vae_seed0`) | 1000 | 6.50 | 2.25 | 4.25 |" in text
 
 
 def test_the_fashion_burda_sweep_points_pass_the_config_checks(fake_idx_dir):
