@@ -52,8 +52,12 @@ def sweep_file(tmp_path, steps, every, seeds):
 
 
 def sweep_app(*flags, check=True):
+  """The sweep app, its tasks compiled as this process compiles (conftest: XLA's
+  optimisations off; sbatch and submitit pass the environment on), so that their numbers
+  match the runs trained here."""
+  env = {**os.environ, "JAX_DISABLE_MOST_OPTIMIZATIONS": "true"}
   done = subprocess.run([sys.executable, "-m", "experiments.sweep", *flags], cwd=REPO,
-                        capture_output=True, text=True, check=False, timeout=600)
+                        capture_output=True, text=True, check=False, timeout=600, env=env)
   assert not check or done.returncode == 0, done.stderr[-3000:]
   return done
 

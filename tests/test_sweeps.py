@@ -281,7 +281,9 @@ def test_sigterm_saves_every_running_point_and_a_rerun_ends_as_uninterrupted(tmp
   workdir = tmp_path / "sweep"
   command = [sys.executable, "-m", "experiments.sweep", f"--sweep={sweep_file}",
              f"--workdir={workdir}", "--mode=parallel"]
-  sweep = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, text=True)
+  # Compiled as in this process (conftest), so that the points match the runs here.
+  env = {**os.environ, "JAX_DISABLE_MOST_OPTIMIZATIONS": "true"}
+  sweep = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, text=True, env=env)
   logs = [workdir / f"seed={seed}" / metric_writers.METRICS_FILE for seed in (3, 4)]
   deadline = time.time() + 240
   while not all(log.exists() and log.stat().st_size for log in logs):
@@ -293,7 +295,8 @@ def test_sigterm_saves_every_running_point_and_a_rerun_ends_as_uninterrupted(tmp
   for seed in (3, 4):
     steps = [int(name) for name in os.listdir(workdir / f"seed={seed}" / "checkpoints")]
     assert steps and max(steps) < 2000  # saved mid-run
-  done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
+  done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False,
+                        env=env)
   assert done.returncode == 0, done.stderr[-2000:]
   for seed in (3, 4):
     alone = json.loads(json.dumps(tiny_alone(train, tmp_path, seed)))
