@@ -50,3 +50,11 @@ def get_config():
   evaluation.num_elbo_samples, evaluation.mi_num_examples = 1, 0
   evaluation.batch_size = 500
   return config
+
+
+def with_vampprior(config):
+  """The config with Tomczak & Welling's VampPrior over its top layer: 500 pseudo-inputs
+  initialised N(0.05, 0.01^2) and kept in [0, 1] (the fashion_*_vamp configs)."""
+  config.model.prior, config.model.prior_components = "vamp", 500
+  config.model.pseudo_inputs = "clipped"
+  return config

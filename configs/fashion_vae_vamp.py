@@ -12,7 +12,4 @@ from vae.configs import fashion_vae
 
 
 def get_config():
-  config = fashion_vae.get_config()
-  config.model.prior, config.model.prior_components = "vamp", 500
-  config.model.pseudo_inputs = "clipped"
-  return config
+  return fashion_vae.with_vampprior(fashion_vae.get_config())

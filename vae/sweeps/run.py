@@ -123,6 +123,22 @@ def run_sweep(sweep_file: str, base: ml_collections.ConfigDict,
   table = sweep_points.load_table(sweep_file)  # before the training: its errors come first
   os.makedirs(workdir, exist_ok=True)
   times = _load_times(workdir)
+  todo = _points_to_run(named, workdir, mode, retry_failed, sweep_file)
+  if mode in SUBMITTED_MODES:
+    jobs = _submit(todo, workdir, mode, slurm_options or slurm.SlurmOptions())
+    if not wait:
+      return []
+    _wait_for_points(named, workdir, jobs)
+  else:
+    _run_here(todo, points, workdir, mode, times, sweep_file, parallel, base_overrides)
+  return _summarize(named, points, workdir, times, table)
+
+
+def _points_to_run(named, workdir: str, mode: str, retry_failed: bool, sweep_file: str
+                   ) -> list[tuple[str, ml_collections.ConfigDict]]:
+  """The points neither finished nor failed before (unless `retry_failed`, which clears
+  their failure and discards the checkpoints after it) nor, in the submitted modes,
+  running or queued in an earlier array."""
   failed = {n for n, _ in named if workdirs.read_failure(os.path.join(workdir, n))}
   if retry_failed:
     for name in failed:  # from the last checkpoint before the failure
@@ -132,7 +148,7 @@ def run_sweep(sweep_file: str, base: ml_collections.ConfigDict,
     failed = set()
   todo = [(n, c) for n, c in named
           if n not in failed and not _is_finished(c, os.path.join(workdir, n))]
-  queued = []  # points of an earlier array still running or queued: not submitted again
+  queued = []
   if mode in SUBMITTED_MODES:
     states = slurm.point_states(todo, workdir, _is_finished)
     queued = [n for n, _ in todo if states[n][0] in ("running", "pending")]
@@ -141,6 +157,26 @@ def run_sweep(sweep_file: str, base: ml_collections.ConfigDict,
                "--retry_failed), %d running or queued, %d to run (%s).", sweep_file,
                len(named), len(named) - len(todo) - len(failed) - len(queued), len(failed),
                len(queued), len(todo), mode)
+  return todo
+
+
+def _submit(todo, workdir: str, mode: str, options: slurm.SlurmOptions) -> list:
+  """The points as one job array (`vae.sweeps.slurm`), its options checked first;
+  returns submitit's jobs ([] when there is nothing to run)."""
+  groups = (_vectorized_groups(todo, workdir) if options.vectorize
+            else [[point] for point in todo])
+  slurm.check_options(options, len(groups), SUBMITTED_MODES[mode])
+  if not groups:
+    return []
+  job, jobs = slurm.submit(groups, workdir, options, SUBMITTED_MODES[mode])
+  logging.info("Submitted job array %s: %d tasks; logs in %s.", job["job_id"], len(groups),
+               job["folder"])
+  return jobs
+
+
+def _run_here(todo, points, workdir: str, mode: str, times: dict[str, float],
+              sweep_file: str, parallel: int, base_overrides: dict[str, Any] | None) -> None:
+  """Trains the points on this machine as `mode` says, charging each its wall time."""
 
   def timed(names, fn):
     """Runs fn; each of its points is charged an equal share of the wall time. A failure
@@ -154,20 +190,7 @@ def run_sweep(sweep_file: str, base: ml_collections.ConfigDict,
       times[name] = times.get(name, 0.0) + (time.perf_counter() - start) / len(names)
     _save_times(workdir, times)
 
-  if mode in SUBMITTED_MODES:
-    options = slurm_options or slurm.SlurmOptions()
-    groups = (_vectorized_groups(todo, workdir) if options.vectorize
-              else [[point] for point in todo])
-    slurm.check_options(options, len(groups), SUBMITTED_MODES[mode])
-    jobs = []
-    if groups:
-      job, jobs = slurm.submit(groups, workdir, options, SUBMITTED_MODES[mode])
-      logging.info("Submitted job array %s: %d tasks; logs in %s.", job["job_id"],
-                   len(groups), job["folder"])
-    if not wait:
-      return []
-    _wait_for_points(named, workdir, jobs)
-  elif mode == "sequential":
+  if mode == "sequential":
     for name, config in todo:
       timed([name], lambda: train.train_and_evaluate(config, os.path.join(workdir, name)))
   elif mode == "vectorized":
@@ -187,8 +210,6 @@ def run_sweep(sweep_file: str, base: ml_collections.ConfigDict,
     if children.stopping:
       raise KeyboardInterrupt(f"Interrupted: every running point saved a checkpoint in its "
                               f"folder of {workdir}; rerun the command to resume.")
-
-  return _summarize(named, points, workdir, times, table)
 
 
 def _summarize(named, points, workdir, times, table) -> list[dict[str, Any]]:
