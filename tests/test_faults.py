@@ -306,3 +306,42 @@ def test_stray_reads_of_a_failed_restore_are_not_printed():
                              (ValueError, error, None))
   assert not cli._is_ours_or_important(record(stray))  # pylint: disable=protected-access
   assert cli._is_ours_or_important(record(ValueError("a bug")))  # pylint: disable=protected-access
+
+
+def test_orbax_threads_reports_of_a_full_disk_are_not_printed():
+  """A full disk is reported once, by the app (`DiskFullError`): orbax's background
+  threads' and asyncio's reports of it are dropped, a thread's other errors kept."""
+  import errno  # pylint: disable=import-outside-toplevel
+  import logging  # pylint: disable=import-outside-toplevel
+  import threading  # pylint: disable=import-outside-toplevel
+
+  from vae.runtime import cli  # pylint: disable=import-outside-toplevel
+  def disk_full():
+    error = ValueError("RESOURCE_EXHAUSTED: writing ...")
+    error.__cause__ = OSError(errno.ENOSPC, "No space left on device")
+    return error
+  assert errors.is_out_of_space(ValueError("wrapped")) is False
+  chained = RuntimeError("commit failed")
+  chained.__context__ = OSError(errno.ENOSPC, "disk")
+  assert errors.is_out_of_space(chained)
+  record = logging.LogRecord("asyncio", logging.ERROR, "/asyncio/base_events.py", 1,
+                             "Future exception was never retrieved", None,
+                             (ValueError, disk_full(), None))
+  assert not cli._is_ours_or_important(record)  # pylint: disable=protected-access
+
+  printed = []
+  hook = cli._drop_thread_errors_reported_by_us(printed.append)  # pylint: disable=protected-access
+
+  def fail_in(filename, error):
+    code = compile("raise error", filename, "exec")
+    try:
+      exec(code, {"error": error})  # pylint: disable=exec-used
+    except Exception as raised:  # pylint: disable=broad-exception-caught
+      return threading.ExceptHookArgs((type(raised), raised, raised.__traceback__, None))
+  hook(fail_in("/site-packages/orbax/checkpoint/async_checkpointer.py", disk_full()))
+  assert printed == []
+  for kept in (fail_in("/site-packages/tensorboardX/event_file_writer.py", disk_full()),
+               fail_in("/site-packages/orbax/checkpoint/async_checkpointer.py",
+                       ValueError("a bug"))):
+    hook(kept)
+  assert len(printed) == 2

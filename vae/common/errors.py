@@ -6,6 +6,8 @@ unreachable download host, ConnectionError. Errors from JAX or XLA (device memor
 failed compilation) are none of these and keep their traceback.
 """
 
+import errno
+
 
 class NonFiniteLossError(RuntimeError):
   """The loss became NaN or infinite; the message names the step and the last checkpoint."""
@@ -21,3 +23,15 @@ class DiskFullError(OSError):
 
 USER_ERRORS = (ValueError, ImportError, ConnectionError, NonFiniteLossError,
                PointFailedError, DiskFullError)
+
+
+def is_out_of_space(error: BaseException | None) -> bool:
+  """Whether `error`, or an error it was raised from, is a write that found the disk full
+  (tensorstore says RESOURCE_EXHAUSTED or "No space left on device"; Python, ENOSPC)."""
+  while error is not None:
+    text = str(error)
+    if (getattr(error, "errno", None) == errno.ENOSPC or "RESOURCE_EXHAUSTED" in text
+        or "No space left on device" in text):
+      return True
+    error = error.__cause__ or error.__context__
+  return False

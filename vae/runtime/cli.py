@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging as std_logging
 import sys
+import threading
+import traceback
 from typing import Any, Callable
 
 import ml_collections
@@ -24,17 +26,18 @@ def _is_stray_read_error(error: BaseException | None) -> bool:
   return error is not None and "tensorstore_spec" in str(error)
 
 
-def _is_stray_tensorstore_read(record: std_logging.LogRecord) -> bool:
-  """asyncio's report ("... exception was never retrieved") of such a read."""
-  return record.name == "asyncio" and bool(record.exc_info) and _is_stray_read_error(
-      record.exc_info[1])
+def _is_reported_by_us(error: BaseException | None) -> bool:
+  """An error a dependency's thread or event loop reports on its own, which the app also
+  reports in one line: a stray read (`_is_stray_read_error`) or a full disk (the
+  checkpoint's `vae.common.errors.DiskFullError`)."""
+  return _is_stray_read_error(error) or errors.is_out_of_space(error)
 
 
 def _is_ours_or_important(record: std_logging.LogRecord) -> bool:
   if "/orbax/" in record.pathname and record.exc_info:
     return False  # orbax raises the same error to us, which reports it in one line
-  if _is_stray_tensorstore_read(record):
-    return False
+  if record.name == "asyncio" and record.exc_info and _is_reported_by_us(record.exc_info[1]):
+    return False  # "... exception was never retrieved"
   if record.levelno >= std_logging.WARNING and "/tensorflow_datasets/" not in record.pathname:
     return True
   return not any(package in record.pathname for package in _CHATTY_PACKAGES)
@@ -43,13 +46,13 @@ def _is_ours_or_important(record: std_logging.LogRecord) -> bool:
 def quiet_dependency_logs() -> None:
   """Drops orbax's, tfds's and etils's routine messages from the absl log handler,
   orbax's tracebacks of errors it raises to us, and asyncio's of the reads still in
-  flight when such an error was raised."""
+  flight when such an error was raised or of writes that found the disk full."""
   logging.get_absl_handler().addFilter(_is_ours_or_important)
 
 
 def _drop_closed_loop_errors(default_hook: Callable[[Any], None]) -> Callable[[Any], None]:
   """An unraisable-exception hook that drops asyncio's "Event loop is closed" and the
-  errors of stray tensorstore reads (`_is_stray_read_error`).
+  errors the app reports itself (`_is_reported_by_us`).
 
   When an orbax restore fails (a damaged or mismatched checkpoint), tensorstore reads
   still in flight finish afterwards on orbax's closed event loop, and each prints such
@@ -60,8 +63,23 @@ def _drop_closed_loop_errors(default_hook: Callable[[Any], None]) -> Callable[[A
   def hook(unraisable) -> None:
     closed_loop = (unraisable.exc_type is RuntimeError
                    and str(unraisable.exc_value) == "Event loop is closed")
-    if not (closed_loop or _is_stray_read_error(unraisable.exc_value)):
+    if not (closed_loop or _is_reported_by_us(unraisable.exc_value)):
       default_hook(unraisable)
+
+  return hook
+
+
+def _drop_thread_errors_reported_by_us(
+    default_hook: Callable[[Any], None]) -> Callable[[Any], None]:
+  """A threading.excepthook that drops the error of an orbax background thread when the
+  app reports it in one line (`_is_reported_by_us`: its writers on a full disk);
+  everything else goes to `default_hook`."""
+
+  def hook(args) -> None:
+    in_orbax = any("/orbax/" in frame.filename
+                   for frame in traceback.extract_tb(args.exc_traceback))
+    if not (in_orbax and _is_reported_by_us(args.exc_value)):
+      default_hook(args)
 
   return hook
 
@@ -72,6 +90,7 @@ def run(fn: Callable[..., Any], *args, **kwargs) -> Any:
   at --verbosity=1. Any other error, JAX's and XLA's among them, keeps its traceback."""
   quiet_dependency_logs()
   sys.unraisablehook = _drop_closed_loop_errors(sys.unraisablehook)
+  threading.excepthook = _drop_thread_errors_reported_by_us(threading.excepthook)
   compilation_cache.enable()
   try:
     return fn(*args, **kwargs)

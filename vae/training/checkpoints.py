@@ -10,7 +10,6 @@ space raises `vae.common.errors.DiskFullError` and leaves nothing half-written.
 
 from __future__ import annotations
 
-import errno
 import glob
 import json
 import os
@@ -135,7 +134,7 @@ class Checkpointer:
       self._manager.save(step, args=ocp.args.StandardSave(state))
       self._manager.wait_until_finished()
     except Exception as error:  # orbax raises ValueError (tensorstore) or OSError for it
-      if not _is_out_of_space(error):
+      if not errors.is_out_of_space(error):
         raise
       for partial in glob.glob(os.path.join(self.directory, f"{step}.orbax-checkpoint-tmp*")):
         shutil.rmtree(partial, ignore_errors=True)
@@ -198,14 +197,6 @@ def _array_specs(tree: Any) -> list[tuple[tuple[int, ...], str]]:
   """The sorted (shape, dtype) of every array leaf: what a checkpoint must match."""
   return sorted((tuple(np.shape(leaf)), str(np.asarray(leaf).dtype))
                 for leaf in jax.tree.leaves(tree))
-
-
-def _is_out_of_space(error: BaseException) -> bool:
-  """Whether a save failed for lack of disk space (tensorstore says RESOURCE_EXHAUSTED
-  or "No space left on device"; Python, ENOSPC)."""
-  text = str(error)
-  return (getattr(error, "errno", None) == errno.ENOSPC or "RESOURCE_EXHAUSTED" in text
-          or "No space left on device" in text)
 
 
 def check_resumable(config: ml_collections.ConfigDict, workdir: str) -> None:
