@@ -1,10 +1,12 @@
-r"""Vectorised against sequential sweeps: whole wall time of N beta points, both ways.
+r"""Vectorised against sequential sweeps: whole wall time of N points, both ways.
 
   python -m scripts.benchmark_sweep [--config=configs/default.py] [--num_points=2,4,8] \
-      [--batch_sizes=128] [--num_steps=300]
+      [--batch_sizes=128] [--num_steps=300] [--axis=loss.beta]
 
-Each measurement trains N points of the config (beta spread over [0.1, 8], same seed)
-for --num_steps steps with one evaluation at the end, in fresh temporary workdirs, and
+Each measurement trains N points of the config (--axis=loss.beta: beta spread over
+[0.1, 8]; --axis=model.latent_dim: the first N latent sizes of the shipped
+configs/sweeps/latent_dim.py, which train padded to the largest; same seed) for
+--num_steps steps with one evaluation at the end, in fresh temporary workdirs, and
 times everything the user waits for: compilation, training, evaluation, checkpoints and
 images. The data are read once before any timing (`vae.data` caches them), so neither
 mode is charged for reading them. Prints a Markdown table and writes it with the raw
@@ -19,6 +21,7 @@ import json
 import os
 import tempfile
 import time
+from typing import Any
 
 import ml_collections
 import numpy as np
@@ -26,33 +29,47 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from vae import data, sweeps
+from vae.configs.sweeps import latent_dim as latent_dim_sweep
 from vae.runtime import cli
 from vae.training import train
 
 MODES = ("vectorized", "sequential")
+AXES = ("loss.beta", "model.latent_dim")
+
+
+def axis_values(axis: str, num_points: int) -> list:
+  """The N values of `axis` (one of AXES) a measurement sweeps."""
+  if axis == "loss.beta":
+    return np.geomspace(0.1, 8.0, num_points).round(3).tolist()
+  shipped = [point[axis] for point in latent_dim_sweep.get_sweep()]
+  if num_points > len(shipped):
+    raise ValueError(f"--num_points={num_points}: the shipped latent-size sweep has "
+                     f"{len(shipped)} points.")
+  return shipped[:num_points]
 
 
 def sweep_configs(base: ml_collections.ConfigDict, num_points: int, batch_size: int,
-                  num_steps: int) -> list[ml_collections.ConfigDict]:
-  """The N configs of one measurement: beta geometrically spaced over [0.1, 8].
+                  num_steps: int, axis: str = "loss.beta") -> list[ml_collections.ConfigDict]:
+  """The N configs of one measurement (`axis_values`).
 
   Args:
     base: the config every point starts from (not modified).
-    num_points: N, the number of beta values.
+    num_points: N, the number of values.
     batch_size: `train.batch_size` of every point.
     num_steps: training steps of every point; also the log, evaluation and checkpoint
       interval, so each point logs, evaluates and checkpoints once, at the end.
+    axis: the swept field, one of AXES.
 
   Returns:
-    N configs differing only in `loss.beta`.
+    N configs differing only in `axis`.
   """
   base = copy.deepcopy(base)
   base.train.batch_size = batch_size
   base.train.num_steps = base.train.eval_every = base.train.checkpoint_every = (
       base.train.log_every) = num_steps
   base.optimizer.warmup_steps = 0
-  betas = np.geomspace(0.1, 8.0, num_points).round(3).tolist()
-  return [config for _, config in sweeps.expand(base, sweeps.axis("loss.beta", betas))]
+  values = axis_values(axis, num_points)
+  return [config for _, config in sweeps.expand(base, sweeps.axis(axis, values))]
 
 
 def preload_data(config: ml_collections.ConfigDict) -> None:
@@ -86,18 +103,18 @@ def time_mode(configs: list[ml_collections.ConfigDict], mode: str, workdir: str)
 
 
 def row(batch_size: int, num_points: int, num_steps: int, sequential_s: float,
-        vectorized_s: float) -> dict[str, float]:
+        vectorized_s: float, axis: str = "loss.beta") -> dict[str, Any]:
   """One measurement as the JSON row and the table use it."""
-  return dict(batch_size=batch_size, num_points=num_points, num_steps=num_steps,
+  return dict(axis=axis, batch_size=batch_size, num_points=num_points, num_steps=num_steps,
               sequential_s=sequential_s, vectorized_s=vectorized_s,
               speedup=sequential_s / vectorized_s)
 
 
-def markdown_table(rows: list[dict[str, float]]) -> list[str]:
+def markdown_table(rows: list[dict[str, Any]]) -> list[str]:
   """The rows of `row` as the lines of a Markdown table (seconds, whole wall time)."""
-  table = ["| batch | points | steps | sequential (s) | vectorised (s) | speed-up |",
-           "|---|---|---|---|---|---|"]
-  table += [f"| {r['batch_size']} | {r['num_points']} | {r['num_steps']} | "
+  table = ["| swept | batch | points | steps | sequential (s) | vectorised (s) | speed-up |",
+           "|---|---|---|---|---|---|---|"]
+  table += [f"| {r['axis']} | {r['batch_size']} | {r['num_points']} | {r['num_steps']} | "
             f"{r['sequential_s']:.1f} | {r['vectorized_s']:.1f} | {r['speedup']:.2f}x |"
             for r in rows]
   return table
@@ -112,11 +129,13 @@ def main(argv):
   rows = []
   for batch_size in map(int, FLAGS.batch_sizes):
     for num_points in map(int, FLAGS.num_points):
-      configs = sweep_configs(FLAGS.config, num_points, batch_size, FLAGS.num_steps)
+      configs = sweep_configs(FLAGS.config, num_points, batch_size, FLAGS.num_steps,
+                              FLAGS.axis)
       with tempfile.TemporaryDirectory() as tmp:
         vectorized = time_mode(configs, "vectorized", tmp)
         sequential = time_mode(configs, "sequential", tmp)
-      rows.append(row(batch_size, num_points, FLAGS.num_steps, sequential, vectorized))
+      rows.append(row(batch_size, num_points, FLAGS.num_steps, sequential, vectorized,
+                      FLAGS.axis))
       print(f"batch {batch_size}, {num_points} points: sequential {sequential:.1f} s, "
             f"vectorised {vectorized:.1f} s, speed-up {sequential / vectorized:.2f}x",
             flush=True)
@@ -132,6 +151,7 @@ def _define_flags() -> None:
   flags.DEFINE_list("num_points", ["2", "4", "8"], "Sweep sizes to time.")
   flags.DEFINE_list("batch_sizes", ["128"], "Batch sizes to time.")
   flags.DEFINE_integer("num_steps", 300, "Training steps per point.")
+  flags.DEFINE_enum("axis", "loss.beta", AXES, "The swept field.")
   flags.DEFINE_string("output", "benchmark_sweep.json", "Where to write the figures.")
 
 

@@ -108,12 +108,14 @@ def test_sweep_benchmark_cli_runs(tmp_path):
   output = tmp_path / "sweep.json"
   done = subprocess.run(
       [sys.executable, "-m", "scripts.benchmark_sweep",
-       "--config=configs/tiny.py", "--num_points=1", "--batch_sizes=8", "--num_steps=5",
-       f"--output={output}"], cwd=REPO, capture_output=True, text=True, timeout=600,
+       "--config=configs/tiny.py", "--num_points=2", "--batch_sizes=8", "--num_steps=5",
+       "--axis=model.latent_dim", f"--output={output}"], cwd=REPO, capture_output=True,
+      text=True, timeout=600,
       env={**os.environ, "JAX_DISABLE_MOST_OPTIMIZATIONS": "1"})  # as conftest.py does
   assert done.returncode == 0, done.stderr[-3000:]
   (row,) = json.loads(output.read_text())["rows"]
-  assert row["num_points"] == 1 and row["sequential_s"] > 0 and row["vectorized_s"] > 0
+  assert row["num_points"] == 2 and row["sequential_s"] > 0 and row["vectorized_s"] > 0
+  assert "| model.latent_dim | 8 | 2 | 5 |" in done.stdout  # latent sizes 2 and 5, padded
 
 
 def test_diagnostics_cost_prints_its_table():

@@ -238,11 +238,37 @@ def test_vectorized_runs_match_runs_alone(finished_run, tmp_path):
   assert beta_logged[0] < 2.0  # the KL warm-up ramps beta during the first 10 steps
 
 
+def test_runs_of_other_latent_sizes_train_together_padded(finished_run, tmp_path):
+  """Latent sizes 4 (the reference), 2 and 7 in one program: each run's metrics are its
+  run's alone, and its checkpoints have its own model's shapes (loadable alone)."""
+  reference, _ = finished_run
+  small, large = tiny.get_config(), tiny.get_config()
+  small.model.latent_dim, small.seed = 2, 1
+  large.model.latent_dim, large.loss.beta = 7, 2.0
+  workdirs = [str(tmp_path / name) for name in ("d4", "d2", "d7")]
+  train.train_vectorized([tiny.get_config(), small, large], workdirs)
+  alone = [reference]
+  for config, name in ((small, "d2_alone"), (large, "d7_alone")):
+    alone.append(str(tmp_path / name))
+    train.train_and_evaluate(config, alone[-1])
+  for together, single in zip(workdirs, alone):
+    assert_same_metrics(metric_writers.read_metrics(together),
+                        metric_writers.read_metrics(single))
+    shapes = [checkpoints.Checkpointer(w, 3).restore(20) for w in (together, single)]
+    assert jax.tree.map(np.shape, shapes[0]) == jax.tree.map(np.shape, shapes[1])
+
+
 def test_only_shape_preserving_fields_may_differ_when_vectorized(tmp_path):
   other = tiny.get_config()
-  other.model.latent_dim = 6
-  with pytest.raises(ValueError, match=r"\['model.latent_dim'\].*cannot be trained together"):
+  other.model.hidden_sizes = (16,)
+  with pytest.raises(ValueError, match=r"\['model.hidden_sizes'\].*cannot be trained together"):
     train.train_vectorized([tiny.get_config(), other], [str(tmp_path / "a"), str(tmp_path / "b")])
+  vamp = [tiny.get_config(), tiny.get_config()]
+  for config, latent_dim in zip(vamp, (4, 6)):
+    config.model.prior, config.model.latent_dim = "vamp", latent_dim
+  with pytest.raises(ValueError, match=r"model.latent_dim cannot be trained together: only a "
+                                       r"diagonal posterior with the standard normal prior"):
+    train.train_vectorized(vamp, [str(tmp_path / "c"), str(tmp_path / "d")])
 
 
 def test_empty_evaluation_split_stops_before_training(tmp_path):

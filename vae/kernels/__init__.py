@@ -15,6 +15,7 @@ Modules:
   posteriors: q(z|x) families: diagonal, full-covariance, IAF, hierarchical.
   priors: p(z): N(0, I), mixtures, the VampPrior, hierarchical.
   collapse: KL per dimension, free bits, I(x; z) and the aggregate posterior.
+  padding: latents padded to a larger size, the unused dimensions masked out.
   ais: annealed importance sampling, a second estimate of log p(x).
   inference_gap: the per-example optimal q* and the approximation / amortisation gaps.
 
@@ -28,7 +29,7 @@ Re-exported here (`from vae import kernels; kernels.elbo_batch(...)`):
   example_keys, batch_keys, map_examples.
 """
 
-from vae.kernels import ais, collapse, inference_gap, posteriors, priors
+from vae.kernels import ais, collapse, inference_gap, padding, posteriors, priors
 from vae.kernels.batching import batch_keys, example_keys, map_examples
 from vae.kernels.bounds import (GRADIENT_ESTIMATORS, OBJECTIVES, BoundGap, ELBOTerms, LogWeights,
                                 as_posterior, bound_gap, bound_gap_batch, bound_objective,
@@ -40,7 +41,7 @@ from vae.kernels.likelihoods import (LIKELIHOODS, bernoulli_log_likelihood, gaus
                                      get_log_likelihood)
 
 __all__ = [
-    "ais", "collapse", "inference_gap", "posteriors", "priors",
+    "ais", "collapse", "inference_gap", "padding", "posteriors", "priors",
     "batch_keys", "example_keys", "map_examples",
     "GRADIENT_ESTIMATORS", "OBJECTIVES", "BoundGap", "ELBOTerms", "LogWeights", "as_posterior",
     "bound_gap", "bound_gap_batch",

@@ -81,11 +81,14 @@ def kl_per_dim(key: Array, x: Array, encode: Callable, *, prior: Any = None,
                            - prior.log_prob_per_dim(z_k))(z), axis=0)
 
 
-def free_bits_kl(kl_per_dim: Array, threshold: float | Array) -> Array:
+def free_bits_kl(kl_per_dim: Array, threshold: float | Array,
+                 used: Array | None = None) -> Array:
   """sum_d max(threshold, kl_d) of a (D,) KL per dimension (Kingma et al. 2016 apply it
   to the minibatch's mean): the KL term of a free-bits objective, in nats. Its gradient
-  is the KL's for dimensions above `threshold` (nats per dimension) and 0 below."""
-  return jnp.sum(jnp.maximum(threshold, kl_per_dim))
+  is the KL's for dimensions above `threshold` (nats per dimension) and 0 below. `used`
+  (D,) bool: only those dimensions count (a padded model's, `vae.kernels.padding`)."""
+  floored = jnp.maximum(threshold, kl_per_dim)
+  return jnp.sum(floored if used is None else jnp.where(used, floored, 0.0))
 
 
 # ------------------------------------------------------------------ the aggregate posterior

@@ -2,8 +2,9 @@
 
 Each point runs in its own sub-workdir named after its overrides, e.g.
 `runs/beta/loss.beta=0.5_seed=1`, and writes exactly what a single run writes. Points that
-differ only in values that keep every array shape (`vae.training.update.VECTORIZED_FIELDS`)
-can be trained together in one vmapped program (`mode="vectorized"`). Rerunning resumes:
+differ only in values that keep every array shape (`vae.training.update.VECTORIZED_FIELDS`),
+or also in model.latent_dim (padded: `vae.training.padded_latents`), can be trained
+together in one vmapped program (`mode="vectorized"`). Rerunning resumes:
 finished points are skipped. The wall time spent on each point is saved in the sweep's
 folder (`TIMES_FILE`) and summed over reruns.
 """
@@ -30,7 +31,8 @@ from vae.reporting import metric_writers
 from vae.sweeps import points as sweep_points
 from vae.sweeps import summary as sweep_summary
 from vae.sweeps import slurm
-from vae.training import best_checkpoint, checkpoints, train, update, workdirs
+from vae.training import (best_checkpoint, checkpoints, padded_latents, train, update,
+                          workdirs)
 
 MODES = ("sequential", "vectorized", "parallel", "slurm", "submitit_local")
 SUBMITTED_MODES = {"slurm": "slurm", "submitit_local": "local"}  # mode -> submitit cluster
@@ -50,11 +52,13 @@ def _is_finished(config: ml_collections.ConfigDict, workdir: str) -> bool:
 
 def _vectorized_groups(named: list[tuple[str, ml_collections.ConfigDict]], workdir: str
                        ) -> list[list[tuple[str, ml_collections.ConfigDict]]]:
-  """Groups points that may train together and would resume from the same step."""
+  """Groups points that may train together (`vae.training.runs.check_vectorizable`) and
+  would resume from the same step."""
   groups: dict[str, list] = {}
   for name, config in named:
-    key_config = sweep_points.apply_point(
-        config, {field: None for field in update.VECTORIZED_FIELDS})
+    fields = update.VECTORIZED_FIELDS + (
+        () if padded_latents.why_not_paddable(config) else (padded_latents.FIELD,))
+    key_config = sweep_points.apply_point(config, {field: None for field in fields})
     start = checkpoints.latest_step(os.path.join(workdir, name))
     groups.setdefault(f"{key_config.to_json()}|{start}", []).append((name, config))
   return list(groups.values())

@@ -1,5 +1,6 @@
 """Training: the pure update step (`update`), a group of runs trained together (`runs`),
-the loop (`train`), orbax checkpoints and the best one kept (`checkpoints`,
+runs of other latent sizes padded to train together (`padded_latents`), the loop
+(`train`), orbax checkpoints and the best one kept (`checkpoints`,
 `best_checkpoint`), the workdir and its lock (`workdirs`), prefetching to the device
 (`prefetch`) and the named random streams of a run (`random_streams`).
 

@@ -1,7 +1,8 @@
 """A group of runs trained together: checks, data, state, checkpoints, metrics, images.
 
 `RunGroup(configs, workdirs)` holds one run, or several that differ only in
-`vae.training.update.VECTORIZED_FIELDS` and train in one vmapped program. Its constructor does
+`vae.training.update.VECTORIZED_FIELDS` (and model.latent_dim, padded to the largest:
+`vae.training.padded_latents`) and train in one vmapped program. Its constructor does
 every check before any training (each config, that the runs can train together, that
 the batches divide over the devices, that each workdir can be created and is not in use
 by another trainer (`vae.training.workdirs`), that no evaluation split is empty, that each
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import jax
 import ml_collections
@@ -35,7 +36,7 @@ from vae.config import checks as config_checks
 from vae.models import build_model
 from vae.reporting import images, metric_writers
 from vae.runtime import distributed
-from vae.training import best_checkpoint, checkpoints, random_streams, update
+from vae.training import best_checkpoint, checkpoints, padded_latents, random_streams, update
 from vae.training import workdirs as workdirs_lib
 from vae.training.prefetch import prefetch_to_device
 
@@ -44,28 +45,41 @@ from vae.training.prefetch import prefetch_to_device
 _EVAL_LOG_METRICS = evaluate.PER_EXAMPLE_METRICS + ("mutual_information", "active_units")
 
 
-def check_vectorizable(configs: list[ml_collections.ConfigDict]) -> None:
-  """Raises ValueError unless the configs differ only in VECTORIZED_FIELDS."""
+def check_vectorizable(configs: list[ml_collections.ConfigDict]) -> bool:
+  """Raises ValueError unless the configs differ only in VECTORIZED_FIELDS and, where
+  their model pads its latents (`padded_latents.why_not_paddable`), model.latent_dim;
+  returns whether they differ in model.latent_dim (train padded)."""
   first = checkpoints.config_to_dict(configs[0])
+  padded = False
   for config in configs[1:]:
     differing = checkpoints.differing_fields(first, checkpoints.config_to_dict(config))
-    others = [f for f in differing if f not in update.VECTORIZED_FIELDS]
+    padded = padded or padded_latents.FIELD in differing
+    others = [f for f in differing
+              if f not in update.VECTORIZED_FIELDS + (padded_latents.FIELD,)]
     if others:
       raise ValueError(
           f"Runs differing in {others} change array shapes or the program, so they cannot "
-          f"be trained together; only {list(update.VECTORIZED_FIELDS)} may differ. Run "
-          "them one after another (sweep --mode=sequential).")
+          f"be trained together; only {list(update.VECTORIZED_FIELDS)} and "
+          f"{padded_latents.FIELD} may differ. Run them one after another (sweep "
+          "--mode=sequential).")
+  reason = padded and padded_latents.why_not_paddable(configs[0])
+  if reason:
+    raise ValueError(f"Runs differing in {padded_latents.FIELD} cannot be trained together: "
+                     f"{reason}. Run them one after another (sweep --mode=sequential).")
+  return padded
 
 
 class Run:
-  """One run of a group: its config, workdir, keys, batches, checkpointer and writers.
+  """One run of a group: its config, its own model (`model`, the group's but for its
+  latent size), workdir, keys, batches, checkpointer and writers.
 
   Everything it opens is closed by `resources` (the group's exit stack).
   """
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: str, model: Any,
                train_images: np.ndarray, shards: range, resources: contextlib.ExitStack):
-    self.config, self.workdir, self._resources = config, workdir, resources
+    self.config, self.workdir, self.model = config, workdir, model
+    self._resources = resources
     self.best = None  # a best_checkpoint.BestCheckpoint with keep_best, once restored
     self.failure = None  # {"step", "reason"} once its loss went non-finite
     if distributed.is_primary():
@@ -87,12 +101,11 @@ class Run:
     self.images = images.ImageWriter(model, workdir, self.writer, image_key,
                                      config.eval.num_images)
 
-  def init_or_restore(self, model: Any, data_mean: np.ndarray | None
-                      ) -> tuple[int, Any, Any]:
-    """(step, state, accumulator) on the host: from the newest intact checkpoint, or
-    fresh at step 0 (`data_mean`: the training images' mean, for the decoder's bias);
-    then the best checkpoint's keeper, with keep_best."""
-    step, state, acc = self._init_or_restore(model, data_mean)
+  def init_or_restore(self, data_mean: np.ndarray | None) -> tuple[int, Any, Any]:
+    """(step, state, accumulator) of its own model on the host: from the newest intact
+    checkpoint, or fresh at step 0 (`data_mean`: the training images' mean, for the
+    decoder's bias); then the best checkpoint's keeper, with keep_best."""
+    step, state, acc = self._init_or_restore(self.model, data_mean)
     if self.config.train.keep_best:
       self.best = self._resources.enter_context(contextlib.closing(
           best_checkpoint.BestCheckpoint(self.workdir, self.config.train.keep_best, step)))
@@ -141,7 +154,9 @@ class RunGroup(contextlib.AbstractContextManager):
   """Runs trained together in one program; see the module docstring.
 
   Attributes:
-    config: the first run's config (the others differ only in VECTORIZED_FIELDS).
+    config: the first run's config (the others differ only in VECTORIZED_FIELDS and
+      possibly model.latent_dim).
+    model: the program's model (with the group's largest latent size).
     runs: the runs' host objects, in the order of the runs axis.
     start_step: the step every run starts (or resumes) from.
     state, acc: the stacked `update.TrainState` and metric accumulators, replicated
@@ -153,14 +168,16 @@ class RunGroup(contextlib.AbstractContextManager):
     try:
       self._check(configs, workdirs)
       self._read_data()
-      self.runs = [Run(c, w, self.model, self._train_images, self._shards, self._resources)
-                   for c, w in zip(configs, workdirs)]
+      self.runs = [Run(c, w, self._own_model(c), self._train_images, self._shards,
+                       self._resources) for c, w in zip(configs, workdirs)]
       self._place_state()
     except BaseException:
       self.close()
       raise
     self.last_checkpoint = self.start_step if self.start_step > 0 else None
-    self.evaluator = evaluate.Evaluator(self.model, self.config.eval, self.mesh)
+    self._evaluators = {run.model.latent_dim: evaluate.Evaluator(run.model, self.config.eval,
+                                                                 self.mesh)
+                        for run in self.runs}
     self._unstack = jax.jit(lambda tree, i: jax.tree.map(lambda leaf: leaf[i], tree),
                             static_argnums=1, out_shardings=distributed.replicated(self.mesh))
     num_params = sum(leaf.size for leaf in jax.tree.leaves(self.state.params)) // len(self.runs)
@@ -174,7 +191,8 @@ class RunGroup(contextlib.AbstractContextManager):
   def _check(self, configs: list[ml_collections.ConfigDict], workdirs: list[str]) -> None:
     """Every check that reads no data; then each workdir is created and locked."""
     infos = [config_checks.check_config(config) for config in configs]
-    check_vectorizable(configs)
+    self._padded = check_vectorizable(configs)
+    self._model_config = padded_latents.padded_config(configs).model
     for message in config_checks.warnings(configs[0]):
       logging.warning("%s", message)
     self.config, self._info = configs[0], infos[0]
@@ -204,15 +222,25 @@ class RunGroup(contextlib.AbstractContextManager):
             "validation_size > 0 or leave the split out of config.eval.splits.")
     self.shown_images = np.asarray(
         next(iter(self.eval_images.values()))[:self.config.eval.num_images])
-    self.model = build_model(self.config.model, self._info.image_shape)
+    self.model = build_model(self._model_config, self._info.image_shape)
     # Every process the whole split's mean, so that all start from the same params.
     self._data_mean = (data.load_split(data_config, "train").mean(axis=0)
                        if self.config.model.decoder_bias_init == "data_mean" else None)
 
+  def _own_model(self, config: ml_collections.ConfigDict) -> Any:
+    """The model of a run of `config`: the group's, or its own with padded latents."""
+    return build_model(config.model, self._info.image_shape) if self._padded else self.model
+
   def _place_state(self) -> None:
-    """Initialises or restores every run, stacks them and replicates them on the mesh."""
-    steps, states, accs = zip(*(run.init_or_restore(self.model, self._data_mean)
-                                for run in self.runs))
+    """Initialises or restores every run, pads them to the group's model, stacks them and
+    replicates them on the mesh."""
+    steps, states, accs = zip(*(run.init_or_restore(self._data_mean) for run in self.runs))
+    if self._padded:
+      program_state = jax.eval_shape(lambda: update.init_state(
+          self.model, self.config, self.runs[0].init_key, self._data_mean))
+      self._run_states = [jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(
+          np.shape(leaf), leaf.dtype), state) for state in states]
+      states = [padded_latents.pad_to(state, program_state) for state in states]
     if len(set(steps)) > 1:
       raise ValueError(
           f"The runs' latest checkpoints are at different steps {sorted(set(steps))} "
@@ -238,6 +266,14 @@ class RunGroup(contextlib.AbstractContextManager):
     for i, run in enumerate(self.runs):
       yield run, self._unstack(tree, i)
 
+  def per_run_state(self, pick: Callable[[Any], Any] = lambda state: state
+                    ) -> Iterator[tuple[Run, Any]]:
+    """(run, `pick` of its train state in its own model's shapes) for each run; `pick`
+    is a function of a state's structure, e.g. `update.evaluated_params`."""
+    for i, (run, picked) in enumerate(self.per_run(pick(self.state))):
+      yield run, (padded_latents.crop_to(picked, pick(self._run_states[i])) if self._padded
+                  else picked)
+
   # ---------------------------------------------------------------- training
 
   def blocks(self) -> Iterator[tuple[int, jax.Array]]:
@@ -245,7 +281,7 @@ class RunGroup(contextlib.AbstractContextManager):
     to the end, prepared on a background thread (closed with the group)."""
     shared_data = len({run.config.seed for run in self.runs}) == 1
     self._train_block = update.make_train_block(self.model, self.config, shared_data,
-                                                self.mesh)
+                                                self.mesh, self._padded)
     block_size, num_steps = self.config.train.steps_per_dispatch, self.config.train.num_steps
     examples_axis = update.batch_axis(shared_data)
     sharding = distributed.sharded_along(self.mesh, examples_axis)
@@ -328,9 +364,9 @@ class RunGroup(contextlib.AbstractContextManager):
   def save(self, step: int) -> None:
     """A checkpoint of every run (state and pending metric sums) at `step`."""
     self.check_finite()
-    for run, tree in self.per_run({"state": update.checkpoint_tree(self.state),
-                                   "metrics": self.acc}):
-      run.checkpointer.save(step, tree)
+    for (run, state), (_, acc) in zip(self.per_run_state(update.checkpoint_tree),
+                                      self.per_run(self.acc)):
+      run.checkpointer.save(step, {"state": state, "metrics": acc})
     self.last_checkpoint = step
 
   # ---------------------------------------------------------------- evaluation
@@ -341,19 +377,20 @@ class RunGroup(contextlib.AbstractContextManager):
     self.check_finite()
     all_results = []
     which = update.params_label(self.config)
-    for run, params in self.per_run(update.evaluated_params(self.state)):
+    for run, params in self.per_run_state(update.evaluated_params):
       if run.failure is not None:  # frozen: its record is its failure, not an evaluation
         all_results.append({})
         continue
       results = {}
       for split, split_images in self.eval_images.items():
-        results[split] = self.evaluator.evaluate(params, run.eval_key, split_images)
+        results[split] = self._evaluators[run.model.latent_dim].evaluate(
+            params, run.eval_key, split_images)
         run.writer.write_metrics(step, split, {**results[split], "params": which})
         logging.info("eval %-10s step %d%s%s: %s", split, step,
                      " (EMA params)" if which == "ema" else "",
                      f" [{run.workdir}]" if len(self.runs) > 1 else "",
                      metric_writers.format_metrics(results[split], _EVAL_LOG_METRICS))
-      warning = evaluate.collapse_warning(results[split], self.model.latent_dim)
+      warning = evaluate.collapse_warning(results[split], run.model.latent_dim)
       if warning:
         logging.warning("%s%s", warning, f" [{run.workdir}]" if len(self.runs) > 1 else "")
       run.images.write(step, _local(params), self.shown_images, results[split])
@@ -389,7 +426,7 @@ class RunGroup(contextlib.AbstractContextManager):
                      last[best_checkpoint.SPLIT][record["metric"]] if last else float("nan"))
 
   def write_traversals(self, step: int) -> None:
-    for run, params in self.per_run(update.evaluated_params(self.state)):
+    for run, params in self.per_run_state(update.evaluated_params):
       if run.failure is None:
         run.images.write_traversal(step, _local(params), self.shown_images)
 

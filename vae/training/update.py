@@ -3,7 +3,8 @@ the metric accumulator. No I/O: `vae.training.runs` feeds it and `vae.training.t
 
 Several runs that differ only in VECTORIZED_FIELDS keep every array shape, so they
 train together in one program, vmapped over a leading runs axis of every state array
-(their per-run values enter through `hyperparams`).
+(their per-run values enter through `hyperparams`); runs that also differ in
+model.latent_dim do so padded to the largest (`vae.training.padded_latents`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from vae.kernels import batching, bounds, collapse
+from vae.kernels import batching, bounds, collapse, padding
 from vae.models import Model
 from vae.runtime import distributed
 
@@ -83,10 +84,12 @@ def ema_decay_at(step: jax.Array, decay: float) -> jax.Array:
 
 def hyperparams(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
   """The traced per-run values of the loss's VECTORIZED_FIELDS (the seed enters through
-  keys, the learning rate through the optimiser state), and `frozen`: the host sets it
+  keys, the learning rate through the optimiser state), the latents a padded run uses
+  (`latent_dim`), and `frozen`: the host sets it
   for a run of a vectorised group whose loss went non-finite (`make_train_block`)."""
   return {"beta": np.float32(config.loss.beta),
           "kl_warmup_steps": np.float32(config.loss.kl_warmup_steps),
+          "latent_dim": np.int32(config.model.latent_dim),
           "frozen": np.bool_(False)}
 
 
@@ -181,17 +184,20 @@ def _layer_kls(model, key, x, encode, prior, num_samples):
   return {key: kls[:, layer] for layer, key in enumerate(model.layer_kl_names)}
 
 
-def _free_bits_kl(key, x, encode, prior, num_samples, threshold):
-  """sum_d max(threshold, mean over the batch of KL_d): the free-bits KL of a batch, with
-  the samples of `bounds.elbo_batch(key, x, ...)` where it is not in closed form."""
+def _free_bits_kl(key, x, encode, prior, num_samples, threshold, used):
+  """sum_d max(threshold, mean over the batch of KL_d) over the `used` dimensions (None:
+  all): the free-bits KL of a batch, with the samples of `bounds.elbo_batch(key, x, ...)`
+  where it is not in closed form."""
   kl_dims = batching.map_examples(
       lambda k, xi: collapse.kl_per_dim(k, xi, encode, prior=prior, num_samples=num_samples),
       key, x)
-  return collapse.free_bits_kl(jnp.mean(kl_dims, axis=0), threshold)
+  return collapse.free_bits_kl(jnp.mean(kl_dims, axis=0), threshold, used)
 
 
 def make_loss_fn(model: Model, loss_config: ml_collections.ConfigDict):
-  """Returns fn(params, key, x (B, H, W, C), beta) -> (loss, metrics), in nats per example.
+  """Returns fn(params, key, x (B, H, W, C), beta, num_latents=None) -> (loss, metrics), in
+  nats per example; `num_latents` (may be traced): a padded model's run uses only its
+  first num_latents latent dimensions (`vae.kernels.padding.mask_unused`).
 
   loss = -mean(objective). For "elbo" the objective is reconstruction - beta * kl (with
   free_bits > 0: beta * `collapse.free_bits_kl` of the batch's mean KL per dimension); for
@@ -202,8 +208,12 @@ def make_loss_fn(model: Model, loss_config: ml_collections.ConfigDict):
   samples of the logged ELBO terms.
   """
 
-  def loss_fn(params, key, x, beta):
+  def loss_fn(params, key, x, beta, num_latents=None):
     encode, decode = model.bind(params)
+    used = None
+    if num_latents is not None:
+      used = padding.used_dimensions(num_latents, model.latent_dim)
+      encode, decode = padding.mask_unused(encode, decode, used)
     prior = model.prior(params)  # once per batch (the VampPrior encodes its inputs)
     estimator = loss_config.gradient_estimator
     if loss_config.objective == "elbo":
@@ -215,7 +225,7 @@ def make_loss_fn(model: Model, loss_config: ml_collections.ConfigDict):
       objective = terms.objective
       if loss_config.free_bits:
         objective = terms.reconstruction - beta * _free_bits_kl(
-            key, x, encode, prior, loss_config.num_samples, loss_config.free_bits)
+            key, x, encode, prior, loss_config.num_samples, loss_config.free_bits, used)
     else:
       if loss_config.objective == "iwae" and estimator == "reparameterized":
         objective = bounds.iwae_bound_batch(key, x, encode, decode,
@@ -274,11 +284,13 @@ def mean_metrics(acc: dict[str, np.ndarray], steps_per_dispatch: int) -> dict[st
 
 
 def _make_step(loss_fn, optimizer, hp, train_key, ema_decay: float,
-               freeze_failed: bool = False):
+               freeze_failed: bool = False, padded: bool = False):
   """step(carry=(state, acc), (x, is_last)) -> (carry, None): one update of one run
   (and of its params' average when the state keeps one). With `freeze_failed` the
   update is dropped (params, optimiser state and average kept, the step counted) from
-  the run's first non-finite loss on, and while `hp["frozen"]`."""
+  the run's first non-finite loss on, and while `hp["frozen"]`. With `padded` the run
+  uses the first hp["latent_dim"] latents of the model's."""
+  num_latents = hp["latent_dim"] if padded else None
 
   def step(carry, inputs):
     state, acc = carry
@@ -286,7 +298,7 @@ def _make_step(loss_fn, optimizer, hp, train_key, ema_decay: float,
     key = jax.random.fold_in(train_key, state.step)
     beta = beta_at(state.step, hp)
     (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params, key, x, beta)
+        state.params, key, x, beta, num_latents)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     # The gradient norm only at the block's last step: every step it costs ~10% of a
@@ -309,7 +321,7 @@ def _make_step(loss_fn, optimizer, hp, train_key, ema_decay: float,
 
 
 def make_train_block(model: Model, config: ml_collections.ConfigDict, shared_data: bool,
-                     mesh: jax.sharding.Mesh):
+                     mesh: jax.sharding.Mesh, padded: bool = False):
   """Returns jitted fn(state, acc, hp, train_key, batches) -> (state, acc) for P runs.
 
   Every argument has a leading axis of P runs (vmapped), except `batches` when
@@ -321,13 +333,15 @@ def make_train_block(model: Model, config: ml_collections.ConfigDict, shared_dat
   axis (data parallelism), everything else is replicated. With P > 1 a run whose loss
   goes non-finite stops updating (`_make_step`'s freeze) while the others go on, each
   with the numbers it gets alone; one run alone is stopped by the host instead
-  (`vae.training.runs.RunGroup.check_finite`), at no cost to its step.
+  (`vae.training.runs.RunGroup.check_finite`), at no cost to its step. With `padded`,
+  `model` has the group's largest latent size and each run uses hp["latent_dim"] of it
+  (`vae.training.padded_latents`).
   """
   loss_fn = make_loss_fn(model, config.loss)
 
   def one_block(state, acc, hp, train_key, batches, freeze_failed=True):
     step = _make_step(loss_fn, make_optimizer(config), hp, train_key,
-                      config.train.ema_decay, freeze_failed)
+                      config.train.ema_decay, freeze_failed, padded)
     num_steps = batches.shape[0]
     if num_steps == 1:
       # No loop: XLA:CPU compiles the convolutions of a loop body (even a loop of one
