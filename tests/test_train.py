@@ -258,6 +258,30 @@ def test_runs_of_other_latent_sizes_train_together_padded(finished_run, tmp_path
     assert jax.tree.map(np.shape, shapes[0]) == jax.tree.map(np.shape, shapes[1])
 
 
+def test_a_diverging_run_of_a_group_is_frozen_at_its_last_finite_step(tmp_path):
+  """Learning rate 1e9 goes non-finite at step 1 (in the first block of 5 steps): the run
+  keeps the whole state of its step-1 update (params and Adam's moments), which a run
+  trained alone for that one step has; the other run goes on."""
+  diverging = tiny.get_config()
+  diverging.optimizer.learning_rate = 1e9
+  workdirs = [str(tmp_path / "good"), str(tmp_path / "bad")]
+  train.train_vectorized([tiny.get_config(), diverging], workdirs)
+  one_step = tiny.get_config()
+  one_step.optimizer.learning_rate = 1e9
+  one_step.train.steps_per_dispatch = 1
+  with runs.RunGroup([one_step], [str(tmp_path / "one_step")]) as group:
+    group.train(next(group.blocks())[1])  # (its evaluation would not be finite)
+    ((_, after_one),) = group.per_run_state()
+  frozen = checkpoints.Checkpointer(workdirs[1], 3).restore(20)["state"]
+  for name in ("params", "opt_state"):
+    for got, want in zip(jax.tree.leaves(frozen[name]),
+                         jax.tree.leaves(getattr(after_one, name))):
+      np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-9)
+  assert int(frozen["step"]) == 20  # counted on
+  good = checkpoints.Checkpointer(workdirs[0], 3).restore(20)["state"]
+  assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(good["params"]))
+
+
 def test_only_shape_preserving_fields_may_differ_when_vectorized(tmp_path):
   other = tiny.get_config()
   other.model.hidden_sizes = (16,)

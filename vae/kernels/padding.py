@@ -45,11 +45,15 @@ def mask_unused(encode: Callable[[Array], tuple[Array, Array]], decode: Callable
     reading z with those dimensions set to 0; the kernels take them as any model's.
   """
 
-  def masked_encode(x: Array) -> tuple[Array, Array]:
-    mean, logvar = encode(x)
-    return jnp.where(used, mean, 0.0), jnp.where(used, logvar, 0.0)
+  return (lambda x: masked_posterior(*encode(x), used),
+          lambda z: decode(masked_latents(z, used)))
 
-  def masked_decode(z: Array) -> object:
-    return decode(jnp.where(used, z, 0.0))
 
-  return masked_encode, masked_decode
+def masked_posterior(mean: Array, logvar: Array, used: Array) -> tuple[Array, Array]:
+  """(mean, logvar) (..., D_max) of q(z|x) with N(0, 1) on the unused dimensions."""
+  return jnp.where(used, mean, 0.0), jnp.where(used, logvar, 0.0)
+
+
+def masked_latents(z: Array, used: Array) -> Array:
+  """z (..., D_max) with its unused dimensions set to 0: what the decoder reads."""
+  return jnp.where(used, z, 0.0)

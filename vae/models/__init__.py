@@ -11,7 +11,8 @@ Modules, one job each:
   networks          MLP and convolutional encoders and decoders, the layers' Gaussian MLP;
   families          posterior families and priors (`POSTERIORS`, `PRIORS`) and their
                     learned parameters (the IAF's weights, the mixture, the pseudo-inputs);
-  autoencoder       the `VAE` Flax module and `Model`, its pure functions;
+  autoencoder       the `VAE` Flax module and `Model`, its pure functions (and
+                    `with_used_latents`: a run of fewer latents in a padded model);
   build             `ARCHITECTURES`, `check_model_config` and `build_model`.
 
 Adding an architecture, a likelihood, a posterior family or an initialisation is one
@@ -21,7 +22,7 @@ Floor 1: may import only the kernels (`vae.kernels`), `vae.common`, flax, jax, n
 ml_collections and itself; never `vae.data` or the floors above.
 """
 
-from vae.models.autoencoder import Model
+from vae.models.autoencoder import Model, with_used_latents
 from vae.models.build import ARCHITECTURES, build_model, check_model_config
 from vae.models.families import POSTERIORS, PRIORS, PosteriorFamily
 from vae.models.initializations import INITIALIZATIONS
@@ -31,5 +32,5 @@ from vae.models.networks import ACTIVATIONS
 __all__ = [
     "ACTIVATIONS", "ARCHITECTURES", "INITIALIZATIONS", "LIKELIHOOD_HEADS", "POSTERIORS",
     "PRIORS", "LikelihoodHead", "Model", "PosteriorFamily", "build_model",
-    "check_model_config",
+    "check_model_config", "with_used_latents",
 ]

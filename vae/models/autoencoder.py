@@ -17,7 +17,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vae.kernels import bounds, posteriors, priors
+from vae.kernels import bounds, padding, posteriors, priors
 from vae.models import families, initializations, likelihood_heads, networks
 
 Array = jax.Array
@@ -86,6 +86,19 @@ class VAE(nn.Module):
 
   def prior_params(self) -> Any:
     return None if self.prior is None else self.prior()
+
+
+USED_LATENTS = "used_latents"
+"""The params entry of a run padded to a model of more latents (`with_used_latents`)."""
+
+
+def with_used_latents(params: Any, num_used: int | Array) -> Any:
+  """`params` of a model of D_max latents holding a run of `num_used` <= D_max (may be
+  traced): the model then masks the others out of q(z|x) and the decoder's input
+  (`vae.kernels.padding`), so it scores the run as its own model of num_used latents
+  does, up to float rounding, while runs of other sizes share one compiled program
+  (`vae.training.padded_latents`)."""
+  return {**params, USED_LATENTS: num_used}
 
 
 DECODER_BIAS_INITS = ("zeros", "data_mean")
@@ -165,13 +178,23 @@ class Model:
     return {**params, "decoder": decoder}
 
   def _apply(self, params: Any, method: Callable, *args) -> Any:
-    return self.module.apply({"params": params}, *args, method=method)
+    networks_params = {k: v for k, v in params.items() if k != USED_LATENTS}
+    return self.module.apply({"params": networks_params}, *args, method=method)
+
+  def _used_latents(self, params: Any) -> Array | None:
+    """(D,) bool of the latents a padded run uses (`with_used_latents`), else None."""
+    if USED_LATENTS not in params:
+      return None
+    return padding.used_dimensions(params[USED_LATENTS], self.latent_dim)
 
   def encode(self, params: Any, x: Array) -> Any:
     """x (H, W, C) -> q(z|x): (mean, logvar), each (D,), for the diagonal family with
     one layer (also for x (..., H, W, C)), else a posterior of `vae.kernels.posteriors`."""
     outputs, flow = self._apply(params, VAE.encode, x)
     extra = outputs[2] if len(outputs) > 2 else None
+    used = self._used_latents(params)
+    if used is not None:  # a diagonal q over one layer (`padded_latents.why_not_paddable`)
+      outputs = padding.masked_posterior(outputs[0], outputs[1], used)
     first = families.POSTERIORS[self.posterior].build(outputs[0], outputs[1], extra, flow)
     if not self.is_hierarchy:
       return first
@@ -251,6 +274,9 @@ class Model:
     top-down from every layer)."""
     if self.is_hierarchy and not self.top_down:
       z = z[..., :self.latent_sizes[0]]
+    used = self._used_latents(params)
+    if used is not None:
+      z = padding.masked_latents(z, used)
     raw = self._apply(params, VAE.decode, z)
     return likelihood_heads.LIKELIHOOD_HEADS[self.likelihood].split(raw)
 

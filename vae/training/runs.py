@@ -33,7 +33,7 @@ from vae import data
 from vae import evaluation as evaluate
 from vae.common import errors, field_checks
 from vae.config import checks as config_checks
-from vae.models import build_model
+from vae.models import build_model, with_used_latents
 from vae.reporting import images, metric_writers
 from vae.runtime import distributed
 from vae.training import best_checkpoint, checkpoints, padded_latents, random_streams, update
@@ -175,9 +175,8 @@ class RunGroup(contextlib.AbstractContextManager):
       self.close()
       raise
     self.last_checkpoint = self.start_step if self.start_step > 0 else None
-    self._evaluators = {run.model.latent_dim: evaluate.Evaluator(run.model, self.config.eval,
-                                                                 self.mesh)
-                        for run in self.runs}
+    self._train_block = None  # made by `blocks`
+    self.evaluator = evaluate.Evaluator(self.model, self.config.eval, self.mesh)
     self._unstack = jax.jit(lambda tree, i: jax.tree.map(lambda leaf: leaf[i], tree),
                             static_argnums=1, out_shardings=distributed.replicated(self.mesh))
     num_params = sum(leaf.size for leaf in jax.tree.leaves(self.state.params)) // len(self.runs)
@@ -271,8 +270,11 @@ class RunGroup(contextlib.AbstractContextManager):
     """(run, `pick` of its train state in its own model's shapes) for each run; `pick`
     is a function of a state's structure, e.g. `update.evaluated_params`."""
     for i, (run, picked) in enumerate(self.per_run(pick(self.state))):
-      yield run, (padded_latents.crop_to(picked, pick(self._run_states[i])) if self._padded
-                  else picked)
+      yield run, self._cropped(i, picked, pick)
+
+  def _cropped(self, i: int, tree: Any, pick: Callable[[Any], Any]) -> Any:
+    """`tree`, run i's slice of `pick` of the group's state, in its own model's shapes."""
+    return padded_latents.crop_to(tree, pick(self._run_states[i])) if self._padded else tree
 
   # ---------------------------------------------------------------- training
 
@@ -280,8 +282,7 @@ class RunGroup(contextlib.AbstractContextManager):
     """(step after the block, the block's global batches on the mesh) from start_step
     to the end, prepared on a background thread (closed with the group)."""
     shared_data = len({run.config.seed for run in self.runs}) == 1
-    self._train_block = update.make_train_block(self.model, self.config, shared_data,
-                                                self.mesh, self._padded)
+    self._train_block = self._make_train_block(shared_data)
     block_size, num_steps = self.config.train.steps_per_dispatch, self.config.train.num_steps
     examples_axis = update.batch_axis(shared_data)
     sharding = distributed.sharded_along(self.mesh, examples_axis)
@@ -299,6 +300,14 @@ class RunGroup(contextlib.AbstractContextManager):
     self._resources.callback(blocks.close)
     steps = range(self.start_step + block_size, num_steps + 1, block_size)
     return zip(steps, blocks)
+
+  def _make_train_block(self, shared_data: bool):
+    """The jitted block of steps (`update.make_train_block`), freezing in every block
+    once a run has failed."""
+    self._shared_data = shared_data
+    return update.make_train_block(
+        self.model, self.config, shared_data, self.mesh, self._padded,
+        some_frozen=any(run.failure is not None for run in self.runs))
 
   def train(self, batches: jax.Array) -> None:
     """One block of steps_per_dispatch updates of every run."""
@@ -334,6 +343,8 @@ class RunGroup(contextlib.AbstractContextManager):
         update.stack_runs([update.hyperparams(run.config) | {"frozen": np.bool_(
             run.failure is not None)} for run in self.runs]),
         distributed.replicated(self.mesh))
+    if self._train_block is not None:  # from now on every block freezes
+      self._train_block = self._make_train_block(self._shared_data)
 
   def _nonfinite_message(self, run: Run, bad: int) -> str:
     where = (f"step {self.last_checkpoint} in {run.checkpointer.directory} (still "
@@ -377,14 +388,13 @@ class RunGroup(contextlib.AbstractContextManager):
     self.check_finite()
     all_results = []
     which = update.params_label(self.config)
-    for run, params in self.per_run_state(update.evaluated_params):
+    for i, (run, params) in enumerate(self.per_run(update.evaluated_params(self.state))):
       if run.failure is not None:  # frozen: its record is its failure, not an evaluation
         all_results.append({})
         continue
-      results = {}
-      for split, split_images in self.eval_images.items():
-        results[split] = self._evaluators[run.model.latent_dim].evaluate(
-            params, run.eval_key, split_images)
+      results = self._score(run, params)
+      params = self._cropped(i, params, update.evaluated_params)
+      for split in results:
         run.writer.write_metrics(step, split, {**results[split], "params": which})
         logging.info("eval %-10s step %d%s%s: %s", split, step,
                      " (EMA params)" if which == "ema" else "",
@@ -401,6 +411,18 @@ class RunGroup(contextlib.AbstractContextManager):
                      os.path.join(run.workdir, best_checkpoint.FOLDER))
       all_results.append(results)
     return all_results
+
+  def _score(self, run: Run, params: Any) -> dict[str, dict[str, Any]]:
+    """{split: metrics} of `run`'s `params` (in the program's shapes), by the group's
+    one evaluator: a padded run's as its own model scores it (`with_used_latents`)."""
+    if self._padded:
+      params = with_used_latents(params, run.model.latent_dim)
+    results = {}
+    for split, split_images in self.eval_images.items():
+      results[split] = self.evaluator.evaluate(params, run.eval_key, split_images)
+      if self._padded and "kl_per_dim" in results[split]:
+        results[split]["kl_per_dim"] = results[split]["kl_per_dim"][:run.model.latent_dim]
+    return results
 
   def out_of_patience(self, step: int) -> bool:
     """Whether every run has gone config.train.early_stopping_patience evaluations

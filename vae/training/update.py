@@ -19,7 +19,7 @@ import numpy as np
 import optax
 
 from vae.kernels import batching, bounds, collapse, padding
-from vae.models import Model
+from vae.models import Model, with_used_latents
 from vae.runtime import distributed
 
 # Config fields that keep every array shape, so runs differing only in them can be trained
@@ -32,6 +32,7 @@ VECTORIZED_FIELDS = ("seed", "loss.beta", "loss.kl_warmup_steps", "optimizer.lea
 TRAIN_METRICS = ("loss", "objective", "reconstruction", "kl", "elbo", "beta", "grad_norm")
 _COUNTERS = ("count", "first_nonfinite_step")
 NO_BAD_STEP = np.iinfo(np.int32).max
+RUNS_AXIS = "runs"  # the vmapped axis of runs trained together (`make_train_block`)
 
 
 # ------------------------------------------------------------------ state and optimiser
@@ -197,7 +198,7 @@ def _free_bits_kl(key, x, encode, prior, num_samples, threshold, used):
 def make_loss_fn(model: Model, loss_config: ml_collections.ConfigDict):
   """Returns fn(params, key, x (B, H, W, C), beta, num_latents=None) -> (loss, metrics), in
   nats per example; `num_latents` (may be traced): a padded model's run uses only its
-  first num_latents latent dimensions (`vae.kernels.padding.mask_unused`).
+  first num_latents latent dimensions (`vae.models.with_used_latents`).
 
   loss = -mean(objective). For "elbo" the objective is reconstruction - beta * kl (with
   free_bits > 0: beta * `collapse.free_bits_kl` of the batch's mean KL per dimension); for
@@ -209,11 +210,11 @@ def make_loss_fn(model: Model, loss_config: ml_collections.ConfigDict):
   """
 
   def loss_fn(params, key, x, beta, num_latents=None):
-    encode, decode = model.bind(params)
     used = None
     if num_latents is not None:
+      params = with_used_latents(params, num_latents)
       used = padding.used_dimensions(num_latents, model.latent_dim)
-      encode, decode = padding.mask_unused(encode, decode, used)
+    encode, decode = model.bind(params)
     prior = model.prior(params)  # once per batch (the VampPrior encodes its inputs)
     estimator = loss_config.gradient_estimator
     if loss_config.objective == "elbo":
@@ -321,7 +322,7 @@ def _make_step(loss_fn, optimizer, hp, train_key, ema_decay: float,
 
 
 def make_train_block(model: Model, config: ml_collections.ConfigDict, shared_data: bool,
-                     mesh: jax.sharding.Mesh, padded: bool = False):
+                     mesh: jax.sharding.Mesh, padded: bool = False, some_frozen: bool = False):
   """Returns jitted fn(state, acc, hp, train_key, batches) -> (state, acc) for P runs.
 
   Every argument has a leading axis of P runs (vmapped), except `batches` when
@@ -332,14 +333,16 @@ def make_train_block(model: Model, config: ml_collections.ConfigDict, shared_dat
   State and accumulator are donated. The batch axis is sharded over the mesh's "data"
   axis (data parallelism), everything else is replicated. With P > 1 a run whose loss
   goes non-finite stops updating (`_make_step`'s freeze) while the others go on, each
-  with the numbers it gets alone; one run alone is stopped by the host instead
-  (`vae.training.runs.RunGroup.check_finite`), at no cost to its step. With `padded`,
+  with the numbers it gets alone (pass `some_frozen` once the host has frozen a run:
+  then every block freezes; before, only one in which a run went non-finite); one run
+  alone is stopped by the host instead (`vae.training.runs.RunGroup.check_finite`), at
+  no cost to its step. With `padded`,
   `model` has the group's largest latent size and each run uses hp["latent_dim"] of it
   (`vae.training.padded_latents`).
   """
   loss_fn = make_loss_fn(model, config.loss)
 
-  def one_block(state, acc, hp, train_key, batches, freeze_failed=True):
+  def one_block(state, acc, hp, train_key, batches, freeze_failed=False):
     step = _make_step(loss_fn, make_optimizer(config), hp, train_key,
                       config.train.ema_decay, freeze_failed, padded)
     num_steps = batches.shape[0]
@@ -351,7 +354,23 @@ def make_train_block(model: Model, config: ml_collections.ConfigDict, shared_dat
     return jax.lax.scan(step, (state, acc),
                         (batches, jnp.arange(num_steps) == num_steps - 1))[0]
 
-  blocks_of_many = jax.vmap(one_block, in_axes=(0, 0, 0, 0, None if shared_data else 0))
+  def one_block_of_many(state, acc, hp, train_key, batches):
+    """With `some_frozen`, the block with the freeze. Otherwise without it (its selection
+    at every step costs ~17% of a step on CPU: one more pass over the state), and done
+    again with it from the same start only if a run went non-finite in it: the same
+    numbers either way, for ~1/T of that cost (keeping the block's start)."""
+    if some_frozen:
+      return one_block(state, acc, hp, train_key, batches, freeze_failed=True)
+    fast = one_block(state, acc, hp, train_key, batches)
+    failed = fast[1]["first_nonfinite_step"] != NO_BAD_STEP
+    return jax.lax.cond(
+        jax.lax.psum(failed.astype(jnp.int32), RUNS_AXIS) > 0,
+        lambda: one_block(state, acc, hp, train_key, batches, freeze_failed=True),
+        lambda: fast)
+
+  blocks_of_many = jax.vmap(one_block_of_many,
+                            in_axes=(0, 0, 0, 0, None if shared_data else 0),
+                            axis_name=RUNS_AXIS)
 
   def block_of_every_run(state, acc, hp, train_key, batches):
     if train_key.shape[0] > 1:
@@ -360,7 +379,7 @@ def make_train_block(model: Model, config: ml_collections.ConfigDict, shared_dat
     # one) run ~15% slower on CPU than plain ones.
     first = lambda tree: jax.tree.map(lambda leaf: leaf[0], tree)
     out = one_block(first(state), first(acc), first(hp), train_key[0],
-                    batches if shared_data else batches[0], freeze_failed=False)
+                    batches if shared_data else batches[0])
     return jax.tree.map(lambda leaf: leaf[None], out)
 
   replicated = distributed.replicated(mesh)
