@@ -8,17 +8,20 @@ Each measurement trains N points of the config (--axis=loss.beta: beta spread ov
 configs/sweeps/latent_dim.py, which train padded to the largest; same seed) for
 --num_steps steps with one evaluation at the end, in fresh temporary workdirs, and
 times everything the user waits for: compilation, training, evaluation, checkpoints and
-images. The data are read once before any timing (`vae.data` caches them), so neither
-mode is charged for reading them. Prints a Markdown table and writes it with the raw
-figures to --output (JSON).
+images. Each mode runs in a fresh process, as a sweep command does (in one process the
+second would reuse the first's compiled programs, e.g. the initialisation's ops of each
+latent size: ~8 s of a 40 s measurement); the data are read before its timing starts, so
+neither mode is charged for reading them. Prints a Markdown table and writes it with the
+raw figures to --output (JSON).
 
-The functions are shared with `scripts/benchmark.py`, which times each mode in a fresh
-process; this script times both in one process, vectorised first.
+The functions are shared with `scripts/benchmark.py`.
 """
 
 import copy
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from typing import Any
@@ -125,15 +128,18 @@ def main(argv):
   cli.quiet_dependency_logs()
   logging.set_verbosity(logging.WARNING)
   FLAGS = flags.FLAGS  # pylint: disable=invalid-name
-  preload_data(FLAGS.config)
+  if FLAGS.only_mode:  # one measurement, in this fresh process (`_time_in_new_process`)
+    preload_data(FLAGS.config)
+    configs = sweep_configs(FLAGS.config, int(FLAGS.num_points[0]),
+                            int(FLAGS.batch_sizes[0]), FLAGS.num_steps, FLAGS.axis)
+    with tempfile.TemporaryDirectory() as tmp:
+      print(json.dumps({"seconds": time_mode(configs, FLAGS.only_mode, tmp)}))
+    return
   rows = []
   for batch_size in map(int, FLAGS.batch_sizes):
     for num_points in map(int, FLAGS.num_points):
-      configs = sweep_configs(FLAGS.config, num_points, batch_size, FLAGS.num_steps,
-                              FLAGS.axis)
-      with tempfile.TemporaryDirectory() as tmp:
-        vectorized = time_mode(configs, "vectorized", tmp)
-        sequential = time_mode(configs, "sequential", tmp)
+      vectorized, sequential = (_time_in_new_process(mode, batch_size, num_points)
+                                for mode in ("vectorized", "sequential"))
       rows.append(row(batch_size, num_points, FLAGS.num_steps, sequential, vectorized,
                       FLAGS.axis))
       print(f"batch {batch_size}, {num_points} points: sequential {sequential:.1f} s, "
@@ -145,6 +151,20 @@ def main(argv):
     json.dump({"rows": rows, "table": table}, f, indent=2)
 
 
+def _time_in_new_process(mode: str, batch_size: int, num_points: int) -> float:
+  """Seconds of `time_mode` for one measurement, in a fresh Python process."""
+  config_file = config_flags.get_config_filename(flags.FLAGS["config"])
+  overrides = [arg for arg in sys.argv[1:] if arg.startswith("--config.")]
+  done = subprocess.run(
+      [sys.executable, "-m", "scripts.benchmark_sweep", f"--config={config_file}",
+       *overrides, f"--only_mode={mode}", f"--batch_sizes={batch_size}",
+       f"--num_points={num_points}", f"--num_steps={flags.FLAGS.num_steps}",
+       f"--axis={flags.FLAGS.axis}"], capture_output=True, text=True, check=False)
+  if done.returncode:
+    raise RuntimeError(f"The {mode} measurement failed:\n{done.stderr[-3000:]}")
+  return json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
+
+
 def _define_flags() -> None:
   """The command line; defined only when run as a script, so importing defines no flags."""
   config_flags.DEFINE_config_file("config", "configs/default.py", "Base config.")
@@ -153,6 +173,8 @@ def _define_flags() -> None:
   flags.DEFINE_integer("num_steps", 300, "Training steps per point.")
   flags.DEFINE_enum("axis", "loss.beta", AXES, "The swept field.")
   flags.DEFINE_string("output", "benchmark_sweep.json", "Where to write the figures.")
+  flags.DEFINE_enum("only_mode", None, MODES,
+                    "Internal: time only this mode of one measurement, print its seconds.")
 
 
 if __name__ == "__main__":
