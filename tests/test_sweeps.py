@@ -124,25 +124,22 @@ def test_vectorized_beta_sweep_then_resume_skips_finished_points(tmp_path):
     assert metric_writers.read_metrics(os.path.join(workdir, name)) == records
 
 
-def test_latent_sweep_vectorized_padded_matches_sequential_and_plots(tmp_path, caplog):
+def test_latent_sweep_trains_as_one_padded_program_and_plots(tmp_path, caplog):
+  """The points of other latent sizes form one vectorised group (each point's numbers
+  against its run alone: tests/test_train.py)."""
   sweep_file = write_sweep_file(tmp_path, 'sweeps.axis("model.latent_dim", [1, 2, 3])')
-  caplog.set_level(logging.INFO)
-  summaries = {}
-  for mode in ("sequential", "vectorized"):
-    workdir = str(tmp_path / mode)
-    sweeps.run_sweep(sweep_file, tiny.get_config(), sweeps.load_points(sweep_file), workdir,
-                     mode=mode)
-    summaries[mode] = read_summary(workdir)
-    assert ("3 run(s)" in caplog.text) == (mode == "vectorized")  # one program for all
-    for plot in ("log_px_and_gap_vs_latent_dim.png", "active_units_vs_latent_dim.png",
-                 "rate_distortion.png", "kl_per_dim_heatmap.png"):
-      assert os.path.getsize(os.path.join(workdir, plot)) > 1000
-  summary = summaries["sequential"]
+  caplog.set_level(logging.INFO, logger="absl")
+  workdir = str(tmp_path / "sweep")
+  rows = sweeps.run_sweep(sweep_file, tiny.get_config(), sweeps.load_points(sweep_file),
+                          workdir, mode="vectorized")
+  assert "3 run(s)" in caplog.text  # one program for the three
+  assert [len(row["kl_per_dim"]) for row in rows] == [1, 2, 3]  # each its own size
+  summary = read_summary(workdir)
   assert [int(r["model.latent_dim"]) for r in summary] == [1, 2, 3]
   assert all(0 <= float(r["active_units"]) <= int(r["model.latent_dim"]) for r in summary)
-  for padded, alone in zip(summaries["vectorized"], summary):
-    for field in ("elbo", "log_px", "bound_gap", "kl", "active_units", "mutual_information"):
-      assert float(padded[field]) == pytest.approx(float(alone[field]), rel=1e-4, abs=1e-4)
+  for plot in ("log_px_and_gap_vs_latent_dim.png", "active_units_vs_latent_dim.png",
+               "rate_distortion.png", "kl_per_dim_heatmap.png"):
+    assert os.path.getsize(os.path.join(workdir, plot)) > 1000
 
 
 def test_parallel_mode_runs_the_printed_commands(tmp_path, monkeypatch):

@@ -9,6 +9,7 @@ model.latent_dim do so padded to the largest (`vae.training.padded_latents`).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax
@@ -291,7 +292,8 @@ def _make_step(loss_fn, optimizer, hp, train_key, ema_decay: float,
   update is dropped (params, optimiser state and average kept, the step counted) from
   the run's first non-finite loss on, and while `hp["frozen"]`. With `padded` the run
   uses the first hp["latent_dim"] latents of the model's."""
-  num_latents = hp["latent_dim"] if padded else None
+  if padded:
+    loss_fn = functools.partial(loss_fn, num_latents=hp["latent_dim"])
 
   def step(carry, inputs):
     state, acc = carry
@@ -299,7 +301,7 @@ def _make_step(loss_fn, optimizer, hp, train_key, ema_decay: float,
     key = jax.random.fold_in(train_key, state.step)
     beta = beta_at(state.step, hp)
     (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params, key, x, beta, num_latents)
+        state.params, key, x, beta)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     # The gradient norm only at the block's last step: every step it costs ~10% of a
