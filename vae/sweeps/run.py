@@ -135,7 +135,7 @@ def run_sweep(sweep_file: str, base: ml_collections.ConfigDict,
     _wait_for_points(named, workdir, jobs)
   else:
     _run_here(todo, points, workdir, mode, times, sweep_file, parallel, base_overrides)
-  return _summarize(named, points, workdir, times, table)
+  return _summarize(named, points, workdir, _point_times(named, workdir), table)
 
 
 def _points_to_run(named, workdir: str, mode: str, retry_failed: bool, sweep_file: str
@@ -264,7 +264,7 @@ def sweep_status(sweep_file: str, base: ml_collections.ConfigDict,
   finished = [(n, c) for n, c in named if states[n][0] in ("finished", "failed")]
   if finished:
     try:
-      _summarize(named, points, workdir, _load_times(workdir),
+      _summarize(named, points, workdir, _point_times(named, workdir),
                  sweep_points.load_table(sweep_file))
     except errors.PointFailedError:
       pass  # listed above and in summary.md
@@ -323,6 +323,17 @@ class _Children:
           "reason": f"{command} failed (exit {returncode}); see {log_path}."}
       workdirs.write_failure(point_workdir, failure)
       raise errors.PointFailedError(failure["reason"])
+
+
+def _point_times(named, workdir: str) -> dict[str, float]:
+  """Each timed point's wall time: this machine's (`TIMES_FILE`) and its array tasks'
+  (`vae.sweeps.slurm.task_seconds`), summed."""
+  times = _load_times(workdir)
+  for name, _ in named:
+    seconds = slurm.task_seconds(os.path.join(workdir, name))
+    if seconds is not None:
+      times[name] = times.get(name, 0.0) + seconds
+  return times
 
 
 def _load_times(workdir: str) -> dict[str, float]:

@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from typing import Any
 
 import ml_collections
@@ -33,6 +34,7 @@ from vae.training import checkpoints, train, workdirs
 
 TASKS_FILE = "slurm_tasks.json"
 JOB_FILE = "slurm_job.json"
+TASK_SECONDS_FILE = "task_seconds.json"  # in a point's workdir: its tasks' wall time
 CLUSTERS = ("slurm", "local")
 # SLURM's time formats: minutes, minutes:seconds, hours:minutes:seconds, days-hours,
 # days-hours:minutes, days-hours:minutes:seconds.
@@ -181,6 +183,7 @@ def run_task(workdir: str, index: int) -> str:
   configs = [ml_collections.ConfigDict(migration.migrate(c)) for c in task["configs"]]
   point_workdirs = [os.path.join(workdir, name) for name in task["points"]]
   distributed.initialize()  # several nodes: one process each, from SLURM's environment
+  start = time.perf_counter()
   try:
     train.train_vectorized(configs, point_workdirs)
   except errors.NonFiniteLossError:
@@ -190,7 +193,27 @@ def run_task(workdir: str, index: int) -> str:
     if job_id and distributed.is_primary():
       subprocess.run(["scontrol", "requeue", job_id], check=False)
     return "requeued"
+  finally:
+    if distributed.is_primary():
+      _charge_seconds(point_workdirs, time.perf_counter() - start)
   return "finished"
+
+
+def task_seconds(point_workdir: str) -> float | None:
+  """The wall time the array's tasks have spent on a point, summed over its attempts (a
+  task of several points charges each an equal share); None if no task ran it."""
+  try:
+    with open(os.path.join(point_workdir, TASK_SECONDS_FILE)) as f:
+      return float(json.load(f)["seconds"])
+  except (OSError, ValueError, KeyError):
+    return None
+
+
+def _charge_seconds(point_workdirs: list[str], seconds: float) -> None:
+  for point_workdir in point_workdirs:
+    total = (task_seconds(point_workdir) or 0.0) + seconds / len(point_workdirs)
+    with open(os.path.join(point_workdir, TASK_SECONDS_FILE), "w") as f:
+      json.dump({"seconds": total}, f)
 
 
 def _own_job_id() -> str | None:
