@@ -17,6 +17,10 @@ from vae.sweeps import slurm
 from vae.training import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Every test of this module in one test process (pyproject's --dist loadgroup): the
+# cluster a process starts it also stops, which must not happen under another's test.
+pytestmark = pytest.mark.xdist_group("slurm")
+
 SWEEP = """
 from vae.configs import tiny
 from vae import sweeps
