@@ -121,7 +121,8 @@ def test_a_requeued_task_resumes_and_every_point_ends_as_run_locally(tmp_path, s
 def test_submitit_local_runs_the_array_without_a_cluster(tmp_path):
   path = sweep_file(tmp_path, 20, 10, (4,))
   workdir = tmp_path / "sweep"
-  sweep_app(f"--sweep={path}", f"--workdir={workdir}", "--mode=submitit_local")
+  done = sweep_app(f"--sweep={path}", f"--workdir={workdir}", "--mode=submitit_local")
+  assert "1 pending" in done.stderr and "1 stopped" not in done.stderr  # before it starts
   rows = list(csv.DictReader(open(workdir / "summary.csv")))
   assert len(rows) == 1 and float(rows[0]["wall_time_s"]) > 0  # the task's time
   expected = alone(tmp_path, path, 4)

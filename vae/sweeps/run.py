@@ -242,7 +242,7 @@ def _wait_for_points(named, workdir: str, jobs: list, poll_s: float = 2.0) -> No
   last = None
   while True:
     alive = slurm.tasks_alive(workdir, jobs)
-    states = slurm.point_states(named, workdir, _is_finished)
+    states = slurm.point_states(named, workdir, _is_finished, jobs)
     counts = {s: sum(1 for state, _ in states.values() if state == s)
               for s in ("finished", "failed", "running", "pending", "stopped")}
     if counts != last:

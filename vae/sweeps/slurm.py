@@ -246,16 +246,21 @@ def queued_tasks(workdir: str) -> dict[int, str]:
 
 
 def point_states(named: list[tuple[str, ml_collections.ConfigDict]], workdir: str,
-                 is_finished) -> dict[str, tuple[str, str]]:
+                 is_finished, jobs: list | None = None) -> dict[str, tuple[str, str]]:
   """{point: (state, detail)}: "finished", "failed" (detail: its reason), "running" (its
-  workdir is held by a trainer), "pending" (its task is queued) or "stopped" (neither:
-  not submitted, or ended before finishing; rerun to resume)."""
+  workdir is held by a trainer), "pending" (its task is queued, or, with this process's
+  submitit `jobs` of the array, one of them not done) or "stopped" (neither: not
+  submitted, or ended before finishing; rerun to resume)."""
   tasks_path = os.path.join(workdir, TASKS_FILE)
   task_of = {}
   if os.path.exists(tasks_path):
     with open(tasks_path) as f:
       task_of = {name: i for i, task in enumerate(json.load(f)) for name in task["points"]}
-  queued = queued_tasks(workdir)
+  array = read_job(workdir)
+  if array is not None and array["cluster"] == "slurm":
+    queued = queued_tasks(workdir)
+  else:  # submitit's local executor: its processes of this sweep not done yet
+    queued = {i: "waiting" for i, job in enumerate(jobs or ()) if not job.done()}
   states = {}
   for name, config in named:
     point_workdir = os.path.join(workdir, name)
