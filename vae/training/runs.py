@@ -281,8 +281,8 @@ class RunGroup(contextlib.AbstractContextManager):
   def blocks(self) -> Iterator[tuple[int, jax.Array]]:
     """(step after the block, the block's global batches on the mesh) from start_step
     to the end, prepared on a background thread (closed with the group)."""
-    shared_data = len({run.config.seed for run in self.runs}) == 1
-    self._train_block = self._make_train_block(shared_data)
+    shared_data = self._shared_data
+    self._train_block = self._make_train_block()
     block_size, num_steps = self.config.train.steps_per_dispatch, self.config.train.num_steps
     examples_axis = update.batch_axis(shared_data)
     sharding = distributed.sharded_along(self.mesh, examples_axis)
@@ -301,12 +301,16 @@ class RunGroup(contextlib.AbstractContextManager):
     steps = range(self.start_step + block_size, num_steps + 1, block_size)
     return zip(steps, blocks)
 
-  def _make_train_block(self, shared_data: bool):
+  @property
+  def _shared_data(self) -> bool:
+    """Whether every run sees the same batches (one seed)."""
+    return len({run.config.seed for run in self.runs}) == 1
+
+  def _make_train_block(self):
     """The jitted block of steps (`update.make_train_block`), freezing in every block
     once a run has failed."""
-    self._shared_data = shared_data
     return update.make_train_block(
-        self.model, self.config, shared_data, self.mesh, self._padded,
+        self.model, self.config, self._shared_data, self.mesh, self._padded,
         some_frozen=any(run.failure is not None for run in self.runs))
 
   def train(self, batches: jax.Array) -> None:
@@ -344,7 +348,7 @@ class RunGroup(contextlib.AbstractContextManager):
             run.failure is not None)} for run in self.runs]),
         distributed.replicated(self.mesh))
     if self._train_block is not None:  # from now on every block freezes
-      self._train_block = self._make_train_block(self._shared_data)
+      self._train_block = self._make_train_block()
 
   def _nonfinite_message(self, run: Run, bad: int) -> str:
     where = (f"step {self.last_checkpoint} in {run.checkpointer.directory} (still "

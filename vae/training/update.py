@@ -338,9 +338,8 @@ def make_train_block(model: Model, config: ml_collections.ConfigDict, shared_dat
   with the numbers it gets alone (pass `some_frozen` once the host has frozen a run:
   then every block freezes; before, only one in which a run went non-finite); one run
   alone is stopped by the host instead (`vae.training.runs.RunGroup.check_finite`), at
-  no cost to its step. With `padded`,
-  `model` has the group's largest latent size and each run uses hp["latent_dim"] of it
-  (`vae.training.padded_latents`).
+  no cost to its step. With `padded`, `model` has the group's largest latent size and
+  each run uses hp["latent_dim"] of it (`vae.training.padded_latents`).
   """
   loss_fn = make_loss_fn(model, config.loss)
 
