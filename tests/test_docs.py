@@ -86,7 +86,7 @@ for index, source in enumerate(task["blocks"]):
   outputs.append(out.getvalue())
 sys.stdout.write("\n" + json.dumps(outputs))
 """
-  env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_DISABLE_MOST_OPTIMIZATIONS="1")
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
   result = subprocess.run(
       [sys.executable, "-c", driver], cwd=ROOT, env=env, capture_output=True, text=True,
       input=json.dumps({"blocks": blocks, "origin": origin, "blocked": list(blocked_modules)}),
@@ -186,7 +186,7 @@ def test_every_marked_bash_block_has_a_check():
 @pytest.mark.parametrize("page, index", sorted(RUN_CHECKS))
 def test_marked_bash_blocks_run(page, index, tmp_path):
   source = [s for p, i, s in marked_bash_blocks() if (p, i) == (page, index)][0]
-  env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_DISABLE_MOST_OPTIMIZATIONS="1",
+  env = dict(os.environ, JAX_PLATFORMS="cpu",
              PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
   result = subprocess.run(["bash", "-euo", "pipefail", "-c", source], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=600)

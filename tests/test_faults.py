@@ -20,7 +20,7 @@ from vae.reporting import metric_writers
 from vae.training import checkpoints, runs, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENV = dict(os.environ, JAX_PLATFORMS="cpu", JAX_DISABLE_MOST_OPTIMIZATIONS="1")
+ENV = dict(os.environ, JAX_PLATFORMS="cpu")
 TRAIN = [sys.executable, "-m", "experiments.train"]
 
 
@@ -39,6 +39,11 @@ def assert_one_plain_line(done, message):
 def comparable(workdir):
   return [{k: v for k, v in r.items() if k != "steps_per_sec"}
           for r in metric_writers.read_metrics(workdir)]
+
+
+# Every test of this module in one test process (pyproject's --dist loadgroup), so that
+# its module fixtures (the reference run) are made once, not once per process.
+pytestmark = pytest.mark.xdist_group("faults")
 
 
 @pytest.fixture(scope="module")

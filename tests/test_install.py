@@ -10,6 +10,11 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+# Every test of this module in one test process (pyproject's --dist loadgroup), so that
+# its module fixtures (the wheel and its installs) are made once, not once per process.
+pytestmark = pytest.mark.xdist_group("install")
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
   """The project's wheel, built without its dependencies."""
@@ -24,8 +29,7 @@ def installed(wheel, tmp_path_factory):
   folder of its own: (that folder, an environment that imports from it)."""
   target = tmp_path_factory.mktemp("site")
   pip("install", "--no-deps", "--no-compile", "-q", "--target", str(target), str(wheel))
-  env = {**os.environ, "PYTHONPATH": str(target),
-         "JAX_DISABLE_MOST_OPTIMIZATIONS": "1"}  # as conftest.py does
+  env = {**os.environ, "PYTHONPATH": str(target)}
   return target, env
 
 
@@ -59,7 +63,7 @@ def test_the_readme_kernel_example_runs_with_the_light_install(wheel, tmp_path):
   script = tmp_path / "example.py"
   script.write_text(readme_kernel_example())
   done = subprocess.run([python, str(script)], cwd=tmp_path, capture_output=True, text=True,
-                        timeout=600, env={**os.environ, "JAX_DISABLE_MOST_OPTIMIZATIONS": "1"})
+                        timeout=600)
   assert done.returncode == 0, done.stderr[-3000:]
   elbo, log_px, gap = map(float, done.stdout.split()[-3:])
   assert elbo < log_px < 0 and gap > 0, done.stdout  # nats per example

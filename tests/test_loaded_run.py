@@ -45,6 +45,11 @@ def workdir(request, tmp_path_factory):
   return folder
 
 
+# Every test of this module in one test process (pyproject's --dist loadgroup), so that
+# its module fixtures (the runs of each model) are made once, not once per process.
+pytestmark = pytest.mark.xdist_group("loaded_run")
+
+
 @pytest.fixture(scope="module")
 def test_images(workdir):
   return data.load_split(checkpoints.load_config(workdir).data, "test")
@@ -186,7 +191,7 @@ def test_on_two_devices_a_loaded_run_gives_the_numbers_of_one():
       "print(json.dumps({'log_px': run.score(images, 20)['log_px'].tolist(),\n"
       "                  'mean': run.encode(images)['mean'].tolist()}))\n")
   env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-         "JAX_PLATFORMS": "cpu", "JAX_DISABLE_MOST_OPTIMIZATIONS": "1"}
+         "JAX_PLATFORMS": "cpu"}
   done = subprocess.run([sys.executable, "-c", script, str(OLD_RUN)], capture_output=True,
                         text=True, timeout=600, env=env, cwd=str(OLD_RUN.parents[2]))
   assert done.returncode == 0, done.stderr[-3000:]

@@ -5,11 +5,10 @@ tests/data/run_before_layout is a tiny run (configs/tiny.py, 10 steps, params' a
 best checkpoint kept) written by the code of commit 7ba8166, the last one before the
 layout change; expected_eval_test.json holds what that code's `experiments.evaluate
 --split=test --num_importance_samples=50` wrote for it (with JAX_DISABLE_MOST_OPTIMIZATIONS=1,
-as here). Images and TensorBoard files were left out of the copy.
+as tests/conftest.py sets). Images and TensorBoard files were left out of the copy.
 """
 
 import json
-import os
 import pathlib
 import shutil
 import subprocess
@@ -20,12 +19,11 @@ from vae.training import train
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 OLD_RUN = REPO / "tests" / "data" / "run_before_layout"
-ENV = {**os.environ, "JAX_DISABLE_MOST_OPTIMIZATIONS": "1"}
 
 
 def run(*args):
   done = subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True,
-                        text=True, timeout=600, env=ENV)
+                        text=True, timeout=600)
   assert done.returncode == 0, done.stderr[-3000:]
   return done
 

@@ -31,8 +31,7 @@ TRAIN = [sys.executable, "-m", "experiments.train", "--config=configs/tiny.py",
 
 
 def run(args, workdir, env_extra=None, wait=True):
-  env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_DISABLE_MOST_OPTIMIZATIONS="1",
-             **(env_extra or {}))
+  env = dict(os.environ, JAX_PLATFORMS="cpu", **(env_extra or {}))
   process = subprocess.Popen(TRAIN + [f"--workdir={workdir}"] + args, cwd=REPO, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
   if not wait:
@@ -40,6 +39,11 @@ def run(args, workdir, env_extra=None, wait=True):
   output, _ = process.communicate(timeout=300)
   assert process.returncode == 0, output[-3000:]
   return output
+
+
+# Every test of this module in one test process (pyproject's --dist loadgroup), so that
+# its module fixtures (the one-device run and evaluation) are made once, not once per process.
+pytestmark = pytest.mark.xdist_group("scale_out")
 
 
 @pytest.fixture(scope="module")
@@ -190,8 +194,7 @@ EVALUATE = [sys.executable, "-m", "experiments.evaluate", "--num_importance_samp
 
 
 def evaluate(workdir, env_extra=None, args=(), wait=True):
-  env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_DISABLE_MOST_OPTIMIZATIONS="1",
-             **(env_extra or {}))
+  env = dict(os.environ, JAX_PLATFORMS="cpu", **(env_extra or {}))
   process = subprocess.Popen(EVALUATE + [f"--workdir={workdir}", *args], cwd=REPO, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   if not wait:
@@ -208,20 +211,34 @@ def numbers(tree):
   return {"": tree} if isinstance(tree, (int, float)) and not isinstance(tree, bool) else {}
 
 
-def test_evaluation_on_two_devices_matches_one(one_device_workdir, tmp_path):
+@pytest.fixture(scope="module")
+def one_device_evaluation(one_device_workdir, tmp_path_factory):
+  """The numbers of experiments.evaluate on one device, in one process."""
+  workdir = tmp_path_factory.mktemp("evaluated") / "run"
+  shutil.copytree(one_device_workdir, workdir)
+  done = evaluate(workdir)
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert "bound gap log p(x) - ELBO" in done.stdout
+  return numbers(json.loads((workdir / "eval_test.json").read_text()))
+
+
+def assert_same_numbers(got, want):
+  assert got.keys() == want.keys() and len(want) > 30
+  for key, value in want.items():
+    assert got[key] == pytest.approx(value, rel=1e-4, abs=1e-4), key
+
+
+def test_evaluation_on_two_devices_matches_one(one_device_workdir, one_device_evaluation,
+                                               tmp_path):
   """experiments.evaluate with its batches split over 2 devices (IWAE, the gap
   decomposition and AIS, whose subset of 3 is padded to fill the devices)."""
-  results = {}
-  for devices in (1, 2):
-    workdir = tmp_path / f"run{devices}"
-    shutil.copytree(one_device_workdir, workdir)
-    done = evaluate(workdir, {"XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"})
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "bound gap log p(x) - ELBO" in done.stdout
-    results[devices] = numbers(json.loads((workdir / "eval_test.json").read_text()))
-  assert results[1].keys() == results[2].keys() and len(results[1]) > 30
-  for key, value in results[1].items():
-    assert results[2][key] == pytest.approx(value, rel=1e-4, abs=1e-4), key
+  workdir = tmp_path / "run"
+  shutil.copytree(one_device_workdir, workdir)
+  done = evaluate(workdir, {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert "bound gap log p(x) - ELBO" in done.stdout
+  assert_same_numbers(numbers(json.loads((workdir / "eval_test.json").read_text())),
+                      one_device_evaluation)
 
 
 def test_evaluation_batch_must_divide_by_the_devices(one_device_workdir):
@@ -235,26 +252,21 @@ def test_evaluation_batch_must_divide_by_the_devices(one_device_workdir):
   assert "Traceback" not in done.stderr
 
 
-def test_evaluation_on_two_processes_matches_one(one_device_workdir, tmp_path):
+def test_evaluation_on_two_processes_matches_one(one_device_workdir, one_device_evaluation,
+                                                 tmp_path):
   """experiments.evaluate in 2 processes, each reading half of the 200 test digits and
   of the subset of 3 (2 and 1), matches one process."""
-  results = {}
-  for processes in (1, 2):
-    workdir = tmp_path / f"run{processes}"
-    shutil.copytree(one_device_workdir, workdir)
-    address = f"127.0.0.1:{free_port()}"
-    flags = ([] if processes == 1 else
-             [[f"--coordinator_address={address}", "--num_processes=2", f"--process_id={i}"]
-              for i in range(2)])
-    running = [evaluate(workdir, args=args, wait=False) for args in flags or [[]]]
-    stdouts = []
-    for process in running:
-      stdout, stderr = process.communicate(timeout=300)
-      assert process.returncode == 0, stderr[-3000:]
-      stdouts.append(stdout)
-    # Only process 0 prints the table.
-    assert ["bound gap log p(x) - ELBO" in out for out in stdouts] == [True, False][:processes]
-    results[processes] = numbers(json.loads((workdir / "eval_test.json").read_text()))
-  assert results[1].keys() == results[2].keys() and len(results[1]) > 30
-  for key, value in results[1].items():
-    assert results[2][key] == pytest.approx(value, rel=1e-4, abs=1e-4), key
+  workdir = tmp_path / "run"
+  shutil.copytree(one_device_workdir, workdir)
+  address = f"127.0.0.1:{free_port()}"
+  running = [evaluate(workdir, args=[f"--coordinator_address={address}", "--num_processes=2",
+                                     f"--process_id={i}"], wait=False) for i in range(2)]
+  stdouts = []
+  for process in running:
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr[-3000:]
+    stdouts.append(stdout)
+  # Only process 0 prints the table.
+  assert ["bound gap log p(x) - ELBO" in out for out in stdouts] == [True, False]
+  assert_same_numbers(numbers(json.loads((workdir / "eval_test.json").read_text())),
+                      one_device_evaluation)

@@ -22,7 +22,6 @@ def test_the_notebook_is_checked_in_without_outputs():
 
 def test_the_tutorial_runs_and_shows_its_pictures_and_tables(monkeypatch, tmp_path):
   monkeypatch.setenv("VAE_TUTORIAL_QUICK", "1")
-  monkeypatch.setenv("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")  # as tests/conftest.py does
   notebook = nbformat.read(NOTEBOOK, as_version=4)
   nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3",
                           resources={"metadata": {"path": str(tmp_path)}}).execute()

@@ -322,13 +322,15 @@ class RunGroup(contextlib.AbstractContextManager):
     acc = jax.device_get(_local(self.acc))
     return [jax.tree.map(lambda leaf: leaf[i], acc) for i in range(len(self.runs))]
 
-  def check_finite(self) -> None:
-    """Acts on runs whose loss was NaN or infinite since the last log: one run alone
-    raises NonFiniteLossError; in a vectorised group each such run is frozen at its last
-    finite step (`update.make_train_block`), reported and recorded in its workdir's
-    `FAILED_FILE`, and the others go on, unless none is left."""
+  def check_finite(self, host_accumulators: list[dict[str, np.ndarray]] | None = None
+                   ) -> None:
+    """Acts on runs whose loss was NaN or infinite since the last log (`host_accumulators`,
+    fetched here if not given): one run alone raises NonFiniteLossError; in a vectorised
+    group each such run is frozen at its last finite step (`update.make_train_block`),
+    reported and recorded in its workdir's `FAILED_FILE`, and the others go on, unless
+    none is left."""
     newly_failed = []
-    for run, acc in zip(self.runs, self._host_accumulators()):
+    for run, acc in zip(self.runs, host_accumulators or self._host_accumulators()):
       bad = int(acc["first_nonfinite_step"])
       if bad == update.NO_BAD_STEP or run.failure is not None:
         continue
@@ -362,10 +364,11 @@ class RunGroup(contextlib.AbstractContextManager):
   def log_train(self, step: int, seconds: float) -> dict[str, float]:
     """Writes each run's train means since the last log (`seconds` of training) and
     starts new sums; returns the first run's metrics."""
-    self.check_finite()
+    host_accumulators = self._host_accumulators()
+    self.check_finite(host_accumulators)
     rates = jax.device_get(_local(update.learning_rate(self.state)))
     logged = []
-    for i, (run, acc) in enumerate(zip(self.runs, self._host_accumulators())):
+    for i, (run, acc) in enumerate(zip(self.runs, host_accumulators)):
       metrics = update.mean_metrics(acc, self.config.train.steps_per_dispatch)
       metrics["steps_per_sec"] = int(acc["count"]) / seconds
       metrics["learning_rate"] = float(rates[i])

@@ -256,12 +256,13 @@ def make_loss_fn(model: Model, loss_config: ml_collections.ConfigDict):
 # ------------------------------------------------------------------ the accumulator
 
 
-def empty_accumulator(names: tuple[str, ...] = TRAIN_METRICS) -> dict[str, jax.Array]:
+def empty_accumulator(names: tuple[str, ...] = TRAIN_METRICS) -> dict[str, np.ndarray]:
   """Sums of the train metrics `names` (`train_metric_names(model)`) between two logs, and
-  the first non-finite step, for one run."""
-  acc = {name: jnp.zeros((), jnp.float32) for name in names}
-  acc["count"] = jnp.zeros((), jnp.int32)
-  acc["first_nonfinite_step"] = jnp.asarray(NO_BAD_STEP, jnp.int32)
+  the first non-finite step, for one run (on the host: a log starts new sums without
+  running anything on the device)."""
+  acc = {name: np.zeros((), np.float32) for name in names}
+  acc["count"] = np.zeros((), np.int32)
+  acc["first_nonfinite_step"] = np.asarray(NO_BAD_STEP, np.int32)
   return acc
 
 
