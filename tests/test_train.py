@@ -238,15 +238,20 @@ def test_vectorized_runs_match_runs_alone(finished_run, tmp_path):
   assert beta_logged[0] < 2.0  # the KL warm-up ramps beta during the first 10 steps
 
 
-def test_runs_of_other_latent_sizes_train_together_padded(finished_run, tmp_path):
+def test_runs_of_other_latent_sizes_train_together_padded(finished_run, tmp_path, caplog):
   """Latent sizes 4 (the reference), 2 and 7 in one program: each run's metrics are its
-  run's alone, and its checkpoints have its own model's shapes (loadable alone)."""
+  run's alone, and its checkpoints have its own model's shapes (loadable alone); the log
+  gives the runs' own numbers of params, not the padded program's."""
   reference, _ = finished_run
   small, large = tiny.get_config(), tiny.get_config()
   small.model.latent_dim, small.seed = 2, 1
   large.model.latent_dim, large.loss.beta = 7, 2.0
   workdirs = [str(tmp_path / name) for name in ("d4", "d2", "d7")]
+  caplog.set_level("INFO")
   train.train_vectorized([tiny.get_config(), small, large], workdirs)
+  sizes = [sum(np.size(leaf) for leaf in jax.tree.leaves(
+      checkpoints.Checkpointer(w, 3).restore(20)["state"]["params"])) for w in workdirs]
+  assert f"Model: mlp, {sizes[1]} to {sizes[2]} parameters;" in caplog.text
   alone = [reference]
   for config, name in ((small, "d2_alone"), (large, "d7_alone")):
     alone.append(str(tmp_path / name))

@@ -21,6 +21,7 @@ Each run's host objects (`Run`: config, workdir, checkpointer, writers, batches)
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from typing import Any, Callable, Iterator
 
@@ -179,11 +180,10 @@ class RunGroup(contextlib.AbstractContextManager):
     self.evaluator = evaluate.Evaluator(self.model, self.config.eval, self.mesh)
     self._unstack = jax.jit(lambda tree, i: jax.tree.map(lambda leaf: leaf[i], tree),
                             static_argnums=1, out_shardings=distributed.replicated(self.mesh))
-    num_params = sum(leaf.size for leaf in jax.tree.leaves(self.state.params)) // len(self.runs)
-    logging.info("Model: %s, %d parameters; data: %s %s, %d train images (%d read here); "
-                 "%d run(s).", self.config.model.architecture, num_params, self._info.name,
-                 self._info.image_shape, self._num_train, len(self._train_images),
-                 len(self.runs))
+    logging.info("Model: %s, %s parameters; data: %s %s, %d train images (%d read here); "
+                 "%d run(s).", self.config.model.architecture, self._num_params(),
+                 self._info.name, self._info.image_shape, self._num_train,
+                 len(self._train_images), len(self.runs))
 
   # ---------------------------------------------------------------- setup
 
@@ -255,6 +255,14 @@ class RunGroup(contextlib.AbstractContextManager):
                                                  for run in self.runs]), replicated)
     self._train_keys = jax.device_put(np.stack([run.train_key for run in self.runs]),
                                       replicated)
+
+  def _num_params(self) -> str:
+    """A run's number of params ("min to max" when padded runs differ in latent size)."""
+    if not self._padded:
+      return str(sum(leaf.size for leaf in jax.tree.leaves(self.state.params)) // len(self.runs))
+    counts = sorted({sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(state.params))
+                     for state in self._run_states})
+    return str(counts[0]) if len(counts) == 1 else f"{counts[0]} to {counts[-1]}"
 
   @property
   def workdirs(self) -> list[str]:
