@@ -247,7 +247,7 @@ def test_runs_of_other_latent_sizes_train_together_padded(finished_run, tmp_path
   small.model.latent_dim, small.seed = 2, 1
   large.model.latent_dim, large.loss.beta = 7, 2.0
   workdirs = [str(tmp_path / name) for name in ("d4", "d2", "d7")]
-  caplog.set_level("INFO")
+  caplog.set_level("INFO", logger="absl")  # whatever verbosity an earlier test left
   train.train_vectorized([tiny.get_config(), small, large], workdirs)
   sizes = [sum(np.size(leaf) for leaf in jax.tree.leaves(
       checkpoints.Checkpointer(w, 3).restore(20)["state"]["params"])) for w in workdirs]
