@@ -21,7 +21,6 @@ Each run's host objects (`Run`: config, workdir, checkpointer, writers, batches)
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 from typing import Any, Callable, Iterator
 
@@ -258,10 +257,9 @@ class RunGroup(contextlib.AbstractContextManager):
 
   def _num_params(self) -> str:
     """A run's number of params ("min to max" when padded runs differ in latent size)."""
-    if not self._padded:
-      return str(sum(leaf.size for leaf in jax.tree.leaves(self.state.params)) // len(self.runs))
-    counts = sorted({sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(state.params))
-                     for state in self._run_states})
+    size = lambda params: sum(leaf.size for leaf in jax.tree.leaves(params))  # noqa: E731
+    counts = (sorted({size(state.params) for state in self._run_states}) if self._padded
+              else [size(self.state.params) // len(self.runs)])
     return str(counts[0]) if len(counts) == 1 else f"{counts[0]} to {counts[-1]}"
 
   @property
