@@ -158,6 +158,9 @@ def _train() -> ml_collections.ConfigDict:
   # Early stopping: end the run once this many evaluations in a row have not beaten the
   # best (needs keep_best); 0 = off. The best checkpoint is the run's result.
   train.early_stopping_patience = 0
+  # Start from the params of another run (its workdir): its best checkpoint if it kept one,
+  # else its latest; the optimiser, step and schedule start afresh (fine-tuning). "" = off.
+  train.init_from = ""
   return train
 
 

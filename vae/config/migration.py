@@ -20,7 +20,7 @@ FIELDS_BEFORE: dict[str, dict[str, Any]] = {
     "loss": dict(num_outer_samples=1, ciwae_beta=0.5, gradient_estimator="reparameterized"),
     "optimizer": dict(decay_boundaries=[], decay_factor=0.1, adam_eps=1e-8,
                       normalize_gradients=False),
-    "train": dict(ema_decay=0.0, keep_best="", early_stopping_patience=0),
+    "train": dict(ema_decay=0.0, keep_best="", early_stopping_patience=0, init_from=""),
     "logging": dict(wandb=False, wandb_project="vae-jax"),
 }
 

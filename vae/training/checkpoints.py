@@ -159,7 +159,7 @@ class Checkpointer:
                            self._manager.item_metadata(step).tree)
     except Exception as error:  # orbax raises many types for unreadable metadata
       raise self._damaged(step, error) from error
-    if like is not None and _array_specs(saved) != _array_specs(like):
+    if like is not None and array_specs(saved) != array_specs(like):
       raise ValueError(
           f"The checkpoint at step {step} in {self.directory} does not fit the model this "
           "config builds (its arrays have other shapes). Use a new --workdir, or the config "
@@ -193,7 +193,7 @@ class Checkpointer:
     self._manager.close()
 
 
-def _array_specs(tree: Any) -> list[tuple[tuple[int, ...], str]]:
+def array_specs(tree: Any) -> list[tuple[tuple[int, ...], str]]:
   """The sorted (shape, dtype) of every array leaf: what a checkpoint must match."""
   return sorted((tuple(np.shape(leaf)), str(np.asarray(leaf).dtype))
                 for leaf in jax.tree.leaves(tree))

@@ -37,6 +37,7 @@ from vae.models import build_model, with_used_latents
 from vae.reporting import images, metric_writers
 from vae.runtime import distributed
 from vae.training import best_checkpoint, checkpoints, padded_latents, random_streams, update
+from vae.training import warm_start
 from vae.training import workdirs as workdirs_lib
 from vae.training.prefetch import prefetch_to_device
 
@@ -113,7 +114,8 @@ class Run:
 
   def _init_or_restore(self, model: Any, data_mean: np.ndarray | None
                        ) -> tuple[int, Any, Any]:
-    """A damaged checkpoint is set aside with one warning line."""
+    """A damaged checkpoint is set aside with one warning line; a fresh run starts from
+    config.train.init_from's params when it names a run (`vae.training.warm_start`)."""
     state = update.init_state(model, self.config, self.init_key, data_mean)
     like = jax.device_get({"state": update.checkpoint_tree(state),
                            "metrics": update.empty_accumulator(update.train_metric_names(model))})
@@ -129,7 +131,11 @@ class Run:
       self.writer.truncate_after(step)
       return step, update.from_checkpoint_tree(restored["state"]), restored["metrics"]
     self.writer.truncate_after(-1)
-    return 0, update.from_checkpoint_tree(like["state"]), like["metrics"]
+    state = update.from_checkpoint_tree(like["state"])
+    if self.config.train.init_from:
+      state, description = warm_start.warm_started(state, self.config.train.init_from)
+      logging.info("%s: starts from the params of %s.", self.workdir, description)
+    return 0, state, like["metrics"]
 
   def _warn_if_schedule_changed(self, step: int) -> None:
     """One warning line when a resume changes the learning rate of the planned steps:
@@ -198,7 +204,9 @@ class RunGroup(contextlib.AbstractContextManager):
     for field in ("train.batch_size", "eval.batch_size"):
       distributed.check_divisible(f"config.{field}",
                                   field_checks.get_field(self.config, field), self.mesh)
-    for workdir in workdirs:
+    for config, workdir in zip(configs, workdirs):
+      if config.train.init_from and checkpoints.latest_step(workdir) is None:
+        warm_start.source_checkpoint(config.train.init_from)  # a fresh run needs its source
       workdirs_lib.make_workdir(workdir)
       if distributed.is_primary():  # the other processes of the job share it
         self._resources.enter_context(contextlib.closing(workdirs_lib.WorkdirLock(workdir)))

@@ -1,0 +1,71 @@
+"""A run that starts from another run's params (`config.train.init_from`): fine-tuning,
+e.g. a model trained by the ELBO trained on by an IWAE objective.
+
+The source is a run's workdir. Its params (those it evaluates: its average where it keeps
+one) come from its best checkpoint when it kept one (`config.train.keep_best`), else from
+its latest. Everything else starts afresh: step 0, the optimiser's state (Adam's moments
+at zero), the schedule, the best so far. Only a fresh run starts from the source: a run
+with checkpoints of its own resumes from them.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+
+from vae.training import best_checkpoint, checkpoints, update
+
+FIELD = "config.train.init_from"
+
+
+def source_checkpoint(source: str) -> tuple[str, int]:
+  """Which checkpoint of the run in `source` a warm start reads: ("best" | "latest", step).
+  Reads no arrays, so it serves the config's checks.
+
+  Raises:
+    ValueError: one line: `source` is not a run's folder, or it holds no checkpoint.
+  """
+  if not isinstance(source, str) or not os.path.isfile(
+      os.path.join(source, checkpoints.CONFIG_FILE)):
+    raise ValueError(f"{FIELD}={source!r} must be the workdir of a trained run (a folder "
+                     f"with {checkpoints.CONFIG_FILE}): check the path.")
+  record = best_checkpoint.read(source)
+  if record is not None:
+    return "best", record["step"]
+  step = checkpoints.latest_step(source)
+  if step is None:
+    raise ValueError(f"{FIELD}={source!r} holds no checkpoint yet: train it first "
+                     f"(python -m experiments.train --workdir={source} ...).")
+  return "latest", step
+
+
+def load_source_params(source: str) -> tuple[Any, str]:
+  """(params, a description naming the checkpoint) of the run in `source`."""
+  which, step = source_checkpoint(source)
+  if which == "best":
+    params, step = best_checkpoint.load_params(source)
+  else:
+    _, params, step = checkpoints.load_params(source, step)
+  return params, f"the {which} checkpoint (step {step}) of {source}"
+
+
+def warm_started(state: update.TrainState, source: str
+                 ) -> tuple[update.TrainState, str]:
+  """`state` (a fresh one) with the params, and their average if it keeps one, of the
+  run in `source`; and the description of the checkpoint they came from.
+
+  Raises:
+    ValueError: one line: the source's params do not fit the model of `state`.
+  """
+  params, description = load_source_params(source)
+  if (jax.tree.structure(params) != jax.tree.structure(state.params)
+      or checkpoints.array_specs(params) != checkpoints.array_specs(state.params)):
+    raise ValueError(f"{FIELD}: the params of {description} do not fit the model this "
+                     "config builds (other layers or shapes). Start from a run of the "
+                     "same model config.")
+  params = jax.tree.map(lambda fresh, loaded: loaded.astype(fresh.dtype), state.params,
+                        params)
+  ema_params = None if state.ema_params is None else params
+  return update.TrainState(state.step, params, state.opt_state, ema_params), description
