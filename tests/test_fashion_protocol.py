@@ -1,6 +1,7 @@
 """What Tomczak & Welling's protocol adds to the models and the trainer (issue 30): gated
 dense layers, bounded log-variances, the top-down HVAE, AdamNormGrad, early stopping."""
 
+import importlib
 import json
 import os
 
@@ -161,3 +162,34 @@ def test_the_fashion_burda_sweep_points_pass_the_config_checks(fake_idx_dir):
     config = sweeps.apply_point(base, point)
     config_checks.check_config(config)
     assert fashion_burda.get_table().column(point) and fashion_burda.get_table().row(point)
+
+
+def test_a_fine_tuned_rows_training_hours_count_its_sources(tmp_path):
+  from scripts import fashion_mnist_table  # pylint: disable=import-outside-toplevel
+  from vae.configs import fashion_hvae_vamp, fashion_hvae_vamp_iwae  # pylint: disable=import-outside-toplevel
+  from vae.training import checkpoints  # pylint: disable=import-outside-toplevel
+
+  def fake_run(name, config, steps_per_sec):
+    workdir = tmp_path / name
+    workdir.mkdir()
+    checkpoints.save_config(config, str(workdir))
+    record = {"step": 3600, "split": "train", "steps_per_sec": steps_per_sec}
+    (workdir / "metrics.jsonl").write_text(json.dumps(record) + "\n")
+    return str(workdir)
+
+  config = fashion_hvae_vamp_iwae.get_config()
+  config.train.init_from = fake_run("source", fashion_hvae_vamp.get_config(), 1.0)  # an hour
+  run = fashion_mnist_table.read_run(fake_run("fine", config, 2.0))  # and half an hour
+  assert run["train_hours"] == pytest.approx(1.5)
+
+
+def test_the_fine_tuned_row_builds_its_sources_model_and_changes_only_the_objective():
+  from vae.configs import fashion_hvae_vamp_iwae  # pylint: disable=import-outside-toplevel
+  from vae.training import checkpoints  # pylint: disable=import-outside-toplevel
+  source = importlib.import_module(f"vae.configs.{fashion_hvae_vamp_iwae.SOURCE}").get_config()
+  fine = fashion_hvae_vamp_iwae.get_config()
+  assert checkpoints.differing_fields(checkpoints.config_to_dict(source),
+                                      checkpoints.config_to_dict(fine)) == [
+      "loss.gradient_estimator", "loss.kl_warmup_steps", "loss.num_samples", "loss.objective",
+      "train.init_from"]
+  assert fine.train.init_from == f"runs/{fashion_hvae_vamp_iwae.SOURCE}"
