@@ -72,6 +72,7 @@ def read_run(workdir: str) -> dict:
       best_validation=best["value"] if best else None,
       stopped=bool(best and patience and last_step - best["step"] >= patience),
       train_hours=seconds / 3600, test=test,
+      validation_k=config.eval.num_importance_samples,
       curve=[(r["step"] / steps_per_epoch, r["log_px"]) for r in validation])
 
 
@@ -129,7 +130,8 @@ def plot(runs: dict[str, list[dict]], path: str) -> None:
   for row, row_runs in runs.items():
     for i, run in enumerate(row_runs):
       epochs, values = zip(*run["curve"]) if run["curve"] else ((), ())
-      axes.plot(epochs, values, label=ROWS.get(row, (row,))[0] if i == 0 else None,
+      k = "" if run["validation_k"] == 10 else f" (K = {run['validation_k']})"
+      axes.plot(epochs, values, label=ROWS.get(row, (row,))[0] + k if i == 0 else None,
                 color=f"C{list(runs).index(row)}", lw=1)
   axes.set(xlabel="epoch", ylabel="validation log p(x), nats (IWAE, K = 10)",
            title="Fashion-MNIST, Tomczak & Welling's protocol")

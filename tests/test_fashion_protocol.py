@@ -190,6 +190,7 @@ def test_the_fine_tuned_row_builds_its_sources_model_and_changes_only_the_object
   fine = fashion_hvae_vamp_iwae.get_config()
   assert checkpoints.differing_fields(checkpoints.config_to_dict(source),
                                       checkpoints.config_to_dict(fine)) == [
-      "loss.gradient_estimator", "loss.kl_warmup_steps", "loss.num_samples", "loss.objective",
-      "train.init_from"]
+      "eval.chunk_size", "eval.num_importance_samples", "loss.gradient_estimator",
+      "loss.kl_warmup_steps", "loss.num_samples", "loss.objective", "train.init_from",
+      "train.num_steps"]
   assert fine.train.init_from == f"runs/{fashion_hvae_vamp_iwae.SOURCE}"

@@ -8,8 +8,9 @@ import jax
 import ml_collections
 import numpy as np
 
-from vae.configs import (burda_2layer, default, fashion_hvae, fashion_hvae_vamp, fashion_vae,
-                         fashion_vae_vamp, mnist_conv, mnist_mlp)
+from vae.configs import (burda_2layer, default, fashion_hvae, fashion_hvae_vamp,
+                         fashion_hvae_vamp_iwae, fashion_vae, fashion_vae_vamp, mnist_conv,
+                         mnist_mlp)
 from vae.models import build_model
 from vae.runtime import distributed
 from vae.training import random_streams, update
@@ -60,6 +61,8 @@ MODELS: dict[str, tuple[str, Callable[[], ml_collections.ConfigDict]]] = {
                      fashion_hvae.get_config),
     "fashion_hvae_vamp": ("configs/fashion_hvae_vamp.py: the HVAE with a VampPrior of 500 "
                           "pseudo-inputs", fashion_hvae_vamp.get_config),
+    "fashion_hvae_vamp_iwae": ("configs/fashion_hvae_vamp_iwae.py: the same trained by "
+                               "IWAE-DReG", fashion_hvae_vamp_iwae.get_config),
 }
 """name -> (description, config factory); every model is Bernoulli on 28x28x1 images."""
 
