@@ -14,7 +14,7 @@ K = 100 (an IWAE-trained encoder makes the protocol's K = 10 a loose, misleading
 measured on the VAE row's best checkpoint (docs/results/fashion_mnist.md): trained on by
 IWAE-DReG with K = 5 for 55 epochs its validation log p(x) rose 0.52 +- 0.05 nats, with
 K = 20 for 30 epochs 0.63 +- 0.05 (IWAE, K = 1000, the first 1,000 validation images,
-paired); a step with K = 20 costs 5x the ELBO's. Target (issue 30): test log p(x) >=
+paired); on this model a step with K = 20 costs 5x the ELBO's (K = 5: 2x). Target (issue 30): test log p(x) >=
 -226.0, 0.5 nats above the table's best MLP row (Exemplar HVAE, -226.53 +- 0.09). Budget,
 wall time on 2 CPU cores and what it reached here: docs/results/fashion_mnist.md.
 """
