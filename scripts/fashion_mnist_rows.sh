@@ -9,22 +9,26 @@
 #
 #   bash scripts/fashion_mnist_rows.sh [ROOT=runs/fashion_mnist] [SEED=0] [ROWS...]
 set -euo pipefail
-root=${1:-runs/fashion_mnist}
-seed=${2:-0}
-shift $(( $# > 2 ? 2 : $# ))
-rows=("$@")
-(( ${#rows[@]} )) || rows=(fashion_vae fashion_hvae fashion_vae_vamp fashion_hvae_vamp
-                           fashion_hvae_vamp_iwae)
-for row in "${rows[@]}"; do
-  workdir="$root/${row}_seed$seed"
-  # A row trained on from another row's best checkpoint names it in its config's SOURCE.
-  source_row=$(python -c "from vae.configs import $row; print(getattr($row, 'SOURCE', ''))")
-  source=()
-  [[ -n "$source_row" ]] && source=(--config.train.init_from="$root/${source_row}_seed$seed")
-  python -m experiments.train --config="configs/$row.py" --workdir="$workdir" \
-      --config.seed="$seed" "${source[@]}"
-  if [[ ! -f "$workdir/eval_test.json" ]]; then
-    python -m experiments.evaluate --workdir="$workdir" --best --split=test \
-        --num_importance_samples=5000 --decompose_gap --num_examples=1000
-  fi
-done
+main() {
+  root=${1:-runs/fashion_mnist}
+  seed=${2:-0}
+  shift $(( $# > 2 ? 2 : $# ))
+  rows=("$@")
+  (( ${#rows[@]} )) || rows=(fashion_vae fashion_hvae fashion_vae_vamp fashion_hvae_vamp
+                             fashion_hvae_vamp_iwae)
+  for row in "${rows[@]}"; do
+    workdir="$root/${row}_seed$seed"
+    # A row trained on from another row's best checkpoint names it in its config's SOURCE.
+    source_row=$(python -c "from vae.configs import $row; print(getattr($row, 'SOURCE', ''))")
+    source=()
+    [[ -n "$source_row" ]] && source=(--config.train.init_from="$root/${source_row}_seed$seed")
+    python -m experiments.train --config="configs/$row.py" --workdir="$workdir" \
+        --config.seed="$seed" "${source[@]}"
+    if [[ ! -f "$workdir/eval_test.json" ]]; then
+      python -m experiments.evaluate --workdir="$workdir" --best --split=test \
+          --num_importance_samples=5000 --decompose_gap --num_examples=1000
+    fi
+  done
+}
+# All of it is read before it runs, so editing this file cannot derail a running driver.
+main "$@"; exit
