@@ -24,7 +24,8 @@ def get_config():
   config = fashion_vae.get_config()
   config.loss.kl_warmup_steps = 0
   config.train.num_steps = EPOCHS * fashion_vae.STEPS_PER_EPOCH
-  config.train.eval_every = config.train.checkpoint_every = config.train.num_steps
+  config.train.eval_every = config.train.num_steps
+  config.train.checkpoint_every = 5 * fashion_vae.STEPS_PER_EPOCH  # a stopped point resumes
   config.train.keep_best, config.train.early_stopping_patience = "", 0
   config.eval.splits = ("test",)
   config.eval.num_importance_samples, config.eval.chunk_size = 5000, 100
