@@ -212,3 +212,18 @@ def test_the_draws_for_mutual_information_default_to_the_posterior_family():
   with config.unlocked():
     config.eval.mi_num_examples = 7
   assert evaluate.mi_num_examples(model, config.eval) == 7
+
+
+def test_a_progress_line_only_if_slow_is_silent_for_quick_work(monkeypatch, caplog):
+  from vae.reporting import progress  # pylint: disable=import-outside-toplevel
+  clock = [100.0]
+  monkeypatch.setattr(progress.time, "perf_counter", lambda: clock[0])
+  monkeypatch.setattr(progress.sys.stderr, "isatty", lambda: False)
+  caplog.set_level("INFO", logger="absl")
+  for label, seconds_per_update in (("quick:", 1.0), ("slow:", 31.0)):
+    meter = progress.ProgressLine(label, 10, only_if_slow=True)
+    for done in (5, 10):
+      clock[0] += seconds_per_update
+      meter.update(done)
+  assert "quick:" not in caplog.text  # a routine evaluation stays silent
+  assert caplog.text.count("slow:") == 2  # a long one shows its progress and its end

@@ -96,12 +96,12 @@ class Evaluator:
     mi, marginal_kl = collapse.information_terms(own, lse - np.log(num))
     return {"mutual_information": np.asarray(mi), "marginal_kl": np.asarray(marginal_kl)}
 
-  def evaluate(self, params: Any, key: jax.Array, images: np.ndarray | data.LazySplit
-               ) -> dict[str, Any]:
+  def evaluate(self, params: Any, key: jax.Array, images: np.ndarray | data.LazySplit,
+               progress: ProgressLine | None = None) -> dict[str, Any]:
     """Means over the split (nats per example), standard errors, active units (of each
     layer as well, with several), `kl_per_dim` (a (D,) list) and the mutual information
-    and marginal KL (`summaries.latent_summary`)."""
-    per_example, means, latents = self.per_example(params, key, images)
+    and marginal KL (`summaries.latent_summary`); `progress` as `per_example`'s."""
+    per_example, means, latents = self.per_example(params, key, images, progress)
     return (summaries.summarize(self.model, per_example, means)
             | summaries.layer_active_units(self.model, means)
             | summaries.latent_summary(self.model, latents,

@@ -54,20 +54,24 @@ class Progress:
 class ProgressLine:
   """`Progress` shown as it goes: on a terminal one line rewritten in place (`\\r`) on
   stderr; elsewhere (logs, pipes) an absl log line at most every `log_every` seconds
-  and at the end."""
+  and at the end. With `only_if_slow`, nothing is shown before `log_every` seconds have
+  passed, so work that ends sooner (a run's routine evaluations) stays silent."""
 
   def __init__(self, label: str, total: int, unit: str = "examples",
-               log_every: float = 30.0):
+               log_every: float = 30.0, only_if_slow: bool = False):
     self._progress = Progress(label, total, unit)
     self._tty = sys.stderr.isatty()
     self._log_every = log_every
     self._last_log = -math.inf
+    self._quiet_until = time.perf_counter() + log_every if only_if_slow else -math.inf
     self._width = 0
 
   def update(self, done: int) -> None:
     line = self._progress.status(done)
     finished = done >= self._progress.total
     now = time.perf_counter()
+    if now < self._quiet_until:
+      return
     if self._tty:  # Padded to cover a longer previous line.
       sys.stderr.write("\r" + line.ljust(self._width) + ("\n" if finished else ""))
       sys.stderr.flush()

@@ -35,6 +35,7 @@ from vae.common import errors, field_checks
 from vae.config import checks as config_checks
 from vae.models import build_model, with_used_latents
 from vae.reporting import images, metric_writers
+from vae.reporting.progress import ProgressLine
 from vae.runtime import distributed
 from vae.training import best_checkpoint, checkpoints, padded_latents, random_streams, update
 from vae.training import warm_start
@@ -440,7 +441,11 @@ class RunGroup(contextlib.AbstractContextManager):
       params = with_used_latents(params, run.model.latent_dim)
     results = {}
     for split, split_images in self.eval_images.items():
-      results[split] = self.evaluator.evaluate(params, run.eval_key, split_images)
+      # A progress line only for an evaluation slower than 30 s (e.g. K = 5000 at the end).
+      meter = ProgressLine(f"eval {split}, K={self.config.eval.num_importance_samples}:",
+                           len(split_images), only_if_slow=True
+                           ) if distributed.is_primary() else None
+      results[split] = self.evaluator.evaluate(params, run.eval_key, split_images, meter)
       if self._padded and "kl_per_dim" in results[split]:
         results[split]["kl_per_dim"] = results[split]["kl_per_dim"][:run.model.latent_dim]
     return results
