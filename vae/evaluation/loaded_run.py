@@ -49,11 +49,8 @@ def load_run(workdir: str | os.PathLike, step: int | str | None = None) -> "Load
     raise ValueError(f"step={step!r} must be None (the latest), an int or 'best'.")
   if not os.path.isdir(workdir):
     raise ValueError(f"workdir={workdir!r} does not exist.")
-  if step == "best":
-    config = checkpoints.load_config(workdir)
-    params, found = best_checkpoint.load_params(workdir)
-  else:
-    config, params, found = checkpoints.load_params(workdir, step)
+  config = checkpoints.load_config(workdir)
+  params, found = best_checkpoint.load_params_at(workdir, step)
   return LoadedRun(workdir, config, params, found)
 
 

@@ -171,10 +171,7 @@ def evaluate_run(workdir: str, split: str = "test", *, step: int | None = None,
   with config.unlocked():
     config.eval = eval_settings(config.eval, overrides, defaults)
   config_checks.check_eval(config)
-  if best:
-    params, checkpoint_step = best_checkpoint.load_params(workdir)
-  else:
-    _, params, checkpoint_step = checkpoints.load_params(workdir, step)
+  params, checkpoint_step = best_checkpoint.load_params_at(workdir, "best" if best else step)
   model = build_model(config.model, data.dataset_info(config.data).image_shape)
   images = data.LazySplit(config.data, split)  # each process reads only its part
   if len(images) == 0:

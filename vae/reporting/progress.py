@@ -67,11 +67,11 @@ class ProgressLine:
     self._width = 0
 
   def update(self, done: int) -> None:
-    line = self._progress.status(done)
-    finished = done >= self._progress.total
     now = time.perf_counter()
     if now < self._quiet_until:
       return
+    line = self._progress.status(done)
+    finished = done >= self._progress.total
     if self._tty:  # Padded to cover a longer previous line.
       sys.stderr.write("\r" + line.ljust(self._width) + ("\n" if finished else ""))
       sys.stderr.flush()

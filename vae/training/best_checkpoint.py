@@ -49,6 +49,19 @@ def load_params(workdir: str) -> tuple[Any, int]:
     checkpointer.close()
 
 
+def load_params_at(workdir: str, step: int | str | None = None) -> tuple[Any, int]:
+  """(params, step) of a run's checkpoint: the latest (None), a step (int), or "best"
+  (`load_params`); the params its evaluations use.
+
+  Raises:
+    ValueError: one line naming what is missing.
+  """
+  if step == "best":
+    return load_params(workdir)
+  _, params, found = checkpoints.load_params(workdir, step)
+  return params, found
+
+
 class BestCheckpoint:
   """Keeps the params of a run's best evaluation so far (see the module docstring)."""
 

@@ -44,10 +44,7 @@ def source_checkpoint(source: str) -> tuple[str, int]:
 def load_source_params(source: str) -> tuple[Any, str]:
   """(params, a description naming the checkpoint) of the run in `source`."""
   which, step = source_checkpoint(source)
-  if which == "best":
-    params, step = best_checkpoint.load_params(source)
-  else:
-    _, params, step = checkpoints.load_params(source, step)
+  params, step = best_checkpoint.load_params_at(source, "best" if which == "best" else step)
   return params, f"the {which} checkpoint (step {step}) of {source}"
 
 
