@@ -14,6 +14,7 @@ from tensorboard_events import tensorboard_events
 from vae import sweeps
 from vae.configs import tiny
 from vae.reporting import metric_writers
+from vae.sweeps import summary as sweep_summary
 from vae.training import update
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -122,6 +123,32 @@ def test_vectorized_beta_sweep_then_resume_skips_finished_points(tmp_path):
   assert again == rows
   for name, records in before.items():
     assert metric_writers.read_metrics(os.path.join(workdir, name)) == records
+
+
+def test_status_of_a_part_finished_sweep_leaves_unstarted_points_untouched(tmp_path):
+  """--status mid-sweep: the finished point is summarised; an unstarted one gets no folder,
+  an empty table cell and empty summary cells (not "nan"); a failed one says so."""
+  sweep_file = write_sweep_file(tmp_path, 'sweeps.axis("loss.beta", [0.5, 4.0])', """
+      def get_table():
+        return sweep_summary.Table("KL by beta", lambda r: "kl", lambda r: str(r["loss.beta"]),
+                                   lambda r: f"{r['kl']:.3f}")
+      """)
+  from vae.training import train  # pylint: disable=import-outside-toplevel
+  workdir = tmp_path / "sweep"
+  points = sweeps.load_points(sweep_file)
+  (name, config), (unstarted, _) = sweeps.expand(tiny.get_config(), points)
+  kl = train.train_and_evaluate(config, str(workdir / name))["test"]["kl"]
+  states = sweeps.sweep_status(sweep_file, tiny.get_config(), points, str(workdir))
+  assert [state for state, _ in states.values()] == ["finished", "stopped"]
+  assert not (workdir / unstarted).exists()
+  assert (workdir / name / "tensorboard" / "hparams").is_dir()
+  assert (workdir / "table.md").read_text().splitlines()[4] == f"| kl | {kl:.3f} |  |"
+  summary = (workdir / "summary.md").read_text()
+  assert "nan" not in summary and f"| {unstarted} | 4.00 |  |" in summary
+  failed = {"loss.beta": 4.0, "kl": float("nan"), "failure": "the loss became non-finite"}
+  table = sweep_summary.Table("", lambda r: "kl", lambda r: str(r["loss.beta"]),
+                              lambda r: f"{r['kl']:.3f}")
+  assert table.markdown([failed]).splitlines()[4] == "| kl | failed |"
 
 
 def test_latent_sweep_trains_as_one_padded_program_and_plots(tmp_path, caplog):

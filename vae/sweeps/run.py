@@ -217,11 +217,13 @@ def _run_here(todo, points, workdir: str, mode: str, times: dict[str, float],
 
 
 def _summarize(named, points, workdir, times, table) -> list[dict[str, Any]]:
-  """summary.csv, .md, the plots, table.md, each point's HParams; raises
-  PointFailedError after writing them when some points failed."""
+  """summary.csv, .md, the plots, table.md, and the HParams of each point that finished
+  or failed; raises PointFailedError after writing them when some points failed."""
   rows = sweep_summary.summary_rows(named, points, workdir, times)
   sweep_summary.write_summary(rows, workdir, table)
   for row, point in zip(rows, points):
+    if not (sweep_summary.has_results(row) or row.get("failure")):
+      continue  # no folder to write into yet, or a point still training
     metrics = {k: row[k] for k in sweep_summary.METRIC_COLUMNS if np.isfinite(row[k])}
     metric_writers.write_hparams(os.path.join(workdir, row["point"]), point, metrics,
                                  row["step"] or 0)

@@ -64,7 +64,8 @@ class Table:
 
   Each summary row (a dict: the point's overrides and its final metrics) goes to the cell
   at (row(r), column(r)), showing cell(r); rows and columns keep the order in which the
-  points first name them, and a cell no point fills stays empty.
+  points first name them. A cell no point fills, or whose point has no final metrics yet
+  (not started or training), stays empty; a failed point's cell says "failed".
   """
   title: str
   row: Callable[[dict[str, Any]], str]
@@ -73,7 +74,8 @@ class Table:
 
   def markdown(self, rows: list[dict[str, Any]]) -> str:
     """The table as Markdown, its title first."""
-    cells = {(self.row(r), self.column(r)): self.cell(r) for r in rows}
+    cells = {(self.row(r), self.column(r)): self.cell(r) if has_results(r)
+             else "failed" if r.get("failure") else "" for r in rows}
     row_names = list(dict.fromkeys(name for name, _ in cells))
     columns = list(dict.fromkeys(column for _, column in cells))
     lines = [self.title, "", "| | " + " | ".join(columns) + " |",
@@ -81,6 +83,12 @@ class Table:
     lines += ["| " + name + " | " + " | ".join(cells.get((name, c), "") for c in columns)
               + " |" for name in row_names]
     return "\n".join(lines) + "\n"
+
+
+def has_results(row: dict[str, Any]) -> bool:
+  """Whether a summary row holds its point's final metrics (not one unstarted, still
+  training or failed)."""
+  return any(np.isfinite(row.get(k, np.nan)) for k in METRIC_COLUMNS)
 
 
 def write_summary(rows: list[dict[str, Any]], workdir: str, table: Table | None = None
@@ -180,7 +188,7 @@ def plot_information_against_beta(rows: list[dict[str, Any]], path: str) -> None
 
 def _cell(value) -> str:
   if isinstance(value, float):
-    return f"{value:.2f}"
+    return f"{value:.2f}" if np.isfinite(value) else ""
   return "" if value is None else str(value)
 
 
