@@ -162,6 +162,14 @@ def test_the_fashion_burda_sweep_points_pass_the_config_checks(fake_idx_dir):
     config = sweeps.apply_point(base, point)
     config_checks.check_config(config)
     assert fashion_burda.get_table().column(point) and fashion_burda.get_table().row(point)
+  rows = [{**point, "log_px": -230.0 - i, "active_units": 10 + i}
+          for i, point in enumerate(points)]
+  for row in rows[4:]:
+    row.update(active_units_z1=row["active_units"] - 3, active_units_z2=3)
+  lines = fashion_burda.get_table().markdown(rows).splitlines()
+  assert lines[2] == "| | VAE | IWAE k = 5 | IWAE k = 50 | IWAE-DReG k = 50 |"
+  assert lines[4] == "| one layer | -230.00 (10) | -231.00 (11) | -232.00 (12) | -233.00 (13) |"
+  assert lines[5].startswith("| two layers | -234.00 (11+3) |")
 
 
 def test_a_fine_tuned_rows_training_hours_count_its_sources(tmp_path):

@@ -94,9 +94,7 @@ def _column(point: dict) -> str:
 
 
 def _cell(row: dict) -> str:
-  layers = sorted(k for k in row if k.startswith("active_units_"))
-  units = "+".join(f"{row[k]:.0f}" for k in layers or ["active_units"])
-  return f"{-row['log_px']:.2f} ({units})"
+  return f"{-row['log_px']:.2f} ({sweep_summary.active_units_text(row)})"
 
 
 def get_table():

@@ -62,9 +62,10 @@ def _column(point: dict) -> str:
 
 
 def _cell(row: dict) -> str:
-  return f"{row['log_px']:.2f}"
+  return f"{row['log_px']:.2f} ({sweep_summary.active_units_text(row)})"
 
 
 def get_table():
-  return sweep_summary.Table("Test log p(x) (IWAE, K = 5000, nats) after 50 epochs.", _row,
+  return sweep_summary.Table("Test log p(x) (IWAE, K = 5000, nats) after 50 epochs, and "
+                             "active units (z1+z2), as in Burda et al.'s Table 1.", _row,
                              _column, _cell)

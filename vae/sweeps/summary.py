@@ -91,6 +91,13 @@ def has_results(row: dict[str, Any]) -> bool:
   return any(np.isfinite(row.get(k, np.nan)) for k in METRIC_COLUMNS)
 
 
+def active_units_text(row: dict[str, Any]) -> str:
+  """A summary row's active units, each layer's joined by "+" where it logs them per layer
+  (z1 first: "17+3"), for a sweep's own table."""
+  layers = sorted(k for k in row if k.startswith("active_units_"))
+  return "+".join(f"{row[k]:.0f}" for k in layers or ["active_units"])
+
+
 def write_summary(rows: list[dict[str, Any]], workdir: str, table: Table | None = None
                   ) -> None:
   """summary.csv, summary.md, the plots that the swept keys allow, and the sweep's own
