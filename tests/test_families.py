@@ -71,8 +71,9 @@ def test_family_trains_and_evaluates(tmp_path, posterior, prior, layers):
   gaps = summary["gap_decomposition"]
   assert gaps["total_gap"] == pytest.approx(gaps["approximation_gap"]
                                             + gaps["amortization_gap"], abs=1e-4)
-  assert gaps["posterior_family"] == (posterior if posterior != "diagonal" and layers == 1
-                                      else None)
+  assert gaps["posterior_family"] == (
+      "bottom-up hierarchy (diagonal layers)" if layers > 1
+      else posterior if posterior != "diagonal" else None)
   if gaps["posterior_family"]:
     assert gaps["total_gap"] == pytest.approx(gaps["approximation_gap_family"]
                                               + gaps["amortization_gap_family"], abs=1e-4)

@@ -93,7 +93,7 @@ def gap_section(result: dict[str, np.ndarray], eval_config: ml_collections.Confi
   encoder of another family, the split with q* in that family (`*_family`)."""
   own_family = model.fits_own_family
   section = dict(num_examples=len(result["log_px"]), log_px_estimator=eval_config.estimator,
-                 posterior_family=model.posterior if own_family else None)
+                 posterior_family=model.own_family_name)
   names = ["log_px", "elbo_encoder", "elbo_optimal", "total_gap", "approximation_gap",
            "amortization_gap"]
   if own_family:

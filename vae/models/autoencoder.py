@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from typing import Any, Callable, Sequence
 
 import flax.linen as nn
@@ -99,6 +100,17 @@ def with_used_latents(params: Any, num_used: int | Array) -> Any:
   does, up to float rounding, while runs of other sizes share one compiled program
   (`vae.training.padded_latents`)."""
   return {**params, USED_LATENTS: num_used}
+
+
+def _fan_in_offsets(weights: Any) -> tuple[Any, Callable[[Any], Any]]:
+  """(zero offsets like `weights`, offsets -> the weights they make): w + offset / fan_in
+  for arrays of two or more axes (fan_in: the product of all axes but the last), w +
+  offset for vectors, so one step of an offset moves a layer's outputs about as far as a
+  step of its bias."""
+  def scale(w):
+    return 1.0 / math.prod(w.shape[:-1]) if w.ndim > 1 else 1.0
+  make = lambda offsets: jax.tree.map(lambda w, u: w + u * scale(w), weights, offsets)
+  return jax.tree.map(jnp.zeros_like, weights), make
 
 
 DECODER_BIAS_INITS = ("zeros", "data_mean")
@@ -195,7 +207,13 @@ class Model:
     used = self._used_latents(params)
     if used is not None:  # a diagonal q over one layer (`padded_latents.why_not_paddable`)
       outputs = padding.masked_posterior(outputs[0], outputs[1], used)
-    first = families.POSTERIORS[self.posterior].build(outputs[0], outputs[1], extra, flow)
+    return self._posterior(params, x, (outputs[0], outputs[1], extra), flow)
+
+  def _posterior(self, params: Any, x: Array, first_outputs: tuple[Array, Array, Any],
+                 flow: Any) -> Any:
+    """q(z|x) from the encoder's outputs for x, (mean, logvar, extra), and the flow's
+    weights; the layers drawn after the first from the upper encoders in `params`."""
+    first = families.POSTERIORS[self.posterior].build(*first_outputs, flow)
     if not self.is_hierarchy:
       return first
     if self.top_down:
@@ -212,20 +230,39 @@ class Model:
   @property
   def fits_own_family(self) -> bool:
     """Whether `posterior_parameters` gives a family to fit q* in besides the diagonal."""
-    return self.posterior != "diagonal" and not self.is_hierarchy
+    return self.posterior != "diagonal" or self.is_hierarchy
+
+  @property
+  def own_family_name(self) -> str | None:
+    """The family `posterior_parameters` fits, as reports name it; None without one."""
+    if not self.fits_own_family:
+      return None
+    if not self.is_hierarchy:
+      return self.posterior
+    order = "top-down" if self.top_down else "bottom-up"
+    return f"{order} hierarchy ({self.posterior} layers)"
 
   def posterior_parameters(self, params: Any, x: Array) -> tuple[Any, Callable] | None:
-    """q(z|x) of one x as (its parameters, parameters -> q): the encoder's outputs for
-    x and the flow's weights, to fit per example in the model's own family
-    (`vae.kernels.inference_gap.Family`). None where that family is the diagonal
-    Gaussian's, or with several stochastic layers (whose upper layers are networks, not
-    per-example parameters)."""
+    """q(z|x) of one x as (its parameters, parameters -> q), to fit per example in the
+    model's own family (`vae.kernels.inference_gap.Family`): the encoder's outputs for x,
+    the flow's weights and, with several stochastic layers, the upper encoders' weights
+    (the networks of q(z_l|x, z_{l+1}) top-down, q(z_{l+1}|z_l) bottom-up), so the fit
+    gives the example its own copy of each. None where that family is the diagonal
+    Gaussian's of one layer.
+
+    The upper encoders' weights are fitted as offsets from the trained ones, a matrix's
+    divided by its fan-in (`_fan_in_offsets`): Adam moves every entry by about its
+    learning rate, so a raw 784 x 600 kernel would move its outputs hundreds of times
+    further than a bias does, and the fit, unstable, would stop short of the diagonal q*
+    (which this family contains: zero weights from the layer above)."""
     if not self.fits_own_family:
       return None
     outputs, flow = self._apply(params, VAE.encode, x)
-    family = families.POSTERIORS[self.posterior]
-    extra = outputs[2] if len(outputs) > 2 else None
-    return ((outputs[0], outputs[1], extra), flow), lambda raw: family.build(*raw[0], raw[1])
+    first = (outputs[0], outputs[1], outputs[2] if len(outputs) > 2 else None)
+    upper = {k: v for k, v in params.items() if k.startswith("upper_encoders")}
+    offsets, weights = _fan_in_offsets(upper)
+    build = lambda raw: self._posterior({**params, **weights(raw[2])}, x, raw[0], raw[1])
+    return (first, flow, offsets), build
 
   def encode_mean(self, params: Any, x: Array) -> Array:
     """x (..., H, W, C) -> a point of each q(z|x), (..., D): its mean (the IAF: the flow
