@@ -18,7 +18,8 @@ without a better validation score. Differences, for the budget (docs/results/fas
 validation every 5 epochs by IWAE with K = 10 (theirs: every epoch by the ELBO), so the
 patience is 10 evaluations.
 
-Budget and wall time on 2 CPU cores, and what it reached here: docs/results/fashion_mnist.md.
+Reached here (seed 0): -228.56 on the test split, early-stopped at epoch 960 (best at
+910) after 2.8 h of training on 2 CPU cores. Details: docs/results/fashion_mnist.md.
 """
 
 from vae.configs import default
