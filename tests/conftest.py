@@ -2,16 +2,9 @@
 in this process and in every app the tests launch (JAX_DISABLE_MOST_OPTIMIZATIONS), so that
 an app's numbers are the numbers of the same run trained here.
 
-jaxlib 0.10.2 on CPU miscompiles a vmapped product of a small matrix and a vector followed
-by a reduction, over more than 16,384 rows in float64 (32,768 in float32), giving wrong
-values silently (jax-ml/jax#39103): the float64 oracles of these tests have that shape.
-With that jaxlib the tests keep reductions out of XLA's YNN fusions (its workaround flag),
-here and in the apps they launch.
-
 Also the session's fake TFDS catalog sets (see tests/tfds_fakes.py), prepared once.
 """
 
-import importlib.metadata
 import os
 
 import jax
@@ -19,9 +12,6 @@ import pytest
 
 jax.config.update("jax_disable_most_optimizations", True)
 os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "1"
-if importlib.metadata.version("jaxlib") == "0.10.2":
-  os.environ["XLA_FLAGS"] = " ".join(filter(None, [
-      os.environ.get("XLA_FLAGS"), "--xla_cpu_experimental_ynn_fusion_type=-reduce"]))
 
 
 @pytest.fixture(scope="session", autouse=True)
