@@ -14,6 +14,11 @@ training shows its progress, and the gap's decomposition follows where the test
 evaluation made one. Training time is the sum of the logged intervals (steps over
 steps/s), evaluations and checkpoints left out; a run started from another's params
 (`config.train.init_from`) counts its source's hours too.
+
+What the table shows of each run is also kept beside the page (fashion_mnist_runs.json,
+committed with it), so a run whose workdir is gone (its machine replaced) keeps its row:
+a workdir under --root replaces its archived record, and an archived run without one is
+shown as it was last read, marked "workdir lost" unless it had finished.
 """
 
 from __future__ import annotations
@@ -45,10 +50,12 @@ _PAGE = flags.DEFINE_string("page", "docs/results/fashion_mnist.md",
                             "The results page whose table is rewritten; the plot goes beside it.")
 _MARKERS = ("<!-- table -->\n", "<!-- /table -->\n")
 PLOT = "fashion_mnist_curves.png"
+ARCHIVE = "fashion_mnist_runs.json"
 
 
-def read_run(workdir: str) -> dict:
-  """What the table shows of one workdir."""
+def read_run(workdir: str, archive: dict | None = None) -> dict:
+  """What the table shows of one workdir; `archive` ({run name: record}) stands in for a
+  fine-tuned run's source whose workdir is gone."""
   config = checkpoints.load_config(workdir)
   steps_per_epoch = -(-(60000 - config.data.validation_size) // config.train.batch_size)
   records = metric_writers.read_metrics(workdir)
@@ -65,7 +72,9 @@ def read_run(workdir: str) -> dict:
     previous = record["step"]
   source = config.train.get("init_from", "")
   if source and os.path.isdir(source):  # a fine-tuned run: its source's hours count too
-    seconds += read_run(source)["train_hours"] * 3600
+    seconds += read_run(source, archive)["train_hours"] * 3600
+  elif source and os.path.basename(source.rstrip("/")) in (archive or {}):
+    seconds += archive[os.path.basename(source.rstrip("/"))]["train_hours"] * 3600
   return dict(
       workdir=workdir, steps_per_epoch=steps_per_epoch, last_epoch=last_step / steps_per_epoch,
       best_epoch=best["step"] / steps_per_epoch if best else None,
@@ -73,7 +82,13 @@ def read_run(workdir: str) -> dict:
       stopped=bool(best and patience and last_step - best["step"] >= patience),
       train_hours=seconds / 3600, test=test,
       validation_k=config.eval.num_importance_samples,
-      curve=[(r["step"] / steps_per_epoch, r["log_px"]) for r in validation])
+      curve=[(r["step"] / steps_per_epoch, r["log_px"]) for r in validation], lost=False)
+
+
+def _state(run: dict) -> str:
+  if run["stopped"]:
+    return "early-stopped"
+  return "workdir lost" if run.get("lost") else "training"
 
 
 def _cell(values: list[float]) -> str:
@@ -92,11 +107,12 @@ def table(runs: dict[str, list[dict]]) -> str:
     name, mean, std = ROWS.get(row, (row, None, None))
     tests = [r["test"] for r in row_runs if r["test"]]
     published = f"{mean:.2f} ± {std:.2f}" if mean is not None else "—"
-    states = ["early-stopped" if r["stopped"] else "training" for r in row_runs]
+    states = [_state(r) for r in row_runs]
     lines.append(
         f"| {name} (`{row}`) | {published} | {_cell([t['log_px'] for t in tests])} | "
         f"{_cell([t['elbo'] for t in tests])} | "
-        f"{_cell([r['best_validation'] for r in row_runs if r['best_validation']])} | "
+        + ", ".join(f"{r['best_validation']:.2f}" if r["best_validation"] else "—"
+                    for r in row_runs) + " | "
         + ", ".join(f"{r['best_epoch'] or 0:.0f} / {r['last_epoch']:.0f}" for r in row_runs)
         + " | " + ", ".join(f"{r['train_hours']:.1f}" for r in row_runs)
         + f" | {', '.join(states)} |")
@@ -135,8 +151,9 @@ def plot(runs: dict[str, list[dict]], path: str) -> None:
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
   figure, axes = plt.subplots(figsize=(7, 4.5))
   for row, row_runs in runs.items():
-    for i, run in enumerate(row_runs):
-      epochs, values = zip(*run["curve"]) if run["curve"] else ((), ())
+    drawn = [run for run in row_runs if run["curve"]]  # a lost workdir's curve is not kept
+    for i, run in enumerate(drawn):
+      epochs, values = zip(*run["curve"])
       k = "" if run["validation_k"] == 10 else f" (K = {run['validation_k']})"
       axes.plot(epochs, values, label=ROWS.get(row, (row,))[0] + k if i == 0 else None,
                 color=f"C{list(runs).index(row)}", lw=1)
@@ -151,15 +168,30 @@ def plot(runs: dict[str, list[dict]], path: str) -> None:
   figure.savefig(path, dpi=120)
 
 
-def write_table(root: str, page: str) -> str:
-  """Reads every run under `root`, rewrites the table of `page` and the plot beside it;
-  returns the table."""
-  runs = collections.defaultdict(list)
-  for name in sorted(os.listdir(root)):
-    match = _RUN.match(name)
+def read_runs(root: str, archive_path: str) -> dict[str, dict]:
+  """{run name: record} of every run under `root` and, for runs without a workdir there,
+  the archive's records (marked lost); rewrites the archive with the result."""
+  archive = {}
+  if os.path.exists(archive_path):
+    with open(archive_path) as f:
+      archive = json.load(f)
+  live = {}
+  for name in sorted(os.listdir(root)) if os.path.isdir(root) else []:
     workdir = os.path.join(root, name)
-    if match and os.path.exists(os.path.join(workdir, checkpoints.CONFIG_FILE)):
-      runs[match["row"]].append(read_run(workdir))
+    if _RUN.match(name) and os.path.exists(os.path.join(workdir, checkpoints.CONFIG_FILE)):
+      live[name] = read_run(workdir, archive)
+  merged = {**{name: {**run, "lost": True} for name, run in archive.items()}, **live}
+  with open(archive_path, "w") as f:
+    json.dump(dict(sorted(merged.items())), f, indent=1)
+  return merged
+
+
+def write_table(root: str, page: str) -> str:
+  """Reads every run under `root` (and the archive beside `page`), rewrites the table of
+  `page`, the plot and the archive beside it; returns the table."""
+  runs = collections.defaultdict(list)
+  for name, run in sorted(read_runs(root, os.path.join(os.path.dirname(page), ARCHIVE)).items()):
+    runs[_RUN.match(name)["row"]].append(run)
   ordered = {row: runs[row] for row in [*ROWS, *sorted(set(runs) - set(ROWS))] if row in runs}
   text = table(ordered) + gap_table(ordered)
   with open(page) as f:

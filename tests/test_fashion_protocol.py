@@ -4,6 +4,7 @@ dense layers, bounded log-variances, the top-down HVAE, AdamNormGrad, early stop
 import importlib
 import json
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -181,6 +182,13 @@ def test_the_table_script_reads_a_run_and_rewrites_only_its_table(tmp_path):
   assert (tmp_path / fashion_mnist_table.PLOT).exists()
   assert ("| VAE w/ Gaussian prior (`fashion_vae_seed0`) | 1000 | 6.50 | 2.25 | 4.25 | 2.25 "
           "| 4.25 |") in text
+  # The record is archived beside the page: the row outlives its workdir, marked lost.
+  shutil.rmtree(workdir)
+  fashion_mnist_table.write_table(str(tmp_path / "runs"), str(page))
+  row = [line for line in page.read_text().splitlines() if "fashion_vae" in line][0]
+  assert "| -229.50 | -235.10 | -238.00 | 10 / 10 | 0.0 | workdir lost |" in row
+  archived = json.loads((tmp_path / fashion_mnist_table.ARCHIVE).read_text())
+  assert list(archived) == ["fashion_vae_seed0"] and archived["fashion_vae_seed0"]["lost"]
 
 
 def test_the_gap_table_shows_a_hierarchys_split_in_its_own_family_beside_the_diagonal():
