@@ -201,6 +201,9 @@ def _eval() -> ml_collections.ConfigDict:
   eval.gap.patience = 2  # Checks without improvement before the fit stops.
   eval.gap.tolerance = 0.01  # Nats of improvement a check must bring.
   eval.gap.num_elbo_samples = 1000  # Samples scoring ELBO[q_encoder] and ELBO[q*].
+  # For an encoder of a richer family than the diagonal Gaussian (a hierarchy, an IAF),
+  # q* is also fitted in that family, on the first family_examples examples (0: all).
+  eval.gap.family_examples = 0
   eval.ais = ml_collections.ConfigDict()  # Annealed importance sampling with HMC.
   eval.ais.steps = 500  # Annealing steps.
   eval.ais.chains = 16  # Chains per example.

@@ -30,7 +30,8 @@ GAP_KEYS = ("num_examples", "log_px_estimator", "posterior_family", "log_px",
             "elbo_optimal_stderr", "total_gap", "total_gap_stderr", "approximation_gap",
             "approximation_gap_stderr", "amortization_gap", "amortization_gap_stderr",
             "mean_steps", "fraction_at_max_steps", "num_samples", "learning_rate",
-            "max_steps", "check_every", "patience", "tolerance", "num_elbo_samples")
+            "max_steps", "check_every", "patience", "tolerance", "num_elbo_samples",
+            "family_examples")
 AIS_KEYS = ("num_examples", "log_px", "log_px_stderr", "iwae_log_px", "iwae_log_px_stderr",
             "ais_minus_iwae", "ais_minus_iwae_stderr", "acceptance_rate", "steps", "chains",
             "leapfrog_steps", "start", "schedule")

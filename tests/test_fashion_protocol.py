@@ -85,6 +85,40 @@ def test_a_hierarchys_own_family_starts_at_its_encoder_and_refits_its_upper_netw
   assert float(gap.amortization_gap_family) > 0  # an untrained encoder: the fit gains
 
 
+def test_the_own_family_fit_on_fewer_examples_leaves_the_diagonal_split_as_it_was():
+  """gap.family_examples = 2 of 4: the diagonal q*'s split of every example is the one
+  a full pass gives (each example keeps its key), the own family's of the first two
+  too, the rest NaN; the summary says on how many and gives the diagonal's beside."""
+  from vae.configs import default  # pylint: disable=import-outside-toplevel
+  from vae.evaluation import ais_and_gap  # pylint: disable=import-outside-toplevel
+  from vae.runtime import distributed  # pylint: disable=import-outside-toplevel
+  model = build_model(model_config(upper_latent_dims=(2,), upper_hidden_sizes=(4,),
+                                   hierarchy="top_down"), IMAGE_SHAPE)
+  params = model.init(jax.random.PRNGKey(0))
+  images = np.asarray(jax.random.bernoulli(jax.random.PRNGKey(1), 0.4, (4, *IMAGE_SHAPE)),
+                      np.float32)
+  eval_config = default.get_config().eval
+  eval_config.gap.max_steps, eval_config.gap.num_elbo_samples = 50, 50
+
+  def decompose(family_examples):
+    eval_config.gap.family_examples = family_examples
+    result = ais_and_gap.decompose_gaps(model, params, jax.random.PRNGKey(2), images,
+                                        np.full(4, -30.0), eval_config,
+                                        distributed.data_mesh(), progress=False)
+    return result, ais_and_gap.gap_section(result, eval_config, model)
+
+  (full, _), (part, section) = decompose(0), decompose(2)
+  for name in ("elbo_optimal", "approximation_gap", "amortization_gap"):
+    np.testing.assert_allclose(part[name], full[name], rtol=1e-5)
+  np.testing.assert_allclose(part["elbo_family"][:2], full["elbo_family"][:2], rtol=1e-5)
+  assert np.isnan(part["elbo_family"][2:]).all()
+  assert section["num_examples"] == 4 and section["num_examples_family"] == 2
+  assert section["approximation_gap_family"] == pytest.approx(
+      np.mean(full["approximation_gap_family"][:2]), rel=1e-5)
+  assert section["approximation_gap_on_family_examples"] == pytest.approx(
+      np.mean(full["approximation_gap"][:2]), rel=1e-5)
+
+
 def test_the_top_down_model_draws_z2_then_z1_given_x_and_z2_and_decodes_both():
   model = build_model(model_config(upper_latent_dims=(2,), upper_hidden_sizes=(4, 4),
                                    hierarchy="top_down", prior="vamp", prior_components=3,

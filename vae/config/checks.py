@@ -129,6 +129,7 @@ def check_eval(config: ml_collections.ConfigDict) -> None:
                 "ais.steps", "ais.chains", "ais.leapfrog_steps"):
     int_at_least(config, f"eval.{field}")
   int_at_least(config, "eval.mi_num_examples", minimum=-1)
+  int_at_least(config, "eval.gap.family_examples", minimum=0)
   for split in config.eval.splits:
     if split not in data.SPLITS:
       fail("eval.splits", tuple(config.eval.splits), f"a tuple of names from {data.SPLITS}")

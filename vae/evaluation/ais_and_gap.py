@@ -23,11 +23,43 @@ from vae.models import Model
 from vae.reporting.progress import ProgressLine
 
 
+FAMILY_FIELDS = ("elbo_family", "approximation_gap_family", "amortization_gap_family",
+                 "num_steps_family")
+
+
 def decompose_gaps(model: Model, params: Any, key: jax.Array,
                    images: np.ndarray | data.LazySplit, log_px: np.ndarray,
                    eval_config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh,
                    progress: bool) -> dict[str, np.ndarray]:
-  """Per-example GapDecomposition fields of `images` (n, H, W, C), as numpy arrays."""
+  """Per-example GapDecomposition fields of `images` (n, H, W, C), as numpy arrays; the
+  `*_family` fields are NaN past the first `family_examples(...)` examples (not fitted)."""
+  num_family = family_examples(model, eval_config, len(images))
+  meter = ProgressLine("gap decomposition (q* per example):", len(images)) if progress else None
+  parts = [_decompose_part(model, params, key, images, log_px, eval_config, mesh, meter,
+                           start, stop, own_family=start == 0 and model.fits_own_family)
+           for start, stop in ((0, num_family), (num_family, len(images))) if stop > start]
+  result = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+  if num_family < len(images):
+    for name in FAMILY_FIELDS:
+      result[name] = result[name].astype(np.float32)
+      result[name][num_family:] = np.nan
+  return result
+
+
+def family_examples(model: Model, eval_config: ml_collections.ConfigDict, num: int) -> int:
+  """How many of `num` examples (the first) fit q* in the encoder's own family too."""
+  if not model.fits_own_family:
+    return num  # its family is the diagonal Gaussian: the same fit
+  return min(eval_config.gap.family_examples or num, num)
+
+
+def _decompose_part(model: Model, params: Any, key: jax.Array,
+                    images: np.ndarray | data.LazySplit, log_px: np.ndarray,
+                    eval_config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh,
+                    meter: ProgressLine | None, start: int, stop: int,
+                    own_family: bool) -> dict[str, np.ndarray]:
+  """decompose_gaps on examples [start, stop), q* in the own family too if `own_family`;
+  each example draws from `key` folded with its index in the split."""
   gap = eval_config.gap
   fit_options = dict(num_samples=gap.num_samples, learning_rate=gap.learning_rate,
                      max_steps=gap.max_steps, check_every=gap.check_every,
@@ -38,20 +70,19 @@ def decompose_gaps(model: Model, params: Any, key: jax.Array,
     prior = model.prior(params)
 
     def one(k, xi, lp):
-      own = model.posterior_parameters(params, xi)
+      own = model.posterior_parameters(params, xi) if own_family else None
       return inference_gap.decompose_gap(
           k, xi, encode, decode, lp, likelihood=model.likelihood, prior=prior,
           num_elbo_samples=gap.num_elbo_samples,
           family=None if own is None else inference_gap.Family(*own), **fit_options)
 
-    return jax.vmap(one)(batching.example_keys(key, indices), x, batch_log_px)
+    return jax.vmap(one)(batching.example_keys(key, indices + start), x, batch_log_px)
 
   batch_fn = split_batches.data_parallel_jit(batch_fn, mesh, 1, 3)
-  meter = ProgressLine("gap decomposition (q* per example):", len(images)) if progress else None
-  result = split_batches.map_batches(functools.partial(batch_fn, params),
-                                     (images, log_px.astype(np.float32)),
-                                     _subset_batch_size(eval_config, len(images), mesh), mesh,
-                                     meter)
+  result = split_batches.map_batches(
+      functools.partial(batch_fn, params),
+      (images[start:stop], log_px[start:stop].astype(np.float32)),
+      _subset_batch_size(eval_config, stop - start, mesh), mesh, meter)
   return result._asdict()
 
 
@@ -92,16 +123,23 @@ def gap_section(result: dict[str, np.ndarray], eval_config: ml_collections.Confi
   """The "gap_decomposition" part of the summary: the diagonal q*'s split and, for an
   encoder of another family, the split with q* in that family (`*_family`)."""
   own_family = model.fits_own_family
-  section = dict(num_examples=len(result["log_px"]), log_px_estimator=eval_config.estimator,
+  num = len(result["log_px"])
+  num_family = family_examples(model, eval_config, num)
+  section = dict(num_examples=num, log_px_estimator=eval_config.estimator,
                  posterior_family=model.own_family_name)
-  names = ["log_px", "elbo_encoder", "elbo_optimal", "total_gap", "approximation_gap",
-           "amortization_gap"]
-  if own_family:
-    names += ["elbo_family", "approximation_gap_family", "amortization_gap_family"]
-  for name in names:
+  for name in ["log_px", "elbo_encoder", "elbo_optimal", "total_gap", "approximation_gap",
+               "amortization_gap"]:
     section.update(summaries.mean_and_stderr(name, result[name]))
+  if own_family:  # on the first num_family examples, and the diagonal split's there too
+    section["num_examples_family"] = num_family
+    for name in FAMILY_FIELDS[:3]:
+      section.update(summaries.mean_and_stderr(name, result[name][:num_family]))
+    if num_family < num:
+      for name in ("total_gap", "approximation_gap", "amortization_gap"):
+        section.update(summaries.mean_and_stderr(f"{name}_on_family_examples",
+                                                 result[name][:num_family]))
   for suffix in ("", "_family") if own_family else ("",):
-    steps = result[f"num_steps{suffix}"]
+    steps = result[f"num_steps{suffix}"][:num_family if suffix else num]
     section[f"mean_steps{suffix}"] = float(np.mean(steps))
     section[f"fraction_at_max_steps{suffix}"] = float(np.mean(
         steps >= eval_config.gap.max_steps))

@@ -59,8 +59,10 @@ def format_report(results: dict[str, Any]) -> str:
     ]
     family = section.get("posterior_family")
     if family:
+      num_family = section.get("num_examples_family", section["num_examples"])
+      on = "" if num_family == section["num_examples"] else f" on the first {num_family}"
       lines += [
-          f"  with q* in the encoder's own family ({family}; "
+          f"  with q* in the encoder's own family{on} ({family}; "
           f"{section['mean_steps_family']:.0f} Adam steps on average)",
           _row(f"ELBO[q*], best {family} per example", section, "elbo_family"),
           _row("  approximation gap log p(x) - ELBO[q*]", section,
@@ -68,6 +70,11 @@ def format_report(results: dict[str, Any]) -> str:
           _row("  amortisation gap ELBO[q*] - ELBO[q_encoder]", section,
                "amortization_gap_family"),
       ]
+      if on:  # the diagonal split on the same examples, to compare with
+        lines += [_row(f"  approximation gap, diagonal q*,{on}", section,
+                       "approximation_gap_on_family_examples"),
+                  _row(f"  amortisation gap, diagonal q*,{on}", section,
+                       "amortization_gap_on_family_examples")]
   lines.append(f"{results['seconds']:.0f} s, peak memory {results['peak_rss_mib']:.0f} MiB")
   return "\n".join(lines)
 

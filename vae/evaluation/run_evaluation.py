@@ -117,9 +117,7 @@ def eval_settings(saved: ml_collections.ConfigDict, overrides: dict[str, Any] | 
     ValueError: an override names no field of config.eval (the nearest are suggested).
   """
   settings = ml_collections.ConfigDict(saved.to_dict())
-  for key, value in (defaults or {}).items():
-    if key not in settings:
-      settings[key] = value
+  _fill_missing(settings, defaults or ml_collections.ConfigDict())
   for field, value in (overrides or {}).items():
     *parents, leaf = field.split(".")
     node = settings
@@ -130,6 +128,17 @@ def eval_settings(saved: ml_collections.ConfigDict, overrides: dict[str, Any] | 
                        f"{field_checks.did_you_mean(field, settings) or '.'}")
     node[leaf] = float(value) if isinstance(node[leaf], float) else value
   return settings
+
+
+def _fill_missing(settings: ml_collections.ConfigDict,
+                  defaults: ml_collections.ConfigDict) -> None:
+  """Adds to `settings`, at every depth, the fields of `defaults` it lacks."""
+  for key, value in defaults.items():
+    if key not in settings:
+      settings[key] = value
+    elif isinstance(value, ml_collections.ConfigDict) and isinstance(
+        settings[key], ml_collections.ConfigDict):
+      _fill_missing(settings[key], value)
 
 
 def evaluate_run(workdir: str, split: str = "test", *, step: int | None = None,
