@@ -4,8 +4,9 @@
 # another: each trains (resuming from its workdir, or finding it finished), then its best
 # validation checkpoint is evaluated on the test split, unless eval_test.json has it all:
 # log p(x) by IWAE with K = 5000 on the 10,000 images, and the gap's decomposition
-# (approximation / amortisation) on the first 1,000. Rerun the same command to resume
-# after a stop, in this session or a later one.
+# (approximation / amortisation) on the first 1,000, q* of a hierarchy fitted in its own
+# family on the first 250 (twice the cost of the mean-field fit per image). Rerun the
+# same command to resume after a stop, in this session or a later one.
 #
 #   bash scripts/fashion_mnist_rows.sh [ROOT=runs/fashion_mnist] [SEED=0] [ROWS...]
 set -euo pipefail
@@ -27,7 +28,8 @@ main() {
     # Evaluated unless eval_test.json holds both (a test alone, run by hand, is redone).
     if ! grep -qs '"gap_decomposition"' "$workdir/eval_test.json"; then
       python -m experiments.evaluate --workdir="$workdir" --best --split=test \
-          --num_importance_samples=5000 --decompose_gap --num_examples=1000
+          --num_importance_samples=5000 --decompose_gap --num_examples=1000 \
+          --gap_family_examples=250
     fi
   done
 }

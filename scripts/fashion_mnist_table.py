@@ -130,11 +130,13 @@ def gap_table(runs: dict[str, list[dict]]) -> str:
       gap = (run["test"] or {}).get("gap_decomposition")
       if gap:
         own = "_family" if gap.get("approximation_gap_family") is not None else ""
+        num_own = gap.get("num_examples_family", gap["num_examples"])
+        on = "" if num_own == gap["num_examples"] else f" (first {num_own})"
         lines.append(f"| {ROWS.get(row, (row,))[0]} (`{os.path.basename(run['workdir'])}`) | "
                      f"{gap['num_examples']} | {gap['total_gap']:.2f} | "
                      f"{gap['approximation_gap']:.2f} | {gap['amortization_gap']:.2f} | "
-                     f"{gap['approximation_gap' + own]:.2f} | "
-                     f"{gap['amortization_gap' + own]:.2f} |")
+                     f"{gap['approximation_gap' + own]:.2f}{on} | "
+                     f"{gap['amortization_gap' + own]:.2f}{on} |")
   if not lines:
     return ""
   return ("\nThe bound gap of the best checkpoint on the first test images, split into "

@@ -234,6 +234,9 @@ def test_the_gap_table_shows_a_hierarchys_split_in_its_own_family_beside_the_dia
                             "test": {"gap_decomposition": gap}}]}
   assert ("| HVAE w/ Gaussian prior (two levels) (`fashion_hvae_seed0`) | 1000 | 3.00 | 2.50 "
           "| 0.50 | 1.75 | 1.25 |") in fashion_mnist_table.gap_table(runs)
+  gap["num_examples_family"] = 250  # fitted in the own family on fewer images
+  assert ("| 0.50 | 1.75 (first 250) | 1.25 (first 250) |"
+          in fashion_mnist_table.gap_table(runs))
 
 
 def test_the_fashion_burda_sweep_points_pass_the_config_checks(fake_idx_dir):
