@@ -34,8 +34,7 @@ def decompose_gaps(model: Model, params: Any, key: jax.Array,
   """Per-example GapDecomposition fields of `images` (n, H, W, C), as numpy arrays; the
   `*_family` fields are NaN past the first `family_examples(...)` examples (not fitted)."""
   num_family = family_examples(model, eval_config, len(images))
-  meter = ProgressLine("gap decomposition (q* per example):", len(images)) if progress else None
-  parts = [_decompose_part(model, params, key, images, log_px, eval_config, mesh, meter,
+  parts = [_decompose_part(model, params, key, images, log_px, eval_config, mesh, progress,
                            start, stop, own_family=start == 0 and model.fits_own_family)
            for start, stop in ((0, num_family), (num_family, len(images))) if stop > start]
   result = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
@@ -56,10 +55,13 @@ def family_examples(model: Model, eval_config: ml_collections.ConfigDict, num: i
 def _decompose_part(model: Model, params: Any, key: jax.Array,
                     images: np.ndarray | data.LazySplit, log_px: np.ndarray,
                     eval_config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh,
-                    meter: ProgressLine | None, start: int, stop: int,
+                    progress: bool, start: int, stop: int,
                     own_family: bool) -> dict[str, np.ndarray]:
   """decompose_gaps on examples [start, stop), q* in the own family too if `own_family`;
   each example draws from `key` folded with its index in the split."""
+  fits = "diagonal and in the encoder's family" if own_family else "diagonal"
+  meter = (ProgressLine(f"gap decomposition (q* per example, {fits}):", stop - start)
+           if progress else None)
   gap = eval_config.gap
   fit_options = dict(num_samples=gap.num_samples, learning_rate=gap.learning_rate,
                      max_steps=gap.max_steps, check_every=gap.check_every,
