@@ -44,3 +44,18 @@ def test_a_run_saved_before_the_layout_evaluates_to_its_numbers_and_resumes(tmp_
   records = (workdir / "metrics.jsonl").read_text().splitlines()
   steps = [json.loads(line)["step"] for line in records]
   assert max(steps) == 20 and 10 in steps  # the old run's records kept, the new ones after
+
+
+def test_the_old_run_evaluates_from_python_without_defaults():
+  """`evaluate_run` without `defaults` (a user's script): the fields of config.eval the
+  run predates, nested ones too (eval.gap.family_examples), come from the migration."""
+  from vae import evaluation  # pylint: disable=import-outside-toplevel
+  from vae.config import migration  # pylint: disable=import-outside-toplevel
+  saved = json.loads((OLD_RUN / "config.json").read_text())
+  assert "family_examples" not in saved["eval"]["gap"]
+  migrated = migration.migrate(saved)
+  assert migrated["eval"]["gap"] == {**saved["eval"]["gap"], "family_examples": 0}
+  results = evaluation.evaluate_run(str(OLD_RUN), "test", write=False, progress=False,
+                                    overrides={"num_importance_samples": 50})
+  expected = json.loads((OLD_RUN / "expected_eval_test.json").read_text())
+  assert results["log_px"] == expected["log_px"]

@@ -22,6 +22,7 @@ FIELDS_BEFORE: dict[str, dict[str, Any]] = {
                       normalize_gradients=False),
     "train": dict(ema_decay=0.0, keep_best="", early_stopping_patience=0, init_from=""),
     "logging": dict(wandb=False, wandb_project="vae-jax"),
+  "eval": dict(gap=dict(family_examples=0)),
 }
 
 
@@ -32,9 +33,18 @@ def migrate(saved: dict[str, Any]) -> dict[str, Any]:
     saved: a run's config as plain JSON types (its `config.json`).
 
   Returns:
-    A new dict; the saved values win over the old ones, sections it lacks are added.
+    A new dict; the saved values win over the old ones at every depth, sections it lacks
+    are added.
   """
-  migrated = dict(saved)
-  for section, before in FIELDS_BEFORE.items():
-    migrated[section] = {**before, **saved.get(section, {})}
-  return migrated
+  return _merged(FIELDS_BEFORE, saved)
+
+
+def _merged(before: dict[str, Any], saved: dict[str, Any]) -> dict[str, Any]:
+  """`saved` with the fields of `before` it lacks, nested dicts merged the same way."""
+  merged = dict(saved)
+  for key, old in before.items():
+    if isinstance(old, dict) and isinstance(saved.get(key, {}), dict):
+      merged[key] = _merged(old, saved.get(key, {}))
+    elif key not in saved:
+      merged[key] = old
+  return merged
