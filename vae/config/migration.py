@@ -22,7 +22,7 @@ FIELDS_BEFORE: dict[str, dict[str, Any]] = {
                       normalize_gradients=False),
     "train": dict(ema_decay=0.0, keep_best="", early_stopping_patience=0, init_from=""),
     "logging": dict(wandb=False, wandb_project="vae-jax"),
-  "eval": dict(gap=dict(family_examples=0)),
+    "eval": dict(gap=dict(family_examples=0)),
 }
 
 
@@ -36,15 +36,15 @@ def migrate(saved: dict[str, Any]) -> dict[str, Any]:
     A new dict; the saved values win over the old ones at every depth, sections it lacks
     are added.
   """
-  return _merged(FIELDS_BEFORE, saved)
+  return with_missing(FIELDS_BEFORE, saved)
 
 
-def _merged(before: dict[str, Any], saved: dict[str, Any]) -> dict[str, Any]:
+def with_missing(before: dict[str, Any], saved: dict[str, Any]) -> dict[str, Any]:
   """`saved` with the fields of `before` it lacks, nested dicts merged the same way."""
   merged = dict(saved)
   for key, old in before.items():
     if isinstance(old, dict) and isinstance(saved.get(key, {}), dict):
-      merged[key] = _merged(old, saved.get(key, {}))
+      merged[key] = with_missing(old, saved.get(key, {}))
     elif key not in saved:
       merged[key] = old
   return merged

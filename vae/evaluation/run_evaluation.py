@@ -24,7 +24,7 @@ from absl import logging
 
 from vae import data
 from vae.common import field_checks
-from vae.config import checks as config_checks
+from vae.config import checks as config_checks, migration
 from vae.evaluation import ais_and_gap, example_metrics, summaries
 from vae.evaluation.evaluator import Evaluator
 from vae.models import Model, build_model
@@ -116,8 +116,8 @@ def eval_settings(saved: ml_collections.ConfigDict, overrides: dict[str, Any] | 
   Raises:
     ValueError: an override names no field of config.eval (the nearest are suggested).
   """
-  settings = ml_collections.ConfigDict(saved.to_dict())
-  _fill_missing(settings, defaults or ml_collections.ConfigDict())
+  settings = ml_collections.ConfigDict(migration.with_missing(
+      defaults.to_dict() if defaults else {}, saved.to_dict()))
   for field, value in (overrides or {}).items():
     *parents, leaf = field.split(".")
     node = settings
@@ -128,17 +128,6 @@ def eval_settings(saved: ml_collections.ConfigDict, overrides: dict[str, Any] | 
                        f"{field_checks.did_you_mean(field, settings) or '.'}")
     node[leaf] = float(value) if isinstance(node[leaf], float) else value
   return settings
-
-
-def _fill_missing(settings: ml_collections.ConfigDict,
-                  defaults: ml_collections.ConfigDict) -> None:
-  """Adds to `settings`, at every depth, the fields of `defaults` it lacks."""
-  for key, value in defaults.items():
-    if key not in settings:
-      settings[key] = value
-    elif isinstance(value, ml_collections.ConfigDict) and isinstance(
-        settings[key], ml_collections.ConfigDict):
-      _fill_missing(settings[key], value)
 
 
 def evaluate_run(workdir: str, split: str = "test", *, step: int | None = None,
