@@ -7,7 +7,8 @@ r"""Evaluates a trained run: parses flags and calls `vae.evaluation.evaluate_run
 Reads the run's config.json and latest checkpoint, prints a table of the ELBO, its terms,
 log p(x) (IWAE, K samples), the bound gap and the active units (nats per example, mean
 and standard error over the split), and writes them to <workdir>/eval_<split>.json (and
-the per-example values to eval_<split>.npz). See the README, "Evaluating a run".
+the per-example values to eval_<split>.npz; --output_dir=FOLDER writes them there instead).
+See the README, "Evaluating a run".
 
 The evaluation settings are the run's `config.eval` (see configs/default.py for each);
 every field has a flag of its name that overrides it, dots as underscores
@@ -16,6 +17,8 @@ for a tight estimate (training evaluates with fewer).
 Batches are split over every device; several hosts: run the same command on each, adding
 --coordinator_address=HOST0:PORT --num_processes=N --process_id=I (see README "Scaling out").
 """
+
+import os
 
 from absl import app, flags
 
@@ -29,6 +32,9 @@ _SPLIT = flags.DEFINE_string("split", "test", "train, validation or test.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step to evaluate; default the latest.")
 _BEST = flags.DEFINE_boolean("best", False, "Evaluate the best checkpoint (a run trained "
                              "with config.train.keep_best) instead of --step's.")
+_OUTPUT_DIR = flags.DEFINE_string(
+    "output_dir", None, "Folder for eval_<split>.json and .npz; default: --workdir. Another "
+    "folder leaves the workdir untouched (e.g. to score a run that is still training).")
 _INITIALIZE_DISTRIBUTED = cli.define_distributed_flags()
 flags.mark_flags_as_required(["workdir"])
 
@@ -61,17 +67,19 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   overrides = {field: flag.value for field, flag in _OVERRIDES.items()
                if flag.value is not None}
+  output_dir = _OUTPUT_DIR.value or _WORKDIR.value
 
   def initialize_and_evaluate():
     _INITIALIZE_DISTRIBUTED()
     return evaluate.evaluate_run(_WORKDIR.value, _SPLIT.value, step=_STEP.value,
-                                 best=_BEST.value, overrides=overrides, defaults=_DEFAULTS)
+                                 best=_BEST.value, overrides=overrides, defaults=_DEFAULTS,
+                                 output_dir=output_dir)
 
   results = cli.run(initialize_and_evaluate)
   if not distributed.is_primary():
     return
   print(evaluate.format_report(results))
-  print(f"Written to {_WORKDIR.value}/eval_{_SPLIT.value}.json")
+  print(f"Written to {os.path.join(output_dir, f'eval_{_SPLIT.value}.json')}")
 
 
 def run():

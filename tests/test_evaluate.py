@@ -173,22 +173,52 @@ def test_missing_run_or_checkpoint_stops_with_a_plain_message(tmp_path):
     evaluate.evaluate_run(str(tmp_path))
 
 
-def test_cli_prints_the_table(run):
+def test_cli_prints_the_table_and_writes_where_asked(run, tmp_path):
+  output_dir = str(tmp_path / "scores")
   done = subprocess.run(
       [sys.executable, "-m", "experiments.evaluate", f"--workdir={run}", "--split=validation",
-       "--num_importance_samples=50"], cwd=REPO, capture_output=True, text=True,
-      timeout=300)
+       "--num_importance_samples=50", f"--output_dir={output_dir}"], cwd=REPO,
+      capture_output=True, text=True, timeout=300)
   assert done.returncode == 0, done.stderr[-2000:]
   assert "log p(x), IWAE with K = 50" in done.stdout and "active units" in done.stdout
+  assert f"Written to {output_dir}/eval_validation.json" in done.stdout
   assert "100%" in done.stderr  # the progress line
   assert "Traceback" not in done.stderr
-  with open(os.path.join(run, "eval_validation.json")) as f:
+  with open(os.path.join(output_dir, "eval_validation.json")) as f:
     assert json.load(f)["num_importance_samples"] == 50
+
+
+def _listing(folder):
+  """{path under folder: (size, mtime in ns)} of every file."""
+  return {os.path.relpath(os.path.join(root, name), folder):
+          (os.stat(os.path.join(root, name)).st_size,
+           os.stat(os.path.join(root, name)).st_mtime_ns)
+          for root, _, names in os.walk(folder) for name in names}
+
+
+def test_an_output_dir_leaves_the_workdir_as_it_was(run, tmp_path):
+  before = _listing(run)
+  output_dir = str(tmp_path / "made" / "here")
+  results = evaluate.evaluate_run(run, "validation", best=False, output_dir=output_dir,
+                                  overrides={"num_importance_samples": 20}, progress=False)
+  assert _listing(run) == before
+  with open(os.path.join(output_dir, "eval_validation.json")) as f:
+    assert json.load(f) == results
+  per_example = np.load(os.path.join(output_dir, "eval_validation.npz"))
+  assert np.mean(per_example["log_px"]) == pytest.approx(results["log_px"], rel=1e-5)
+
+
+def test_an_output_dir_that_cannot_be_written_stops_before_the_work(run, tmp_path):
+  a_file = tmp_path / "a_file"
+  a_file.write_text("")
+  with pytest.raises(ValueError, match=r"cannot be written to .*a_file/out.*--output_dir"):
+    evaluate.evaluate_run(run, "validation", output_dir=str(a_file / "out"), progress=False)
 
 
 @pytest.mark.parametrize("args, message", [
     (["--split=dev"], "error: split='dev' is not one of"),
     (["--num_importance_samples=0"], "error: config.eval.num_importance_samples=0 is invalid"),
+    (["--output_dir=/dev/null/scores"], "error: The evaluation cannot be written to"),
 ])
 def test_app_stops_with_one_plain_message_on_bad_input(run, args, message):
   from absl import flags  # pylint: disable=import-outside-toplevel

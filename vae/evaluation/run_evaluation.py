@@ -133,7 +133,7 @@ def eval_settings(saved: ml_collections.ConfigDict, overrides: dict[str, Any] | 
 def evaluate_run(workdir: str, split: str = "test", *, step: int | None = None,
                  best: bool = False, overrides: dict[str, Any] | None = None,
                  defaults: ml_collections.ConfigDict | None = None, write: bool = True,
-                 progress: bool = True) -> dict[str, Any]:
+                 output_dir: str | None = None, progress: bool = True) -> dict[str, Any]:
   """Evaluates the latest (or `step`'s) checkpoint of a run on one split.
 
   Reads `workdir/config.json` and the checkpoint, rebuilds the model and the split, and
@@ -151,20 +151,27 @@ def evaluate_run(workdir: str, split: str = "test", *, step: int | None = None,
     overrides: {field of config.eval: value} replacing the run's own settings, e.g.
       {"num_importance_samples": 5000, "decompose_gap": True, "ais.steps": 100}.
     defaults: a `config.eval` whose fields fill those the run's config lacks.
-    write: write `workdir/eval_<split>.json` (the returned dict) and the per-example
-      arrays to `workdir/eval_<split>.npz` (process 0 only).
+    write: write `eval_<split>.json` (the returned dict) and the per-example arrays to
+      `eval_<split>.npz`, in `output_dir` (process 0 only).
+    output_dir: the folder `write` writes to, made if missing; None for the workdir.
+      Another folder leaves the workdir as it was, e.g. to score a run that is still
+      training without touching what its driver reads.
     progress: show progress and ETA.
 
   Returns:
     The summary dict (see README, "Evaluating a run").
 
   Raises:
-    ValueError: a bad argument, or a workdir without config or checkpoint.
+    ValueError: a bad argument, a workdir without config or checkpoint, or an output_dir
+      that cannot be written.
   """
   if split not in data.SPLITS:
     raise ValueError(f"split={split!r} is not one of {data.SPLITS}.")
   if not os.path.isdir(workdir):
     raise ValueError(f"workdir={workdir!r} does not exist. Check --workdir.")
+  output_dir = workdir if output_dir is None else output_dir
+  if write and distributed.is_primary():
+    _check_writable(output_dir)
   config = checkpoints.load_config(workdir)
   with config.unlocked():
     config.eval = eval_settings(config.eval, overrides, defaults)
@@ -184,10 +191,23 @@ def evaluate_run(workdir: str, split: str = "test", *, step: int | None = None,
   if warning and distributed.is_primary():
     logging.warning(warning)
   if write and distributed.is_primary():
-    with open(os.path.join(workdir, f"eval_{split}.json"), "w") as f:
+    with open(os.path.join(output_dir, f"eval_{split}.json"), "w") as f:
       json.dump(results, f, indent=2)
-    np.savez(os.path.join(workdir, f"eval_{split}.npz"), **per_example)
+    np.savez(os.path.join(output_dir, f"eval_{split}.npz"), **per_example)
   return results
+
+
+def _check_writable(folder: str) -> None:
+  """Makes `folder` if missing; ValueError, one line, if it cannot be made or written."""
+  try:
+    os.makedirs(folder, exist_ok=True)
+    writable = os.access(folder, os.W_OK)
+    reason = "it is not writable"
+  except OSError as error:
+    writable, reason = False, f"it cannot be made: {error.strerror}"
+  if not writable:
+    raise ValueError(f"The evaluation cannot be written to {folder!r} ({reason}). "
+                     "Give a folder you can write to with --output_dir.")
 
 
 def _peak_rss_mib() -> float:
