@@ -208,6 +208,34 @@ def test_an_output_dir_leaves_the_workdir_as_it_was(run, tmp_path):
   assert np.mean(per_example["log_px"]) == pytest.approx(results["log_px"], rel=1e-5)
 
 
+class _Stopped(Exception):
+  """Stands for a stop (preemption, end of a session) during the gap decomposition."""
+
+
+def test_a_stop_during_the_gap_decomposition_keeps_the_iwae_pass(run, tmp_path, monkeypatch):
+  def stopped(*args, **kwargs):
+    raise _Stopped()
+
+  monkeypatch.setattr(evaluate.run_evaluation.ais_and_gap, "decompose_gaps", stopped)
+  with pytest.raises(_Stopped):
+    evaluate.evaluate_run(run, "validation", output_dir=str(tmp_path), progress=False,
+                          overrides={"num_importance_samples": 20, "decompose_gap": True})
+  with open(tmp_path / "eval_validation.json") as f:
+    kept = json.load(f)
+  assert kept["pending"] == ["gap_decomposition"] and kept["gap_decomposition"] is None
+  assert set(kept) == set(MAIN_KEYS) | {"pending"}
+  assert sorted(os.listdir(tmp_path)) == ["eval_validation.json", "eval_validation.npz"]
+  monkeypatch.undo()
+  results = evaluate.evaluate_run(run, "validation", output_dir=str(tmp_path), progress=False,
+                                  overrides={"num_importance_samples": 20, "decompose_gap": True,
+                                             "num_examples": 3})
+  for key in ("log_px", "elbo", "bound_gap", "active_units"):
+    assert kept[key] == results[key], key  # the same draws: the same numbers
+  with open(tmp_path / "eval_validation.json") as f:
+    assert json.load(f) == results and "pending" not in results
+  assert results["gap_decomposition"]["num_examples"] == 3
+
+
 def test_an_output_dir_that_cannot_be_written_stops_before_the_work(run, tmp_path):
   a_file = tmp_path / "a_file"
   a_file.write_text("")

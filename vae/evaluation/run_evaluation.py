@@ -16,7 +16,7 @@ import os
 import resource
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 import ml_collections
 import numpy as np
@@ -34,8 +34,9 @@ from vae.training import best_checkpoint, checkpoints, random_streams, update
 
 
 def evaluate_params(model: Model, params: Any, images: np.ndarray | data.LazySplit,
-                    seed: int, eval_config: ml_collections.ConfigDict, progress: bool = True
-                    ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+                    seed: int, eval_config: ml_collections.ConfigDict, progress: bool = True,
+                    on_main_pass: Callable[[dict[str, Any], dict[str, np.ndarray]], None]
+                    | None = None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
   """Evaluates params on `images` (N, H, W, C) as `eval_config` (a `config.eval`) says.
 
   Args:
@@ -52,6 +53,10 @@ def evaluate_params(model: Model, params: Any, images: np.ndarray | data.LazySpl
       decomposition (`decompose_gap`, settings `gap`) and AIS (`estimator="ais"`,
       settings `ais`) on the first `num_examples` examples.
     progress: show progress and ETA of each pass (in process 0 only).
+    on_main_pass: called with (summary, per_example) of the IWAE pass alone before the
+      AIS or gap sections start (if any are asked for), the summary's `pending` listing
+      them, e.g. to write what is known so that a stop during those long sections
+      keeps it.
 
   Returns:
     (summary, per_example): the summary in nats per example (the keys of
@@ -86,6 +91,11 @@ def evaluate_params(model: Model, params: Any, images: np.ndarray | data.LazySpl
 
   subset = min(eval_config.num_examples, len(images))
   summary["ais"] = summary["gap_decomposition"] = None
+  pending = [name for name, asked in (("ais", eval_config.estimator == "ais"),
+                                      ("gap_decomposition", eval_config.decompose_gap))
+             if asked]
+  if pending and on_main_pass is not None:
+    on_main_pass(dict(summary, pending=pending, **_cost(start_time)), per_example)
   log_px = metrics["log_px"][:subset]
   if eval_config.estimator == "ais":
     result = ais_and_gap.ais_estimates(
@@ -102,8 +112,7 @@ def evaluate_params(model: Model, params: Any, images: np.ndarray | data.LazySpl
     summary["gap_decomposition"] = ais_and_gap.gap_section(result, eval_config, model)
     per_example.update({f"gap_{k}": v for k, v in result.items()})
 
-  summary["seconds"] = time.perf_counter() - start_time
-  summary["peak_rss_mib"] = _peak_rss_mib()
+  summary.update(_cost(start_time))
   return summary, per_example
 
 
@@ -183,18 +192,35 @@ def evaluate_run(workdir: str, split: str = "test", *, step: int | None = None,
     raise ValueError(f"The {split} split of this run's data has no examples.")
   logging.info("Evaluating %s (step %d) on %d %s examples.", workdir, checkpoint_step,
                len(images), split)
+  run_fields = dict(workdir=os.path.abspath(workdir), step=checkpoint_step, split=split,
+                    params=update.params_label(config), best=best)
+  writing = write and distributed.is_primary()
+
+  def write_files(summary, per_example):
+    _write_files(output_dir, split, dict(run_fields, **summary), per_example)
+
   summary, per_example = evaluate_params(model, params, images, config.seed, config.eval,
-                                         progress)
-  results = dict(workdir=os.path.abspath(workdir), step=checkpoint_step, split=split,
-                 params=update.params_label(config), best=best, **summary)
+                                         progress, write_files if writing else None)
+  results = dict(run_fields, **summary)
   warning = summaries.collapse_warning(results, model.latent_dim)
   if warning and distributed.is_primary():
     logging.warning(warning)
-  if write and distributed.is_primary():
-    with open(os.path.join(output_dir, f"eval_{split}.json"), "w") as f:
-      json.dump(results, f, indent=2)
-    np.savez(os.path.join(output_dir, f"eval_{split}.npz"), **per_example)
+  if writing:
+    write_files(summary, per_example)
   return results
+
+
+def _write_files(folder: str, split: str, results: dict[str, Any],
+                 per_example: dict[str, np.ndarray]) -> None:
+  """Writes eval_<split>.json and .npz in `folder`, each replacing the old one whole (a
+  stop while writing leaves the previous files)."""
+  path = os.path.join(folder, f"eval_{split}")
+  with open(path + ".json.tmp", "w") as f:
+    json.dump(results, f, indent=2)
+  with open(path + ".npz.tmp", "wb") as f:
+    np.savez(f, **per_example)
+  os.replace(path + ".npz.tmp", path + ".npz")
+  os.replace(path + ".json.tmp", path + ".json")
 
 
 def _check_writable(folder: str) -> None:
@@ -208,6 +234,11 @@ def _check_writable(folder: str) -> None:
   if not writable:
     raise ValueError(f"The evaluation cannot be written to {folder!r} ({reason}). "
                      "Give a folder you can write to with --output_dir.")
+
+
+def _cost(start_time: float) -> dict[str, float]:
+  """Seconds since `start_time` (a time.perf_counter()) and the peak memory so far, MiB."""
+  return dict(seconds=time.perf_counter() - start_time, peak_rss_mib=_peak_rss_mib())
 
 
 def _peak_rss_mib() -> float:
