@@ -70,24 +70,34 @@ def read_run(workdir: str, archive: dict | None = None) -> dict:
   for record in train:
     seconds += (record["step"] - previous) / record["steps_per_sec"]
     previous = record["step"]
-  source = config.train.get("init_from", "")
-  if source and os.path.isdir(source):  # a fine-tuned run: its source's hours count too
-    seconds += read_run(source, archive)["train_hours"] * 3600
-  elif source and os.path.basename(source.rstrip("/")) in (archive or {}):
-    seconds += archive[os.path.basename(source.rstrip("/"))]["train_hours"] * 3600
+  # A fine-tuned run: its source's hours count too, and its curve goes on from the
+  # source's best epoch (the params it starts from).
+  source = _source_record(config.train.get("init_from", ""), archive)
+  seconds += source["train_hours"] * 3600 if source else 0.0
+  start_epoch = (source["best_epoch"] or 0.0) if source else 0.0
   return dict(
       workdir=workdir, steps_per_epoch=steps_per_epoch, last_epoch=last_step / steps_per_epoch,
       best_epoch=best["step"] / steps_per_epoch if best else None,
       best_validation=best["value"] if best else None,
       stopped=bool(best and patience and last_step - best["step"] >= patience),
-      train_hours=seconds / 3600, test=test,
+      spent=last_step >= config.train.num_steps, train_hours=seconds / 3600, test=test,
       validation_k=config.eval.num_importance_samples,
-      curve=[(r["step"] / steps_per_epoch, r["log_px"]) for r in validation], lost=False)
+      curve=[(start_epoch + r["step"] / steps_per_epoch, r["log_px"]) for r in validation],
+      lost=False)
+
+
+def _source_record(source: str, archive: dict | None) -> dict | None:
+  """`read_run`'s record of a fine-tuned run's source workdir, or its archived one."""
+  if source and os.path.isdir(source):
+    return read_run(source, archive)
+  return (archive or {}).get(os.path.basename(source.rstrip("/"))) if source else None
 
 
 def _state(run: dict) -> str:
   if run["stopped"]:
     return "early-stopped"
+  if run.get("spent"):
+    return "steps all done"
   return "workdir lost" if run.get("lost") else "training"
 
 

@@ -266,18 +266,24 @@ def test_a_fine_tuned_rows_training_hours_count_its_sources(tmp_path):
   from vae.configs import fashion_hvae_vamp, fashion_hvae_vamp_iwae  # pylint: disable=import-outside-toplevel
   from vae.training import checkpoints  # pylint: disable=import-outside-toplevel
 
-  def fake_run(name, config, steps_per_sec):
+  def fake_run(name, config, steps_per_sec, last_step):
     workdir = tmp_path / name
     workdir.mkdir()
     checkpoints.save_config(config, str(workdir))
-    record = {"step": 3600, "split": "train", "steps_per_sec": steps_per_sec}
-    (workdir / "metrics.jsonl").write_text(json.dumps(record) + "\n")
+    records = [{"step": 3600, "split": "train", "steps_per_sec": steps_per_sec},
+               {"step": last_step, "split": "validation", "log_px": -225.0}]
+    (workdir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (workdir / "best.json").write_text(json.dumps({"step": last_step, "value": -225.0}))
     return str(workdir)
 
   config = fashion_hvae_vamp_iwae.get_config()
-  config.train.init_from = fake_run("source", fashion_hvae_vamp.get_config(), 1.0)  # an hour
-  run = fashion_mnist_table.read_run(fake_run("fine", config, 2.0))  # and half an hour
+  config.train.init_from = fake_run("source", fashion_hvae_vamp.get_config(), 1.0,  # an hour
+                                    last_step=5000)  # 10 epochs
+  run = fashion_mnist_table.read_run(fake_run("fine", config, 2.0,  # and half an hour
+                                              last_step=config.train.num_steps))
   assert run["train_hours"] == pytest.approx(1.5)
+  assert run["curve"] == [(110.0, -225.0)]  # its 100 epochs go on from the source's best
+  assert fashion_mnist_table._state(run) == "steps all done"  # pylint: disable=protected-access
 
 
 def test_the_fine_tuned_row_builds_its_sources_model_and_changes_only_the_objective():
