@@ -89,14 +89,26 @@ def evaluate_params(model: Model, params: Any, images: np.ndarray | data.LazySpl
   per_example = dict(metrics, posterior_mean=means, **information,
                      **{k: v for k, v in latents.items() if k == "kl_per_dim"})
 
-  subset = min(eval_config.num_examples, len(images))
   summary["ais"] = summary["gap_decomposition"] = None
   pending = [name for name, asked in (("ais", eval_config.estimator == "ais"),
                                       ("gap_decomposition", eval_config.decompose_gap))
              if asked]
   if pending and on_main_pass is not None:
     on_main_pass(dict(summary, pending=pending, **_cost(start_time)), per_example)
-  log_px = metrics["log_px"][:subset]
+  _add_subset_sections(model, params, images, seed, eval_config, evaluator, progress,
+                       summary, per_example)
+  summary.update(_cost(start_time))
+  return summary, per_example
+
+
+def _add_subset_sections(model: Model, params: Any, images: Any, seed: int,
+                         eval_config: ml_collections.ConfigDict, evaluator: Evaluator,
+                         progress: bool, summary: dict[str, Any],
+                         per_example: dict[str, np.ndarray]) -> None:
+  """Adds the AIS and gap-decomposition sections that `eval_config` asks for, on the
+  first `num_examples` images, to `summary` and `per_example` (which hold the IWAE pass)."""
+  subset = min(eval_config.num_examples, len(images))
+  log_px = per_example["log_px"][:subset]
   if eval_config.estimator == "ais":
     result = ais_and_gap.ais_estimates(
         model, params, random_streams.stream(seed, random_streams.AIS), images[:subset],
@@ -111,9 +123,6 @@ def evaluate_params(model: Model, params: Any, images: np.ndarray | data.LazySpl
         images[:subset], log_px, eval_config, evaluator.mesh, progress)
     summary["gap_decomposition"] = ais_and_gap.gap_section(result, eval_config, model)
     per_example.update({f"gap_{k}": v for k, v in result.items()})
-
-  summary.update(_cost(start_time))
-  return summary, per_example
 
 
 def eval_settings(saved: ml_collections.ConfigDict, overrides: dict[str, Any] | None = None,
