@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The four rows of the Fashion-MNIST table (docs/results/fashion_mnist.md) and the row
-# beyond it (fashion_hvae_vamp_iwae, trained on from fashion_hvae_vamp's best), one after
+# The four rows of the Fashion-MNIST table (docs/results/fashion_mnist.md) and the rows
+# beyond it (fashion_hvae_vamp_iwae, trained on from fashion_hvae_vamp's best, then
+# fashion_hvae_vamp_iwae_cosine from that one's), one after
 # another: each trains (resuming from its workdir, or finding it finished), then its best
 # validation checkpoint is evaluated on the test split, unless eval_test.json has it all:
 # log p(x) by IWAE with K = 5000 on the 10,000 images, and the gap's decomposition
@@ -16,7 +17,7 @@ main() {
   shift $(( $# > 2 ? 2 : $# ))
   rows=("$@")
   (( ${#rows[@]} )) || rows=(fashion_vae fashion_hvae fashion_vae_vamp fashion_hvae_vamp
-                             fashion_hvae_vamp_iwae)
+                             fashion_hvae_vamp_iwae fashion_hvae_vamp_iwae_cosine)
   for row in "${rows[@]}"; do
     workdir="$root/${row}_seed$seed"
     # A row trained on from another row's best checkpoint names it in its config's SOURCE.

@@ -42,6 +42,8 @@ ROWS = {  # config name -> (the paper's name, published mean, std; Norouzi et al
     # Beyond the table: issue 30's target is 0.5 nats above its best MLP row (-226.53).
     "fashion_hvae_vamp_iwae": ("ours: HVAE w/ VampPrior, then IWAE-DReG (target >= -226.03)",
                                None, None),
+    "fashion_hvae_vamp_iwae_cosine": ("ours: the row above, then IWAE-DReG at a cosine-decayed "
+                                      "rate (target >= -226.03)", None, None),
 }
 _RUN = re.compile(r"^(?P<row>.+)_seed(?P<seed>\d+)$")
 
@@ -74,14 +76,15 @@ def read_run(workdir: str, archive: dict | None = None) -> dict:
   # source's best epoch (the params it starts from).
   source = _source_record(config.train.get("init_from", ""), archive)
   seconds += source["train_hours"] * 3600 if source else 0.0
-  start_epoch = (source["best_epoch"] or 0.0) if source else 0.0
+  start_epoch = (source.get("start_epoch", 0.0) + (source["best_epoch"] or 0.0)
+                 if source else 0.0)
   return dict(
       workdir=workdir, steps_per_epoch=steps_per_epoch, last_epoch=last_step / steps_per_epoch,
       best_epoch=best["step"] / steps_per_epoch if best else None,
       best_validation=best["value"] if best else None,
       stopped=bool(best and patience and last_step - best["step"] >= patience),
       spent=last_step >= config.train.num_steps, train_hours=seconds / 3600, test=test,
-      validation_k=config.eval.num_importance_samples,
+      validation_k=config.eval.num_importance_samples, start_epoch=start_epoch,
       curve=[(start_epoch + r["step"] / steps_per_epoch, r["log_px"]) for r in validation],
       lost=False)
 

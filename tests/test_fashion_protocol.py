@@ -263,7 +263,8 @@ def test_the_fashion_burda_sweep_points_pass_the_config_checks(fake_idx_dir):
 
 def test_a_fine_tuned_rows_training_hours_count_its_sources(tmp_path):
   from scripts import fashion_mnist_table  # pylint: disable=import-outside-toplevel
-  from vae.configs import fashion_hvae_vamp, fashion_hvae_vamp_iwae  # pylint: disable=import-outside-toplevel
+  from vae.configs import (  # pylint: disable=import-outside-toplevel
+      fashion_hvae_vamp, fashion_hvae_vamp_iwae, fashion_hvae_vamp_iwae_cosine)
   from vae.training import checkpoints  # pylint: disable=import-outside-toplevel
 
   def fake_run(name, config, steps_per_sec, last_step):
@@ -284,6 +285,12 @@ def test_a_fine_tuned_rows_training_hours_count_its_sources(tmp_path):
   assert run["train_hours"] == pytest.approx(1.5)
   assert run["curve"] == [(110.0, -225.0)]  # its 100 epochs go on from the source's best
   assert fashion_mnist_table._state(run) == "steps all done"  # pylint: disable=protected-access
+  # A third stage goes on from the second's best, counted from the first's start.
+  config = fashion_hvae_vamp_iwae_cosine.get_config()
+  config.train.init_from = str(tmp_path / "fine")
+  run = fashion_mnist_table.read_run(fake_run("third", config, 4.0, last_step=2500))
+  assert run["train_hours"] == pytest.approx(1.75)
+  assert run["curve"] == [(115.0, -225.0)]
 
 
 def test_the_fine_tuned_row_builds_its_sources_model_and_changes_only_the_objective():
@@ -297,3 +304,16 @@ def test_the_fine_tuned_row_builds_its_sources_model_and_changes_only_the_object
       "loss.kl_warmup_steps", "loss.num_samples", "loss.objective", "train.init_from",
       "train.num_steps"]
   assert fine.train.init_from == f"runs/{fashion_hvae_vamp_iwae.SOURCE}"
+
+
+def test_the_cosine_row_changes_only_its_sources_learning_rate_and_length():
+  from vae.configs import fashion_hvae_vamp_iwae_cosine  # pylint: disable=import-outside-toplevel
+  from vae.training import checkpoints, update  # pylint: disable=import-outside-toplevel
+  source = importlib.import_module(
+      f"vae.configs.{fashion_hvae_vamp_iwae_cosine.SOURCE}").get_config()
+  fine = fashion_hvae_vamp_iwae_cosine.get_config()
+  assert checkpoints.differing_fields(checkpoints.config_to_dict(source),
+                                      checkpoints.config_to_dict(fine)) == [
+      "optimizer.learning_rate", "optimizer.schedule", "train.init_from", "train.num_steps"]
+  schedule = update.unit_schedule(fine)
+  assert float(schedule(0)) == 1.0 and float(schedule(fine.train.num_steps)) == 0.0

@@ -101,9 +101,11 @@ def unit_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
   longer fills it), or "piecewise": decay_factor**j after the j-th of decay_boundaries
   (Burda et al.'s schedule)."""
   opt = config.optimizer
-  if opt.schedule == "cosine" and opt.warmup_steps < config.train.num_steps:
+  if opt.schedule == "cosine" and 0 < opt.warmup_steps < config.train.num_steps:
     return optax.warmup_cosine_decay_schedule(0.0, 1.0, opt.warmup_steps,
                                               config.train.num_steps)
+  if opt.schedule == "cosine" and opt.warmup_steps == 0:  # (optax logs a 0-step warm-up)
+    return optax.cosine_decay_schedule(1.0, config.train.num_steps)
   # (optax's warm-up of 0 steps would stay at its initial value, 0, for ever.)
   warmup = (optax.warmup_constant_schedule(0.0, 1.0, opt.warmup_steps)
             if opt.warmup_steps > 0 else optax.constant_schedule(1.0))
