@@ -291,6 +291,10 @@ def test_a_fine_tuned_rows_training_hours_count_its_sources(tmp_path):
   run = fashion_mnist_table.read_run(fake_run("third", config, 4.0, last_step=2500))
   assert run["train_hours"] == pytest.approx(1.75)
   assert run["curve"] == [(115.0, -225.0)]
+  # A row beyond the table has no published figure: its cell gives the target instead.
+  line = fashion_mnist_table.table({"fashion_hvae_vamp_iwae_cosine": [run]}).splitlines()[2]
+  assert line.startswith("| ours: the row above, then at a cosine-decayed rate "
+                         "(`fashion_hvae_vamp_iwae_cosine`) | — (target ≥ -226.03) | — |")
 
 
 def test_the_fine_tuned_row_builds_its_sources_model_and_changes_only_the_objective():
