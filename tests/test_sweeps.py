@@ -1,6 +1,7 @@
 """Sweeps: expansion of sweep files, runs in every mode, resume, summary and plots."""
 
 import csv
+import json
 import logging
 import os
 import shlex
@@ -149,6 +150,32 @@ def test_status_of_a_part_finished_sweep_leaves_unstarted_points_untouched(tmp_p
   table = sweep_summary.Table("", lambda r: "kl", lambda r: str(r["loss.beta"]),
                               lambda r: f"{r['kl']:.3f}")
   assert table.markdown([failed]).splitlines()[4] == "| kl | failed |"
+
+
+def test_a_point_stopped_during_its_final_evaluation_is_evaluated_by_the_rerun(tmp_path):
+  """Trained to its last step, stopped before its final evaluation was logged (a SIGTERM
+  during a long test evaluation): the point is not finished; the rerun evaluates it from
+  its last checkpoint without training again, and summarises it."""
+  sweep_file = write_sweep_file(tmp_path, 'sweeps.axis("loss.beta", [0.5])')
+  workdir = str(tmp_path / "sweep")
+  points = sweeps.load_points(sweep_file)
+  rows = sweeps.run_sweep(sweep_file, tiny.get_config(), points, workdir, mode="sequential")
+  point = os.path.join(workdir, rows[0]["point"])
+  records = metric_writers.read_metrics(point)
+  last_step = tiny.get_config().train.num_steps
+  splits = tiny.get_config().eval.splits
+  cut = [r for r in records if not (r["step"] == last_step and r["split"] in splits)]
+  assert len(cut) < len(records)
+  with open(os.path.join(point, metric_writers.METRICS_FILE), "w") as f:
+    f.writelines(json.dumps(r) + "\n" for r in cut)
+  states = sweeps.sweep_status(sweep_file, tiny.get_config(), points, workdir)
+  assert [state for state, _ in states.values()] == ["stopped"]
+  again = sweeps.run_sweep(sweep_file, tiny.get_config(), points, workdir, mode="sequential")
+  without_time = lambda row: {k: v for k, v in row.items() if k != "wall_time_s"}
+  assert without_time(again[0]) == without_time(rows[0])  # the same evaluation again
+  assert again[0]["wall_time_s"] > rows[0]["wall_time_s"]  # charged the rerun's time
+  assert metric_writers.read_metrics(point)[:len(cut)] == cut  # no step trained again
+  assert metric_writers.read_metrics(point)[len(cut):] == records[len(cut):]
 
 
 def test_latent_sweep_trains_as_one_padded_program_and_plots(tmp_path, caplog):

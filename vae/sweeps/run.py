@@ -31,8 +31,8 @@ from vae.reporting import metric_writers
 from vae.sweeps import points as sweep_points
 from vae.sweeps import summary as sweep_summary
 from vae.sweeps import slurm
-from vae.training import (best_checkpoint, checkpoints, padded_latents, train, update,
-                          workdirs)
+from vae.training import (best_checkpoint, checkpoints, padded_latents, runs, train,
+                          update, workdirs)
 
 MODES = ("sequential", "vectorized", "parallel", "slurm", "submitit_local")
 SUBMITTED_MODES = {"slurm": "slurm", "submitit_local": "local"}  # mode -> submitit cluster
@@ -41,13 +41,14 @@ TIMES_FILE = "sweep_times.json"
 
 def _is_finished(config: ml_collections.ConfigDict, workdir: str) -> bool:
   """Trained to num_steps, or stopped early (its best evaluation `patience` evaluations
-  behind its last checkpoint)."""
+  behind its last checkpoint), with the final evaluation in metrics.jsonl: a point stopped
+  during that evaluation is run again, which evaluates it without training."""
   step = checkpoints.latest_step(workdir) or 0
-  if step >= config.train.num_steps:
-    return True
   patience = config.train.get("early_stopping_patience", 0)
   best = best_checkpoint.read(workdir) if patience else None
-  return best is not None and step - best["step"] >= patience * config.train.eval_every
+  trained = step >= config.train.num_steps or (
+      best is not None and step - best["step"] >= patience * config.train.eval_every)
+  return trained and runs.logged_results(workdir, step, config.eval.splits) is not None
 
 
 def _vectorized_groups(named: list[tuple[str, ml_collections.ConfigDict]], workdir: str

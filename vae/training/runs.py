@@ -466,7 +466,7 @@ class RunGroup(contextlib.AbstractContextManager):
     for run in self.runs:
       if run.best is not None and run.best.record is not None:
         record = run.best.record
-        last = _logged_results(run.workdir, step, (best_checkpoint.SPLIT,))
+        last = logged_results(run.workdir, step, (best_checkpoint.SPLIT,))
         logging.info("%s: best evaluation at step %d (%s %s %.2f nats; params in %s); "
                      "last at step %d (%.2f).", run.workdir, record["step"], record["split"],
                      record["metric"], record["value"],
@@ -481,7 +481,7 @@ class RunGroup(contextlib.AbstractContextManager):
   def finished_results(self) -> list[dict[str, dict[str, float]]]:
     """The final evaluation of runs already trained to the end: as logged, or anew
     where metrics.jsonl lacks it."""
-    logged = [_logged_results(run.workdir, self.start_step, self.config.eval.splits)
+    logged = [logged_results(run.workdir, self.start_step, self.config.eval.splits)
               for run in self.runs]
     if all(results is not None for results in logged):
       return logged
@@ -499,7 +499,7 @@ def _local(tree: Any) -> Any:
   return jax.tree.map(lambda leaf: leaf.addressable_data(0), tree)
 
 
-def _logged_results(workdir: str, step: int, splits) -> dict[str, dict[str, float]] | None:
+def logged_results(workdir: str, step: int, splits) -> dict[str, dict[str, float]] | None:
   """The evaluation of `step` as metrics.jsonl holds it, or None if a split is missing."""
   records = {r["split"]: r for r in metric_writers.read_metrics(workdir) if r["step"] == step}
   if not all(split in records for split in splits):
