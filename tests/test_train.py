@@ -74,21 +74,26 @@ def comparable(records):
   return [{k: v for k, v in r.items() if k != "steps_per_sec"} for r in records]
 
 
-def test_interrupted_run_resumes_to_the_same_numbers(finished_run, tmp_path, monkeypatch):
+@pytest.mark.parametrize("stopped_block, saved_step", [
+    (2, 15),  # between two evaluations
+    (1, 10),  # at an evaluation's step, before it: the resume evaluates it first
+])
+def test_interrupted_run_resumes_to_the_same_numbers(finished_run, tmp_path, monkeypatch,
+                                                     stopped_block, saved_step):
   reference, _ = finished_run
   original = runs.prefetch_to_device
 
-  def interrupt_after_two_blocks(blocks, *args):
+  def interrupt(blocks, *args):  # blocks of 5 steps
     for i, block in enumerate(original(blocks, *args)):
-      if i == 2:  # Ctrl-C arrives while the third block is being prepared.
+      if i == stopped_block:  # Ctrl-C arrives while this block is being prepared.
         signal.raise_signal(signal.SIGINT)
       yield block
 
-  monkeypatch.setattr(runs, "prefetch_to_device", interrupt_after_two_blocks)
+  monkeypatch.setattr(runs, "prefetch_to_device", interrupt)
   workdir = str(tmp_path)
-  with pytest.raises(KeyboardInterrupt, match="checkpoint of step 15"):
+  with pytest.raises(KeyboardInterrupt, match=f"checkpoint of step {saved_step}"):
     train.train_and_evaluate(tiny.get_config(), workdir)
-  assert checkpoints.Checkpointer(workdir, 3).latest_step() == 15
+  assert checkpoints.Checkpointer(workdir, 3).latest_step() == saved_step
   monkeypatch.setattr(runs, "prefetch_to_device", original)
   train.train_and_evaluate(tiny.get_config(), workdir)
   assert comparable(metric_writers.read_metrics(workdir)) == comparable(

@@ -478,14 +478,15 @@ class RunGroup(contextlib.AbstractContextManager):
       if run.failure is None:
         run.images.write_traversal(step, _local(params), self.shown_images)
 
-  def finished_results(self) -> list[dict[str, dict[str, float]]]:
-    """The final evaluation of runs already trained to the end: as logged, or anew
-    where metrics.jsonl lacks it."""
-    logged = [logged_results(run.workdir, self.start_step, self.config.eval.splits)
+  def logged_or_evaluated(self, step: int) -> list[dict[str, dict[str, float]]]:
+    """Each run's evaluation of `step` (the checkpoint it resumed from): as logged, or
+    anew where metrics.jsonl lacks it, as after a stop between that checkpoint and its
+    evaluation (then also offered to the best checkpoint)."""
+    logged = [logged_results(run.workdir, step, self.config.eval.splits)
               for run in self.runs]
     if all(results is not None for results in logged):
       return logged
-    return self.evaluate(self.start_step)
+    return self.evaluate(step)
 
   def close(self) -> None:
     self._resources.close()

@@ -50,12 +50,16 @@ def train_vectorized(configs: list[ml_collections.ConfigDict], workdirs: list[st
   the same numbers it would get alone (up to float rounding of batched matmuls).
   """
   with RunGroup(configs, workdirs) as group:
-    if group.start_step >= group.config.train.num_steps or group.out_of_patience(
-        group.start_step):
-      logging.info("Already finished (step %d%s): %s.", group.start_step,
-                   ", stopped early" if group.out_of_patience(group.start_step) else "",
+    start, cfg = group.start_step, group.config.train
+    # A stop between an evaluation step's checkpoint and its evaluation: evaluated first,
+    # so that the early stop and the best checkpoint count it.
+    results = group.logged_or_evaluated(start) if start and is_due(
+        start, cfg.eval_every, cfg.num_steps) else []
+    if start >= cfg.num_steps or group.out_of_patience(start):
+      logging.info("Already finished (step %d%s): %s.", start,
+                   ", stopped early" if group.out_of_patience(start) else "",
                    ", ".join(workdirs))
-      return group.finished_results()
+      return results or group.logged_or_evaluated(start)
     return _loop(group)
 
 
