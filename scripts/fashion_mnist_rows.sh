@@ -26,9 +26,12 @@ main() {
     [[ -n "$source_row" ]] && source=(--config.train.init_from="$root/${source_row}_seed$seed")
     python -m experiments.train --config="configs/$row.py" --workdir="$workdir" \
         --config.seed="$seed" "${source[@]}"
-    # Evaluated unless eval_test.json holds both (a test alone, run by hand or cut short
-    # during the decomposition, is redone).
-    if ! grep -qs '"gap_decomposition": {' "$workdir/eval_test.json"; then
+    # Evaluated unless eval_test.json is the test of the best checkpoint best.json names
+    # now, with its decomposition (a test alone, of an earlier best, or cut short during
+    # the decomposition, is redone).
+    if ! python -c "import sys; from scripts.fashion_mnist_table import test_of_best
+test = test_of_best(sys.argv[1]); sys.exit(not (test and test['gap_decomposition']))" \
+        "$workdir"; then
       python -m experiments.evaluate --workdir="$workdir" --best --split=test \
           --num_importance_samples=5000 --decompose_gap --num_examples=1000 \
           --gap_family_examples=250

@@ -7,7 +7,8 @@ the workdirs `scripts/fashion_mnist_rows.sh` trains, and the validation curves.
 Reads ROOT/<row>_seed<k>/ for the rows of `ROWS` (and any other config name found there):
 metrics.jsonl (validation log p(x), IWAE with the config's K, every evaluation),
 best.json (the best validation evaluation, which the test uses), eval_test.json (the test
-split at the best checkpoint, K = 5000) and config.json. Writes the markdown table into
+split at the best checkpoint, K = 5000; a test of any other checkpoint is left out) and
+config.json. Writes the markdown table into
 --page, between its lines `<!-- table -->` and `<!-- /table -->`, and the plot of
 validation log p(x) against epochs beside it (fashion_mnist_curves.png); a row still
 training shows its progress, and the gap's decomposition follows where the test
@@ -46,6 +47,7 @@ ROWS = {  # config name -> (the paper's name, published mean, std; Norouzi et al
 # Beyond the table (the rows without a published figure): issue 30's target, 0.5 nats
 # above the table's best MLP row (Exemplar HVAE, -226.53).
 TARGET = -226.03
+TEST_K = 5000  # importance samples of the protocol's test
 _RUN = re.compile(r"^(?P<row>.+)_seed(?P<seed>\d+)$")
 
 _ROOT = flags.DEFINE_string("root", "runs/fashion_mnist", "Folder of the rows' workdirs.")
@@ -67,8 +69,7 @@ def read_run(workdir: str, archive: dict | None = None) -> dict:
   best = best_checkpoint.read(workdir)
   last_step = max((r["step"] for r in records), default=0)
   patience = config.train.early_stopping_patience * config.train.eval_every
-  test_path = os.path.join(workdir, "eval_test.json")
-  test = json.load(open(test_path)) if os.path.exists(test_path) else None
+  test = test_of_best(workdir)
   seconds, previous = 0.0, 0
   for record in train:
     seconds += (record["step"] - previous) / record["steps_per_sec"]
@@ -88,6 +89,21 @@ def read_run(workdir: str, archive: dict | None = None) -> dict:
       validation_k=config.eval.num_importance_samples, start_epoch=start_epoch,
       curve=[(start_epoch + r["step"] / steps_per_epoch, r["log_px"]) for r in validation],
       lost=False)
+
+
+def test_of_best(workdir: str) -> dict | None:
+  """eval_test.json if it is the protocol's test (K = TEST_K, nothing pending) of the
+  checkpoint best.json names now, else None: a test of an earlier best (the run trained on
+  after it) or of another checkpoint or K is stale."""
+  best = best_checkpoint.read(workdir)
+  try:
+    with open(os.path.join(workdir, "eval_test.json")) as f:
+      test = json.load(f)
+  except (OSError, ValueError):
+    return None
+  current = (best is not None and test.get("best") and test.get("step") == best["step"]
+             and test.get("num_importance_samples") == TEST_K and "pending" not in test)
+  return test if current else None
 
 
 def _source_record(source: str, archive: dict | None) -> dict | None:

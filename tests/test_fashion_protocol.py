@@ -205,7 +205,8 @@ def test_the_table_script_reads_a_run_and_rewrites_only_its_table(tmp_path):
   gap = {"num_examples": 1000, "total_gap": 6.5, "approximation_gap": 2.25,
          "amortization_gap": 4.25}
   (workdir / "eval_test.json").write_text(json.dumps(
-      {"log_px": -229.5, "elbo": -235.1, "gap_decomposition": gap}))
+      {"step": 5000, "best": True, "num_importance_samples": 5000, "log_px": -229.5,
+       "elbo": -235.1, "gap_decomposition": gap}))
   page = tmp_path / "page.md"
   page.write_text("intro\n<!-- table -->\nold\n<!-- /table -->\nafter\n")
   fashion_mnist_table.write_table(str(tmp_path / "runs"), str(page))
@@ -216,6 +217,11 @@ def test_the_table_script_reads_a_run_and_rewrites_only_its_table(tmp_path):
   assert (tmp_path / fashion_mnist_table.PLOT).exists()
   assert ("| VAE w/ Gaussian prior (`fashion_vae_seed0`) | 1000 | 6.50 | 2.25 | 4.25 | 2.25 "
           "| 4.25 |") in text
+  # A test of an earlier best (the run trained on and found a better one) is stale.
+  (workdir / "best.json").write_text(json.dumps({"step": 7500, "value": -237.5}))
+  assert fashion_mnist_table.test_of_best(str(workdir)) is None
+  (workdir / "best.json").write_text(json.dumps({"step": 5000, "value": -238.0}))
+  assert fashion_mnist_table.test_of_best(str(workdir))["log_px"] == -229.5
   # The record is archived beside the page: the row outlives its workdir, marked lost.
   shutil.rmtree(workdir)
   fashion_mnist_table.write_table(str(tmp_path / "runs"), str(page))
