@@ -209,6 +209,35 @@ def test_damaged_latest_checkpoint_falls_back_and_ends_with_the_same_numbers(ref
   assert sorted(os.listdir(workdir / "checkpoints")) == ["10", "20"]
 
 
+def test_a_metrics_line_cut_short_is_dropped_and_the_rerun_ends_with_the_same_numbers(
+    reference, tmp_path):
+  """A machine lost during a write to metrics.jsonl: its last line is half a record. The
+  rerun resumes from the checkpoint before it and drops that line."""
+  workdir = tmp_path / "run"
+  shutil.copytree(reference, workdir)
+  shutil.rmtree(workdir / "checkpoints" / "20")  # lost before the checkpoint of step 20
+  metrics = workdir / metric_writers.METRICS_FILE
+  text = metrics.read_text()
+  metrics.write_text(text[:len(text) - len(text.splitlines()[-1]) // 2 - 1])
+  assert len(metric_writers.read_metrics(str(workdir))) == len(text.splitlines()) - 1
+  done = app("--config=configs/tiny.py", f"--workdir={workdir}")
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert comparable(workdir) == comparable(reference)
+
+
+def test_a_damaged_metrics_line_is_one_line_naming_it(reference, tmp_path):
+  workdir = tmp_path / "run"
+  shutil.copytree(reference, workdir)
+  metrics = workdir / metric_writers.METRICS_FILE
+  lines = metrics.read_text().splitlines(keepends=True)
+  metrics.write_text("".join(lines[:1] + ["{not json\n"] + lines[1:]))
+  before = metrics.read_text()
+  done = app("--config=configs/tiny.py", f"--workdir={workdir}")
+  assert_one_plain_line(done, r"metrics.jsonl, line 2, is not a JSON record: the file is "
+                              r"damaged; delete that line")
+  assert metrics.read_text() == before  # nothing rewritten
+
+
 def test_a_checkpoint_of_another_model_does_not_fit(reference, tmp_path):
   checkpointer = checkpoints.Checkpointer(str(tmp_path), 3)
   checkpointer.save(5, {"w": np.zeros((3, 4), np.float32)})

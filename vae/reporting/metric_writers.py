@@ -39,12 +39,15 @@ class MetricWriter:
                    if enabled and wandb_project else None)
 
   def truncate_after(self, step: int) -> None:
+    """Keeps the records up to `step` (and drops a last line cut short), in one atomic
+    replacement of the file: a stop during it leaves the old file whole."""
     if not self.enabled or not os.path.exists(self.path):
       return
-    with open(self.path) as f:
-      records = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
-    with open(self.path, "w") as f:
-      f.writelines(records)
+    kept = [line for line, record in _read_lines(self.path) if record["step"] <= step]
+    partial = self.path + ".tmp"
+    with open(partial, "w") as f:
+      f.writelines(kept)
+    os.replace(partial, self.path)
 
   def write_metrics(self, step: int, split: str, metrics: dict[str, float | list[float]]
                     ) -> None:
@@ -105,9 +108,28 @@ def write_hparams(workdir: str, hparams: dict[str, Any], metrics: dict[str, floa
 
 
 def read_metrics(workdir: str) -> list[dict]:
-  """Every record of workdir/metrics.jsonl, in order."""
-  with open(os.path.join(workdir, METRICS_FILE)) as f:
-    return [json.loads(line) for line in f if line.strip()]
+  """Every record of workdir/metrics.jsonl, in order (a last line cut short, as a machine
+  lost during a write leaves it, is not one)."""
+  return [record for _, record in _read_lines(os.path.join(workdir, METRICS_FILE))]
+
+
+def _read_lines(path: str) -> list[tuple[str, dict]]:
+  """(line, record) of each record of a metrics file; a damaged line before the last is a
+  ValueError that names the file and the line."""
+  with open(path) as f:
+    lines = f.readlines()
+  pairs = []
+  for number, line in enumerate(lines, start=1):
+    if not line.strip():
+      continue
+    try:
+      pairs.append((line, json.loads(line)))
+    except json.JSONDecodeError:
+      if number == len(lines) and not line.endswith("\n"):
+        break  # the last write was cut short
+      raise ValueError(f"{path}, line {number}, is not a JSON record: the file is damaged; "
+                       f"delete that line (or the file, to log afresh) and rerun.") from None
+  return pairs
 
 
 def format_metrics(metrics: dict[str, float], keys=None) -> str:
