@@ -117,6 +117,34 @@ def test_the_best_keeper_keeps_only_improvements_and_forgets_the_future(tmp_path
   assert best_checkpoint.load_params(workdir)[1] == 35
 
 
+def test_a_stop_while_a_new_best_is_kept_leaves_best_json_naming_a_checkpoint(tmp_path,
+                                                                              monkeypatch):
+  """Killed after the new best's params are saved and before best.json names them: the
+  old best is still there, and a later improvement leaves only itself."""
+  workdir = str(tmp_path)
+  params = lambda value: {"w": np.full(2, value, np.float32)}
+  scores = lambda value: {"validation": {"log_px": value, "elbo": value - 1}}
+  keeper = best_checkpoint.BestCheckpoint(workdir, "log_px", start_step=0)
+  assert keeper.offer(10, params(1.0), scores(-90.0))
+
+  def killed(*args):
+    raise KeyboardInterrupt("killed")
+
+  monkeypatch.setattr(best_checkpoint.os, "replace", killed)
+  with pytest.raises(KeyboardInterrupt):
+    keeper.offer(20, params(2.0), scores(-80.0))
+  keeper.close()
+  loaded, step = best_checkpoint.load_params(workdir)
+  assert step == 10 and np.all(loaded["w"] == 1.0)
+  monkeypatch.undo()
+  resumed = best_checkpoint.BestCheckpoint(workdir, "log_px", start_step=10)
+  assert sorted(os.listdir(os.path.join(workdir, best_checkpoint.FOLDER))) == ["10"]
+  assert resumed.offer(30, params(3.0), scores(-70.0))
+  resumed.close()
+  assert sorted(os.listdir(os.path.join(workdir, best_checkpoint.FOLDER))) == ["30"]
+  assert best_checkpoint.load_params(workdir)[1] == 30
+
+
 def test_a_run_without_a_best_checkpoint_says_how_to_keep_one(tmp_path):
   with pytest.raises(ValueError, match="keep_best=log_px"):
     best_checkpoint.load_params(str(tmp_path))

@@ -74,7 +74,11 @@ class BestCheckpoint:
       if jax.process_index() == 0:
         shutil.rmtree(os.path.join(workdir, FOLDER), ignore_errors=True)
         os.remove(os.path.join(workdir, FILE))
-    self._checkpointer = checkpoints.Checkpointer(workdir, 1, FOLDER)
+    # Two at most: the new best is saved beside the old, best.json then names it, and
+    # only then is the old one deleted, so that a stop at any point leaves best.json
+    # naming a checkpoint that exists.
+    self._checkpointer = checkpoints.Checkpointer(workdir, 2, FOLDER)
+    self._keep_only(self.record["step"] if self.record else None)  # one a stop left unnamed
 
   def offer(self, step: int, params: Any, results: dict[str, dict[str, Any]]) -> bool:
     """Keeps `params` if `results` ({split: metrics} of step's evaluation) beat the
@@ -94,7 +98,13 @@ class BestCheckpoint:
       with open(partial, "w") as f:
         json.dump(self.record, f, indent=2)
       os.replace(partial, os.path.join(self.workdir, FILE))  # whole or not at all
+    self._keep_only(step)
     return True
+
+  def _keep_only(self, step: int | None) -> None:
+    for other in self._checkpointer.all_steps():
+      if other != step:
+        self._checkpointer.delete(other)
 
   def close(self) -> None:
     self._checkpointer.close()

@@ -189,6 +189,9 @@ class Checkpointer:
     self._manager.reload()
     return destination
 
+  def delete(self, step: int) -> None:
+    self._manager.delete(step)
+
   def close(self) -> None:
     self._manager.close()
 
