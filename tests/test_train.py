@@ -23,6 +23,7 @@ from vae.common import errors
 from vae.configs import tiny
 from vae.reporting import metric_writers
 from vae.training import checkpoints, runs, train, update
+from vae.training import workdirs as workdirs_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EVAL_METRICS = ("reconstruction", "kl", "elbo", "log_px", "bound_gap", "active_units")
@@ -290,6 +291,22 @@ def test_a_diverging_run_of_a_group_is_frozen_at_its_last_finite_step(tmp_path):
   assert int(frozen["step"]) == 20  # counted on
   good = checkpoints.Checkpointer(workdirs[0], 3).restore(20)["state"]
   assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(good["params"]))
+  # Resumed from a checkpoint the group saved after the failure (a requeued task): the
+  # run stays frozen with its failure as recorded; the other ends as it did.
+  failure = workdirs_lib.read_failure(workdirs[1])
+  assert failure["step"] == 1
+  good_records = metric_writers.read_metrics(workdirs[0])
+  for workdir in workdirs:
+    shutil.rmtree(os.path.join(workdir, "checkpoints", "20"))
+  train.train_vectorized([tiny.get_config(), diverging], workdirs)
+  assert workdirs_lib.read_failure(workdirs[1]) == failure
+  again = checkpoints.Checkpointer(workdirs[1], 3).restore(20)["state"]
+  for got, want in zip(jax.tree.leaves(again["params"]), jax.tree.leaves(frozen["params"])):
+    np.testing.assert_array_equal(got, want)
+  assert comparable(metric_writers.read_metrics(workdirs[0])) == comparable(good_records)
+  # A group of frozen runs only: nothing to train, one line.
+  with pytest.raises(errors.NonFiniteLossError, match=r"non-finite at step 1 .*--retry_failed"):
+    train.train_vectorized([diverging], [workdirs[1]])
 
 
 def test_only_shape_preserving_fields_may_differ_when_vectorized(tmp_path):

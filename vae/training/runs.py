@@ -83,13 +83,19 @@ class Run:
     self.config, self.workdir, self.model = config, workdir, model
     self._resources = resources
     self.best = None  # a best_checkpoint.BestCheckpoint with keep_best, once restored
-    self.failure = None  # {"step", "reason"} once its loss went non-finite
-    if distributed.is_primary():
-      workdirs_lib.clear_failure(workdir)  # a new attempt
     self.checkpointer = resources.enter_context(contextlib.closing(
         checkpoints.Checkpointer(workdir, config.train.keep_checkpoints)))
-    if self.checkpointer.latest_step() is not None:
+    latest = self.checkpointer.latest_step()
+    if latest is not None:
       checkpoints.check_resumable(config, workdir)
+    # {"step", "reason"} once its loss went non-finite. A checkpoint at or after that step
+    # holds the run frozen (a group saved it on), which stays frozen when resumed (say,
+    # by a requeued task); one before it is a new attempt.
+    self.failure = workdirs_lib.read_failure(workdir)
+    if self.failure is not None and (latest is None or latest < self.failure["step"]):
+      self.failure = None
+      if distributed.is_primary():
+        workdirs_lib.clear_failure(workdir)
     self.init_key, self.train_key, self.eval_key, image_key = (
         random_streams.stream(config.seed, s) for s in (random_streams.INIT, random_streams.TRAIN, random_streams.EVAL, random_streams.IMAGES))
     self.batches = data.TrainBatches(train_images, config.train.batch_size, config.seed,
@@ -177,6 +183,7 @@ class RunGroup(contextlib.AbstractContextManager):
       self._read_data()
       self.runs = [Run(c, w, self._own_model(c), self._train_images, self._shards,
                        self._resources) for c, w in zip(configs, workdirs)]
+      _refuse_if_all_frozen(self.runs)
       self._place_state()
     except BaseException:
       self.close()
@@ -259,8 +266,7 @@ class RunGroup(contextlib.AbstractContextManager):
     replicated = distributed.replicated(self.mesh)
     self.state = jax.device_put(update.stack_runs(list(states)), replicated)
     self.acc = jax.device_put(update.stack_runs(list(accs)), replicated)
-    self._hp = jax.device_put(update.stack_runs([update.hyperparams(run.config)
-                                                 for run in self.runs]), replicated)
+    self._hp = self._hyperparams()
     self._train_keys = jax.device_put(np.stack([run.train_key for run in self.runs]),
                                       replicated)
 
@@ -360,12 +366,16 @@ class RunGroup(contextlib.AbstractContextManager):
     for run in newly_failed:
       logging.warning("%s Frozen at its last finite step; the other runs go on.",
                       run.failure["reason"])
-    self._hp = jax.device_put(
+    self._hp = self._hyperparams()
+    if self._train_block is not None:  # from now on every block freezes
+      self._train_block = self._make_train_block()
+
+  def _hyperparams(self) -> Any:
+    """Each run's `update.hyperparams`, stacked on the mesh; a failed run's frozen."""
+    return jax.device_put(
         update.stack_runs([update.hyperparams(run.config) | {"frozen": np.bool_(
             run.failure is not None)} for run in self.runs]),
         distributed.replicated(self.mesh))
-    if self._train_block is not None:  # from now on every block freezes
-      self._train_block = self._make_train_block()
 
   def _nonfinite_message(self, run: Run, bad: int) -> str:
     where = (f"step {self.last_checkpoint} in {run.checkpointer.directory} (still "
@@ -482,7 +492,8 @@ class RunGroup(contextlib.AbstractContextManager):
     """Each run's evaluation of `step` (the checkpoint it resumed from): as logged, or
     anew where metrics.jsonl lacks it, as after a stop between that checkpoint and its
     evaluation (then also offered to the best checkpoint)."""
-    logged = [logged_results(run.workdir, step, self.config.eval.splits)
+    logged = [{} if run.failure is not None  # frozen: not evaluated
+              else logged_results(run.workdir, step, self.config.eval.splits)
               for run in self.runs]
     if all(results is not None for results in logged):
       return logged
@@ -493,6 +504,20 @@ class RunGroup(contextlib.AbstractContextManager):
 
   def __exit__(self, *exc_info) -> None:
     self.close()
+
+
+def _refuse_if_all_frozen(group_runs: list[Run]) -> None:
+  """Runs frozen by an earlier attempt (`Run.failure`) leave nothing to train when alone.
+
+  Raises:
+    vae.common.errors.NonFiniteLossError: every run is frozen.
+  """
+  if all(run.failure is not None for run in group_runs):
+    raise errors.NonFiniteLossError(" ".join(
+        f"{run.workdir}: frozen since its loss became non-finite at step "
+        f"{run.failure['step']} (its checkpoints from then on hold the frozen state). Rerun "
+        "its sweep with --retry_failed (which discards them), or train in a new --workdir."
+        for run in group_runs))
 
 
 def _local(tree: Any) -> Any:
