@@ -92,6 +92,34 @@ def test_the_best_evaluation_is_kept_and_evaluated_again(averaged_run):
   assert best["log_px"] == pytest.approx(record["value"], abs=1e-5)
 
 
+def test_a_stop_while_an_evaluation_is_kept_as_the_best_is_made_good_by_the_rerun(
+    averaged_run, tmp_path, monkeypatch):
+  """Killed after the best evaluation's metrics are logged and its params saved, before
+  best.json names it: the rerun offers the logged evaluation again, and ends with the
+  uninterrupted run's best and records."""
+  config, reference, _ = averaged_run
+  target = best_checkpoint.read(reference)["step"]
+  offer = best_checkpoint.BestCheckpoint.offer
+
+  def killed_during_the_offer(keeper, step, params, results):
+    if step == target:
+      keeper._checkpointer.save(step, {"params": params})  # pylint: disable=protected-access
+      raise KeyboardInterrupt("killed")
+    return offer(keeper, step, params, results)
+
+  monkeypatch.setattr(best_checkpoint.BestCheckpoint, "offer", killed_during_the_offer)
+  workdir = str(tmp_path)
+  with pytest.raises(KeyboardInterrupt):
+    train.train_and_evaluate(config, workdir)
+  monkeypatch.undo()
+  train.train_and_evaluate(config, workdir)
+  kept, want = best_checkpoint.read(workdir), best_checkpoint.read(reference)
+  assert (kept["step"], kept["value"]) == (want["step"], want["value"])
+  assert sorted(os.listdir(os.path.join(workdir, best_checkpoint.FOLDER))) == [str(target)]
+  steps_and_splits = lambda w: [(r["step"], r["split"]) for r in metric_writers.read_metrics(w)]
+  assert steps_and_splits(workdir) == steps_and_splits(reference)
+
+
 def test_the_best_keeper_keeps_only_improvements_and_forgets_the_future(tmp_path):
   workdir = str(tmp_path)
   params = lambda value: {"w": np.full(2, value, np.float32)}

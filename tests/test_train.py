@@ -186,6 +186,19 @@ def test_huge_learning_rate_stops_with_the_step(tmp_path):
     train.train_and_evaluate(config, str(tmp_path))
 
 
+def test_a_rerun_after_a_nan_stop_is_a_new_attempt_from_the_last_good_checkpoint(tmp_path):
+  """The failure's step is the update that went non-finite: a checkpoint of that step
+  holds the good state before it, so the rerun tries again (and stops the same way)."""
+  config = tiny.get_config()
+  config.optimizer.learning_rate = 1e9
+  config.train.update(steps_per_dispatch=1, checkpoint_every=1, log_every=1)
+  for _ in range(2):
+    with pytest.raises(errors.NonFiniteLossError,
+                       match=r"non-finite at step 1\. Last good checkpoint: step 1 "):
+      train.train_and_evaluate(config, str(tmp_path))
+    assert workdirs_lib.read_failure(str(tmp_path))["step"] == 1
+
+
 def test_nan_loss_keeps_the_last_good_checkpoint_loadable(tmp_path, monkeypatch):
   original = data.TrainBatches.block
 

@@ -78,7 +78,8 @@ class BestCheckpoint:
     # only then is the old one deleted, so that a stop at any point leaves best.json
     # naming a checkpoint that exists.
     self._checkpointer = checkpoints.Checkpointer(workdir, 2, FOLDER)
-    self._keep_only(self.record["step"] if self.record else None)  # one a stop left unnamed
+    if self.record is not None and self.record["step"] in self._checkpointer.all_steps():
+      self._keep_only(self.record["step"])  # a newer one a stop left unnamed
 
   def offer(self, step: int, params: Any, results: dict[str, dict[str, Any]]) -> bool:
     """Keeps `params` if `results` ({split: metrics} of step's evaluation) beat the

@@ -88,11 +88,11 @@ class Run:
     latest = self.checkpointer.latest_step()
     if latest is not None:
       checkpoints.check_resumable(config, workdir)
-    # {"step", "reason"} once its loss went non-finite. A checkpoint at or after that step
-    # holds the run frozen (a group saved it on), which stays frozen when resumed (say,
-    # by a requeued task); one before it is a new attempt.
+    # {"step", "reason"} once its loss went non-finite (the update from that step). A
+    # checkpoint after that step holds the run frozen (a group saved it on), which stays
+    # frozen when resumed (say, by a requeued task); one up to it is a new attempt.
     self.failure = workdirs_lib.read_failure(workdir)
-    if self.failure is not None and (latest is None or latest < self.failure["step"]):
+    if self.failure is not None and (latest is None or latest <= self.failure["step"]):
       self.failure = None
       if distributed.is_primary():
         workdirs_lib.clear_failure(workdir)
@@ -414,35 +414,47 @@ class RunGroup(contextlib.AbstractContextManager):
 
   # ---------------------------------------------------------------- evaluation
 
-  def evaluate(self, step: int) -> list[dict[str, dict[str, float]]]:
+  def evaluate(self, step: int, logged: list[dict | None] | None = None
+               ) -> list[dict[str, dict[str, float]]]:
     """Each run's evaluation of every split of config.eval.splits (written to its
-    metrics), and its reconstructions and samples; returns {split: metrics} per run."""
+    metrics), and its reconstructions and samples, offered to its best checkpoint; returns
+    {split: metrics} per run. `logged` (per run, or None): a run's evaluation of `step` as
+    metrics.jsonl holds it (a resume), only offered to its best checkpoint, not redone."""
     self.check_finite()
     all_results = []
-    which = update.params_label(self.config)
     for i, (run, params) in enumerate(self.per_run(update.evaluated_params(self.state))):
       if run.failure is not None:  # frozen: its record is its failure, not an evaluation
         all_results.append({})
         continue
-      results = self._score(run, params)
-      params = self._cropped(i, params, update.evaluated_params)
-      for split in results:
-        run.writer.write_metrics(step, split, {**results[split], "params": which})
-        logging.info("eval %-10s step %d%s%s: %s", split, step,
-                     " (EMA params)" if which == "ema" else "",
-                     f" [{run.workdir}]" if len(self.runs) > 1 else "",
-                     metric_writers.format_metrics(results[split], _EVAL_LOG_METRICS))
-      warning = evaluate.collapse_warning(results[split], run.model.latent_dim)
-      if warning:
-        logging.warning("%s%s", warning, f" [{run.workdir}]" if len(self.runs) > 1 else "")
-      run.images.write(step, _local(params), self.shown_images, results[split])
-      run.writer.flush()
+      results = logged[i] if logged else None
+      if results is None:
+        results = self._score(run, params)
+        params = self._cropped(i, params, update.evaluated_params)
+        self._record(run, step, _local(params), results)
+      else:
+        params = self._cropped(i, params, update.evaluated_params)
       if run.best is not None and run.best.offer(step, _local(params), results):
         logging.info("%s: best %s %s so far (%.2f nats), kept in %s.", run.workdir,
                      best_checkpoint.SPLIT, run.best.metric, run.best.record["value"],
                      os.path.join(run.workdir, best_checkpoint.FOLDER))
       all_results.append(results)
     return all_results
+
+  def _record(self, run: Run, step: int, params: Any,
+              results: dict[str, dict[str, Any]]) -> None:
+    """Writes one run's evaluation to its metrics and the log, and its images."""
+    which = update.params_label(self.config)
+    for split in results:
+      run.writer.write_metrics(step, split, {**results[split], "params": which})
+      logging.info("eval %-10s step %d%s%s: %s", split, step,
+                   " (EMA params)" if which == "ema" else "",
+                   f" [{run.workdir}]" if len(self.runs) > 1 else "",
+                   metric_writers.format_metrics(results[split], _EVAL_LOG_METRICS))
+    warning = evaluate.collapse_warning(results[split], run.model.latent_dim)
+    if warning:
+      logging.warning("%s%s", warning, f" [{run.workdir}]" if len(self.runs) > 1 else "")
+    run.images.write(step, params, self.shown_images, results[split])
+    run.writer.flush()
 
   def _score(self, run: Run, params: Any) -> dict[str, dict[str, Any]]:
     """{split: metrics} of `run`'s `params` (in the program's shapes), by the group's
@@ -491,13 +503,10 @@ class RunGroup(contextlib.AbstractContextManager):
   def logged_or_evaluated(self, step: int) -> list[dict[str, dict[str, float]]]:
     """Each run's evaluation of `step` (the checkpoint it resumed from): as logged, or
     anew where metrics.jsonl lacks it, as after a stop between that checkpoint and its
-    evaluation (then also offered to the best checkpoint)."""
-    logged = [{} if run.failure is not None  # frozen: not evaluated
-              else logged_results(run.workdir, step, self.config.eval.splits)
-              for run in self.runs]
-    if all(results is not None for results in logged):
-      return logged
-    return self.evaluate(step)
+    evaluation; offered to the best checkpoint either way (a stop may have come between
+    the metrics and the best's save)."""
+    return self.evaluate(step, [logged_results(run.workdir, step, self.config.eval.splits)
+                                for run in self.runs])
 
   def close(self) -> None:
     self._resources.close()
@@ -515,7 +524,7 @@ def _refuse_if_all_frozen(group_runs: list[Run]) -> None:
   if all(run.failure is not None for run in group_runs):
     raise errors.NonFiniteLossError(" ".join(
         f"{run.workdir}: frozen since its loss became non-finite at step "
-        f"{run.failure['step']} (its checkpoints from then on hold the frozen state). Rerun "
+        f"{run.failure['step']} (its checkpoints after that step hold the frozen state). Rerun "
         "its sweep with --retry_failed (which discards them), or train in a new --workdir."
         for run in group_runs))
 
