@@ -173,6 +173,17 @@ def test_a_stop_while_a_new_best_is_kept_leaves_best_json_naming_a_checkpoint(tm
   assert best_checkpoint.load_params(workdir)[1] == 30
 
 
+def test_another_keep_best_metric_on_resume_is_one_line_and_keeps_the_best(tmp_path):
+  workdir = str(tmp_path)
+  keeper = best_checkpoint.BestCheckpoint(workdir, "log_px", start_step=0)
+  assert keeper.offer(10, {"w": np.ones(2, np.float32)}, {"validation": {"log_px": -90.0}})
+  keeper.close()
+  with pytest.raises(ValueError, match=r"keeps its best evaluation by log_px .*"
+                                       r"--config.train.keep_best=log_px, or use a new"):
+    best_checkpoint.BestCheckpoint(workdir, "elbo", start_step=10)
+  assert best_checkpoint.load_params(workdir)[1] == 10
+
+
 def test_a_run_without_a_best_checkpoint_says_how_to_keep_one(tmp_path):
   with pytest.raises(ValueError, match="keep_best=log_px"):
     best_checkpoint.load_params(str(tmp_path))
