@@ -106,7 +106,8 @@ class BestCheckpoint:
     self._keep_only(step)
     return True
 
-  def _keep_only(self, step: int | None) -> None:
+  def _keep_only(self, step: int) -> None:
+    """Deletes every kept checkpoint but step's."""
     for other in self._checkpointer.all_steps():
       if other != step:
         self._checkpointer.delete(other)
