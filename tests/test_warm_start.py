@@ -47,9 +47,10 @@ def _assert_same_tree(first, second):
 def test_a_fresh_state_takes_the_sources_best_params_and_keeps_its_optimizer(source):
   config = _config(ema_decay=0.9)  # the average starts from the source's params too
   fresh = _fresh_state(config)
-  state, description = warm_start.warm_started(fresh, source)
+  state, origin = warm_start.warm_started(fresh, source)
   best_params, best_step = best_checkpoint.load_params(source)
-  assert description == f"the best checkpoint (step {best_step}) of {source}"
+  assert origin == {"source": source, "checkpoint": "best", "step": best_step}
+  assert warm_start.describe(origin) == f"the best checkpoint (step {best_step}) of {source}"
   _assert_same_tree(state.params, best_params)
   _assert_same_tree(state.ema_params, best_params)
   _assert_same_tree(state.opt_state, fresh.opt_state)
@@ -60,8 +61,8 @@ def test_without_a_kept_best_the_latest_checkpoint_is_read(source, tmp_path):
   plain = str(tmp_path / "plain")
   shutil.copytree(source, plain)
   os.remove(os.path.join(plain, best_checkpoint.FILE))
-  state, description = warm_start.warm_started(_fresh_state(_config()), plain)
-  assert description == f"the latest checkpoint (step 20) of {plain}"
+  state, origin = warm_start.warm_started(_fresh_state(_config()), plain)
+  assert origin == {"source": plain, "checkpoint": "latest", "step": 20}
   _assert_same_tree(state.params, checkpoints.load_params(plain)[1])
 
 
@@ -86,6 +87,28 @@ def test_a_resumed_warm_start_no_longer_needs_its_source(source, tmp_path):
   assert not os.path.exists(tmp_path / "another" / "checkpoints")
   train.train_and_evaluate(_config(init_from=copy, num_steps=20), workdir)
   assert checkpoints.latest_step(workdir) == 20
+  # The run still names the checkpoint it started from, its source gone.
+  best_step = best_checkpoint.read(source)["step"]
+  assert warm_start.read_origin(workdir) == {"source": copy, "checkpoint": "best",
+                                             "step": best_step}
+
+
+def test_only_the_attempt_that_trains_names_the_origin(source, tmp_path):
+  """A fresh run's origin is the source's checkpoint of its own start; an attempt that
+  saved nothing and is started again from scratch names none."""
+  workdir = str(tmp_path / "fine")
+  os.makedirs(workdir)
+  stale = {"source": "elsewhere", "checkpoint": "best", "step": 1}
+  (tmp_path / "fine" / warm_start.ORIGIN_FILE).write_text(json.dumps(stale))
+  train.train_and_evaluate(_config(num_steps=10), workdir)
+  assert warm_start.read_origin(workdir) is None
+  workdir = str(tmp_path / "fine_again")
+  os.makedirs(workdir)
+  (tmp_path / "fine_again" / warm_start.ORIGIN_FILE).write_text(json.dumps(stale))
+  train.train_and_evaluate(_config(init_from=source, num_steps=10), workdir)
+  assert warm_start.read_origin(workdir)["source"] == source
+  from vae.evaluation import loaded_run  # pylint: disable=import-outside-toplevel
+  assert loaded_run.load_run(workdir).origin == warm_start.read_origin(workdir)
 
 
 @pytest.mark.parametrize("change,message", [

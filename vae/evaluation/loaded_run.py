@@ -29,7 +29,7 @@ from vae.kernels import batching
 from vae.kernels.posteriors import as_posterior
 from vae.models import Model, build_model
 from vae.runtime import distributed
-from vae.training import best_checkpoint, checkpoints, random_streams, update
+from vae.training import best_checkpoint, checkpoints, random_streams, update, warm_start
 
 
 def load_run(workdir: str | os.PathLike, step: int | str | None = None) -> "LoadedRun":
@@ -61,10 +61,13 @@ class LoadedRun:
     workdir, config, step: the run's folder, its config (`ml_collections`), the step.
     params: the params pytree the methods use; `params_label` "ema" or "raw".
     model: the `vae.models.Model`; image_shape (H, W, C); latent_dim D (all layers).
+    origin: where a fine-tuned run (`config.train.init_from`) started, {"source",
+      "checkpoint": "best" | "latest", "step"}; None for a run trained from scratch.
   """
 
   def __init__(self, workdir: str, config: Any, params: Any, step: int):
     self.workdir, self.config, self.params, self.step = workdir, config, params, step
+    self.origin = warm_start.read_origin(workdir)
     self.params_label = update.params_label(config)
     self.image_shape = tuple(data.dataset_info(config.data).image_shape)
     self.model: Model = build_model(config.model, self.image_shape)

@@ -15,7 +15,7 @@ from typing import Any
 
 import jax
 
-from vae.training import checkpoints
+from vae.training import checkpoints, workdirs
 
 METRICS = ("log_px", "elbo")  # config.train.keep_best: per example nats, higher is better
 SPLIT = "validation"
@@ -99,10 +99,7 @@ class BestCheckpoint:
                                         if not isinstance(v, (list, tuple))}
                                 for split, metrics in results.items()})
     if jax.process_index() == 0:
-      partial = os.path.join(self.workdir, f"{FILE}.tmp")
-      with open(partial, "w") as f:
-        json.dump(self.record, f, indent=2)
-      os.replace(partial, os.path.join(self.workdir, FILE))  # whole or not at all
+      workdirs.write_json(os.path.join(self.workdir, FILE), self.record)
     self._keep_only(step)
     return True
 

@@ -140,8 +140,12 @@ class Run:
     self.writer.truncate_after(-1)
     state = update.from_checkpoint_tree(like["state"])
     if self.config.train.init_from:
-      state, description = warm_start.warm_started(state, self.config.train.init_from)
-      logging.info("%s: starts from the params of %s.", self.workdir, description)
+      state, origin = warm_start.warm_started(state, self.config.train.init_from)
+      warm_start.save_origin(self.workdir, origin)
+      logging.info("%s: starts from the params of %s.", self.workdir,
+                   warm_start.describe(origin))
+    else:
+      warm_start.forget_origin(self.workdir)  # an earlier attempt's, which saved nothing
     return 0, state, like["metrics"]
 
   def _warn_if_schedule_changed(self, step: int) -> None:

@@ -71,12 +71,17 @@ FAILED_FILE = "failed.json"
 group, froze) because its loss went non-finite; a new attempt on the workdir removes it."""
 
 
-def write_failure(workdir: str, failure: dict) -> None:
-  """Writes FAILED_FILE whole or not at all."""
-  partial = os.path.join(workdir, FAILED_FILE + ".tmp")
+def write_json(path: str, record: dict) -> None:
+  """Writes `record` to the JSON file `path` whole or not at all (a stop mid-write leaves
+  the file as it was)."""
+  partial = path + ".tmp"
   with open(partial, "w", encoding="utf-8") as f:
-    json.dump(failure, f)
-  os.replace(partial, os.path.join(workdir, FAILED_FILE))
+    json.dump(record, f, indent=2)
+  os.replace(partial, path)
+
+
+def write_failure(workdir: str, failure: dict) -> None:
+  write_json(os.path.join(workdir, FAILED_FILE), failure)
 
 
 def read_failure(workdir: str) -> dict | None:
