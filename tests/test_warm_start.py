@@ -111,6 +111,19 @@ def test_only_the_attempt_that_trains_names_the_origin(source, tmp_path):
   assert loaded_run.load_run(workdir).origin == warm_start.read_origin(workdir)
 
 
+@pytest.mark.parametrize("text", ['{"source": "/a/run", "chec', "not json", "[1, 2]"])
+def test_a_damaged_origin_record_loads_the_run_without_one(source, tmp_path, text):
+  """warm_start.json only says where a run came from: damaged by hand, the run still
+  loads, with no origin, instead of raising a JSON error."""
+  workdir = str(tmp_path / "copy")
+  shutil.copytree(source, workdir)
+  (tmp_path / "copy" / warm_start.ORIGIN_FILE).write_text(text)
+  from vae.evaluation import loaded_run  # pylint: disable=import-outside-toplevel
+  run = loaded_run.load_run(workdir)
+  assert run.origin is None
+  assert run.step == checkpoints.latest_step(source)
+
+
 @pytest.mark.parametrize("change,message", [
     ({"model.latent_dim": 6}, r"do not fit the model this config builds"),
     ({"train.init_from": "no/such/run"}, r"init_from='no/such/run' must be the workdir"),

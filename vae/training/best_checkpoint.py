@@ -8,7 +8,6 @@ that best (the steps after the checkpoint are trained again).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from typing import Any
@@ -25,11 +24,7 @@ FOLDER = "best"
 
 def read(workdir: str) -> dict[str, Any] | None:
   """best.json of a run ({step, metric, split, value, results}), or None."""
-  try:
-    with open(os.path.join(workdir, FILE)) as f:
-      return json.load(f)
-  except (OSError, ValueError):
-    return None
+  return workdirs.read_json(os.path.join(workdir, FILE))
 
 
 def load_params(workdir: str) -> tuple[Any, int]:

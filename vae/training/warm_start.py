@@ -12,7 +12,6 @@ on or is gone.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -94,9 +93,6 @@ def forget_origin(workdir: str) -> None:
 
 
 def read_origin(workdir: str) -> dict[str, Any] | None:
-  """The origin record of a warm-started run, or None (a run started from scratch)."""
-  try:
-    with open(os.path.join(workdir, ORIGIN_FILE), encoding="utf-8") as f:
-      return json.load(f)
-  except FileNotFoundError:
-    return None
+  """The origin record of a warm-started run, or None (a run started from scratch, or
+  one whose ORIGIN_FILE is damaged)."""
+  return workdirs.read_json(os.path.join(workdir, ORIGIN_FILE))

@@ -80,17 +80,24 @@ def write_json(path: str, record: dict) -> None:
   os.replace(partial, path)
 
 
+def read_json(path: str) -> dict | None:
+  """The record in the JSON file `path`, or None where it is missing or damaged (these
+  records say what a run did; none of them is needed to load or resume it)."""
+  try:
+    with open(path, encoding="utf-8") as f:
+      record = json.load(f)
+  except (OSError, ValueError):
+    return None
+  return record if isinstance(record, dict) else None
+
+
 def write_failure(workdir: str, failure: dict) -> None:
   write_json(os.path.join(workdir, FAILED_FILE), failure)
 
 
 def read_failure(workdir: str) -> dict | None:
   """The run's FAILED_FILE, or None."""
-  try:
-    with open(os.path.join(workdir, FAILED_FILE), encoding="utf-8") as f:
-      return json.load(f)
-  except (OSError, ValueError):
-    return None
+  return read_json(os.path.join(workdir, FAILED_FILE))
 
 
 def clear_failure(workdir: str) -> None:
