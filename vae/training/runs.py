@@ -431,13 +431,13 @@ class RunGroup(contextlib.AbstractContextManager):
         all_results.append({})
         continue
       results = logged[i] if logged else None
-      if results is None:
+      scored = results is None
+      if scored:
         results = self._score(run, params)
-        params = self._cropped(i, params, update.evaluated_params)
-        self._record(run, step, _local(params), results)
-      else:
-        params = self._cropped(i, params, update.evaluated_params)
-      if run.best is not None and run.best.offer(step, _local(params), results):
+      params = _local(self._cropped(i, params, update.evaluated_params))
+      if scored:
+        self._record(run, step, params, results)
+      if run.best is not None and run.best.offer(step, params, results):
         logging.info("%s: best %s %s so far (%.2f nats), kept in %s.", run.workdir,
                      best_checkpoint.SPLIT, run.best.metric, run.best.record["value"],
                      os.path.join(run.workdir, best_checkpoint.FOLDER))
