@@ -81,8 +81,9 @@ def write_json(path: str, record: dict) -> None:
 
 
 def read_json(path: str) -> dict | None:
-  """The record in the JSON file `path`, or None where it is missing or damaged (these
-  records say what a run did; none of them is needed to load or resume it)."""
+  """The record in the JSON file `path`, or None where it is missing or damaged. None of
+  these records is needed to load a run or resume it; a resumed run whose best.json is
+  lost treats itself as having no best yet, and its next evaluation starts a new best."""
   try:
     with open(path, encoding="utf-8") as f:
       record = json.load(f)
