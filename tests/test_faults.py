@@ -225,6 +225,29 @@ def test_a_metrics_line_cut_short_is_dropped_and_the_rerun_ends_with_the_same_nu
   assert comparable(workdir) == comparable(reference)
 
 
+def test_a_last_record_whose_newline_was_cut_off_stays_one_record(tmp_path):
+  writer = metric_writers.MetricWriter(str(tmp_path))
+  writer.write_metrics(10, "train", {"elbo": -1.0})
+  writer.close()
+  metrics = tmp_path / metric_writers.METRICS_FILE
+  metrics.write_text(metrics.read_text().rstrip("\n"))
+  writer = metric_writers.MetricWriter(str(tmp_path))
+  writer.truncate_after(10)  # as a resume does
+  writer.write_metrics(20, "train", {"elbo": -0.5})
+  writer.close()
+  assert [(r["step"], r["elbo"]) for r in metric_writers.read_metrics(str(tmp_path))] == [
+      (10, -1.0), (20, -0.5)]
+
+
+@pytest.mark.parametrize("line", ["42", "null", '{"split": "train", "elbo": -1.0}',
+                                  '{"step": "ten", "split": "train"}'])
+def test_a_metrics_line_that_is_json_but_not_a_record_is_damaged(tmp_path, line):
+  record = json.dumps({"step": 10, "split": "train", "elbo": -1.0})
+  (tmp_path / metric_writers.METRICS_FILE).write_text(f"{record}\n{line}\n{record}\n")
+  with pytest.raises(ValueError, match=r"metrics.jsonl, line 2, is not a JSON record"):
+    metric_writers.read_metrics(str(tmp_path))
+
+
 def test_a_damaged_metrics_line_is_one_line_naming_it(reference, tmp_path):
   workdir = tmp_path / "run"
   shutil.copytree(reference, workdir)

@@ -109,6 +109,35 @@ def test_finished_run_is_not_trained_again(finished_run):
   assert metric_writers.read_metrics(workdir) == before
 
 
+def test_a_split_missing_from_the_last_evaluation_is_the_only_one_scored_again(
+    finished_run, tmp_path):
+  """A stop between the writes of the last evaluation's splits (the test line lost):
+  the rerun scores the test split alone and writes each split of that step once."""
+  workdir = str(tmp_path / "run")
+  shutil.copytree(finished_run[0], workdir)
+  before = metric_writers.read_metrics(workdir)
+  last = before[-1]
+  assert (last["step"], last["split"]) == (tiny.get_config().train.num_steps, "test")
+  with open(os.path.join(workdir, metric_writers.METRICS_FILE), "w") as f:
+    f.writelines(json.dumps(r) + "\n" for r in before[:-1])
+  train.train_and_evaluate(tiny.get_config(), workdir)
+  assert metric_writers.read_metrics(workdir) == before
+
+
+def test_a_deleted_metrics_file_is_logged_afresh_from_the_last_evaluation(finished_run,
+                                                                          tmp_path):
+  """Deleting metrics.jsonl, as its damaged-line message offers, resumes the run: the
+  last checkpoint's evaluation is written again, nothing is trained again."""
+  workdir = str(tmp_path / "run")
+  shutil.copytree(finished_run[0], workdir)
+  before = metric_writers.read_metrics(workdir)
+  os.remove(os.path.join(workdir, metric_writers.METRICS_FILE))
+  train.train_and_evaluate(tiny.get_config(), workdir)
+  last_step = tiny.get_config().train.num_steps
+  assert metric_writers.read_metrics(workdir) == [
+      r for r in before if r["step"] == last_step and r["split"] != "train"]
+
+
 @flax.struct.dataclass
 class TrainStateBeforeTheAverage:  # update.TrainState before config.train.ema_decay
   step: jax.Array

@@ -43,7 +43,9 @@ class MetricWriter:
     replacement of the file: a stop during it leaves the old file whole."""
     if not self.enabled or not os.path.exists(self.path):
       return
-    kept = [line for line, record in _read_lines(self.path) if record["step"] <= step]
+    # Each kept line ends its record, also a last one whose newline a stop cut off.
+    kept = [line if line.endswith("\n") else line + "\n"
+            for line, record in _read_lines(self.path) if record["step"] <= step]
     partial = self.path + ".tmp"
     with open(partial, "w") as f:
       f.writelines(kept)
@@ -108,28 +110,46 @@ def write_hparams(workdir: str, hparams: dict[str, Any], metrics: dict[str, floa
 
 
 def read_metrics(workdir: str) -> list[dict]:
-  """Every record of workdir/metrics.jsonl, in order (a last line cut short, as a machine
-  lost during a write leaves it, is not one)."""
+  """Every record of workdir/metrics.jsonl, in order; none where the file is missing (a
+  last line cut short, as a machine lost during a write leaves it, is not one)."""
   return [record for _, record in _read_lines(os.path.join(workdir, METRICS_FILE))]
 
 
 def _read_lines(path: str) -> list[tuple[str, dict]]:
-  """(line, record) of each record of a metrics file; a damaged line before the last is a
-  ValueError that names the file and the line."""
+  """(line, record) of each record of a metrics file ([] where it is missing).
+
+  Raises:
+    ValueError: one line naming the file and the line: a line that is not a record
+      ({"step": int, "split": str, ...}), unless it is the last and has no newline (a
+      write cut short, which is dropped).
+  """
+  if not os.path.exists(path):
+    return []
   with open(path) as f:
     lines = f.readlines()
   pairs = []
   for number, line in enumerate(lines, start=1):
     if not line.strip():
       continue
-    try:
-      pairs.append((line, json.loads(line)))
-    except json.JSONDecodeError:
+    record = _parse_record(line)
+    if record is None:
       if number == len(lines) and not line.endswith("\n"):
         break  # the last write was cut short
       raise ValueError(f"{path}, line {number}, is not a JSON record: the file is damaged; "
-                       f"delete that line (or the file, to log afresh) and rerun.") from None
+                       f"delete that line (or the file, to log afresh) and rerun.")
+    pairs.append((line, record))
   return pairs
+
+
+def _parse_record(line: str) -> dict | None:
+  """The record on a line of a metrics file, or None if it is not one."""
+  try:
+    record = json.loads(line)
+  except json.JSONDecodeError:
+    return None
+  is_record = (isinstance(record, dict) and isinstance(record.get("step"), int)
+               and isinstance(record.get("split"), str))
+  return record if is_record else None
 
 
 def format_metrics(metrics: dict[str, float], keys=None) -> str:

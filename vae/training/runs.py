@@ -418,25 +418,27 @@ class RunGroup(contextlib.AbstractContextManager):
 
   # ---------------------------------------------------------------- evaluation
 
-  def evaluate(self, step: int, logged: list[dict | None] | None = None
+  def evaluate(self, step: int, logged: list[dict] | None = None
                ) -> list[dict[str, dict[str, float]]]:
     """Each run's evaluation of every split of config.eval.splits (written to its
     metrics), and its reconstructions and samples, offered to its best checkpoint; returns
-    {split: metrics} per run. `logged` (per run, or None): a run's evaluation of `step` as
-    metrics.jsonl holds it (a resume), only offered to its best checkpoint, not redone."""
+    {split: metrics} per run. `logged` (per run, or None): the splits of a run's
+    evaluation of `step` that metrics.jsonl holds (a resume), not redone; the others are
+    scored and written."""
     self.check_finite()
     all_results = []
     for i, (run, params) in enumerate(self.per_run(update.evaluated_params(self.state))):
       if run.failure is not None:  # frozen: its record is its failure, not an evaluation
         all_results.append({})
         continue
-      results = logged[i] if logged else None
-      scored = results is None
-      if scored:
-        results = self._score(run, params)
+      done = logged[i] if logged else {}
+      missing = [split for split in self.eval_images if split not in done]
+      scored = self._score(run, params, missing) if missing else {}
       params = _local(self._cropped(i, params, update.evaluated_params))
       if scored:
-        self._record(run, step, params, results)
+        self._record(run, step, params, scored)
+      merged = {**done, **scored}
+      results = {split: merged[split] for split in self.eval_images}
       if run.best is not None and run.best.offer(step, params, results):
         logging.info("%s: best %s %s so far (%.2f nats), kept in %s.", run.workdir,
                      best_checkpoint.SPLIT, run.best.metric, run.best.record["value"],
@@ -460,13 +462,14 @@ class RunGroup(contextlib.AbstractContextManager):
     run.images.write(step, params, self.shown_images, results[split])
     run.writer.flush()
 
-  def _score(self, run: Run, params: Any) -> dict[str, dict[str, Any]]:
-    """{split: metrics} of `run`'s `params` (in the program's shapes), by the group's
-    one evaluator: a padded run's as its own model scores it (`with_used_latents`)."""
+  def _score(self, run: Run, params: Any, splits: list[str]) -> dict[str, dict[str, Any]]:
+    """{split: metrics} of `run`'s `params` (in the program's shapes) on `splits`, by the
+    group's one evaluator: a padded run's as its own model scores it (`with_used_latents`)."""
     if self._padded:
       params = with_used_latents(params, run.model.latent_dim)
     results = {}
-    for split, split_images in self.eval_images.items():
+    for split in splits:
+      split_images = self.eval_images[split]
       # A progress line only for an evaluation slower than 30 s (e.g. K = 5000 at the end).
       meter = ProgressLine(f"eval {split}, K={self.config.eval.num_importance_samples}:",
                            len(split_images), only_if_slow=True
@@ -505,11 +508,11 @@ class RunGroup(contextlib.AbstractContextManager):
         run.images.write_traversal(step, _local(params), self.shown_images)
 
   def logged_or_evaluated(self, step: int) -> list[dict[str, dict[str, float]]]:
-    """Each run's evaluation of `step` (the checkpoint it resumed from): as logged, or
-    anew where metrics.jsonl lacks it, as after a stop between that checkpoint and its
-    evaluation; offered to the best checkpoint either way (a stop may have come between
-    the metrics and the best's save)."""
-    return self.evaluate(step, [logged_results(run.workdir, step, self.config.eval.splits)
+    """Each run's evaluation of `step` (the checkpoint it resumed from): as logged, and
+    anew on the splits metrics.jsonl lacks, as after a stop between that checkpoint and
+    its evaluation (or during its writes); offered to the best checkpoint either way (a
+    stop may have come between the metrics and the best's save)."""
+    return self.evaluate(step, [logged_splits(run.workdir, step, self.config.eval.splits)
                                 for run in self.runs])
 
   def close(self) -> None:
@@ -538,11 +541,16 @@ def _local(tree: Any) -> Any:
   return jax.tree.map(lambda leaf: leaf.addressable_data(0), tree)
 
 
-def logged_results(workdir: str, step: int, splits) -> dict[str, dict[str, float]] | None:
-  """The evaluation of `step` as metrics.jsonl holds it, or None if a split is missing."""
+def logged_splits(workdir: str, step: int, splits) -> dict[str, dict[str, float]]:
+  """{split: metrics} of the evaluation of `step` on those of `splits` metrics.jsonl
+  holds."""
   records = {r["split"]: r for r in metric_writers.read_metrics(workdir) if r["step"] == step}
-  if not all(split in records for split in splits):
-    return None
   return {split: {k: v for k, v in records[split].items()
                   if k not in ("step", "split", "params")}
-          for split in splits}
+          for split in splits if split in records}
+
+
+def logged_results(workdir: str, step: int, splits) -> dict[str, dict[str, float]] | None:
+  """The evaluation of `step` as metrics.jsonl holds it, or None if a split is missing."""
+  logged = logged_splits(workdir, step, splits)
+  return logged if len(logged) == len(splits) else None
