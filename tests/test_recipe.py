@@ -184,6 +184,20 @@ def test_another_keep_best_metric_on_resume_is_one_line_and_keeps_the_best(tmp_p
   assert best_checkpoint.load_params(workdir)[1] == 10
 
 
+def test_another_keep_best_metric_from_before_the_best_step_starts_a_new_best(tmp_path):
+  """Trained again from before its best step (say, its later checkpoints deleted), the
+  run forgets that best whichever metric it kept it by: no reason to stop."""
+  workdir = str(tmp_path)
+  keeper = best_checkpoint.BestCheckpoint(workdir, "log_px", start_step=0)
+  assert keeper.offer(10, {"w": np.ones(2, np.float32)}, {"validation": {"log_px": -90.0}})
+  keeper.close()
+  restarted = best_checkpoint.BestCheckpoint(workdir, "elbo", start_step=0)
+  assert restarted.record is None and best_checkpoint.read(workdir) is None
+  assert restarted.offer(10, {"w": np.zeros(2, np.float32)}, {"validation": {"elbo": -95.0}})
+  restarted.close()
+  assert best_checkpoint.read(workdir)["metric"] == "elbo"
+
+
 def test_a_run_without_a_best_checkpoint_says_how_to_keep_one(tmp_path):
   with pytest.raises(ValueError, match="keep_best=log_px"):
     best_checkpoint.load_params(str(tmp_path))

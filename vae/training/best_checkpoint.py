@@ -63,16 +63,16 @@ class BestCheckpoint:
   def __init__(self, workdir: str, metric: str, start_step: int):
     self.workdir, self.metric = workdir, metric
     self.record = read(workdir)
+    if self.record is not None and self.record["step"] > start_step:
+      self.record = None  # trained again from before it, by whichever metric
+      if jax.process_index() == 0:
+        shutil.rmtree(os.path.join(workdir, FOLDER), ignore_errors=True)
+        os.remove(os.path.join(workdir, FILE))
     if self.record is not None and self.record["metric"] != metric:
       raise ValueError(
           f"{workdir} keeps its best evaluation by {self.record['metric']} (best.json), which "
           f"config.train.keep_best={metric!r} would discard. Resume with "
           f"--config.train.keep_best={self.record['metric']}, or use a new --workdir.")
-    if self.record is not None and self.record["step"] > start_step:
-      self.record = None
-      if jax.process_index() == 0:
-        shutil.rmtree(os.path.join(workdir, FOLDER), ignore_errors=True)
-        os.remove(os.path.join(workdir, FILE))
     # Two at most: the new best is saved beside the old, best.json then names it, and
     # only then is the old one deleted, so that a stop at any point leaves best.json
     # naming a checkpoint that exists.
