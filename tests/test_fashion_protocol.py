@@ -190,6 +190,11 @@ def test_bad_protocol_fields_are_one_clear_error(fields, message):
     build_model(model_config(**fields), IMAGE_SHAPE)
 
 
+def best_record(step, value):
+  """best.json of a run whose best validation log p(x) was `value` at `step`."""
+  return json.dumps({"step": step, "metric": "log_px", "value": value})
+
+
 def test_the_table_script_reads_a_run_and_rewrites_only_its_table(tmp_path):
   from scripts import fashion_mnist_table  # pylint: disable=import-outside-toplevel
   from vae.configs import fashion_vae  # pylint: disable=import-outside-toplevel
@@ -201,7 +206,7 @@ def test_the_table_script_reads_a_run_and_rewrites_only_its_table(tmp_path):
   records = [{"step": 500 * e, "split": "train", "steps_per_sec": 100.0} for e in (1, 2)]
   records += [{"step": 2500 * e, "split": "validation", "log_px": -240.0 + e} for e in (1, 2)]
   (workdir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-  (workdir / "best.json").write_text(json.dumps({"step": 5000, "value": -238.0}))
+  (workdir / "best.json").write_text(best_record(5000, -238.0))
   gap = {"num_examples": 1000, "total_gap": 6.5, "approximation_gap": 2.25,
          "amortization_gap": 4.25}
   (workdir / "eval_test.json").write_text(json.dumps(
@@ -218,9 +223,9 @@ def test_the_table_script_reads_a_run_and_rewrites_only_its_table(tmp_path):
   assert ("| VAE w/ Gaussian prior (`fashion_vae_seed0`) | 1000 | 6.50 | 2.25 | 4.25 | 2.25 "
           "| 4.25 |") in text
   # A test of an earlier best (the run trained on and found a better one) is stale.
-  (workdir / "best.json").write_text(json.dumps({"step": 7500, "value": -237.5}))
+  (workdir / "best.json").write_text(best_record(7500, -237.5))
   assert fashion_mnist_table.test_of_best(str(workdir)) is None
-  (workdir / "best.json").write_text(json.dumps({"step": 5000, "value": -238.0}))
+  (workdir / "best.json").write_text(best_record(5000, -238.0))
   assert fashion_mnist_table.test_of_best(str(workdir))["log_px"] == -229.5
   # The record is archived beside the page: the row outlives its workdir, marked lost.
   shutil.rmtree(workdir)
@@ -280,7 +285,7 @@ def test_a_fine_tuned_rows_training_hours_count_its_sources(tmp_path):
     records = [{"step": 3600, "split": "train", "steps_per_sec": steps_per_sec},
                {"step": last_step, "split": "validation", "log_px": -225.0}]
     (workdir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    (workdir / "best.json").write_text(json.dumps({"step": last_step, "value": -225.0}))
+    (workdir / "best.json").write_text(best_record(last_step, -225.0))
     return str(workdir)
 
   config = fashion_hvae_vamp_iwae.get_config()

@@ -198,6 +198,27 @@ def test_another_keep_best_metric_from_before_the_best_step_starts_a_new_best(tm
   assert best_checkpoint.read(workdir)["metric"] == "elbo"
 
 
+@pytest.mark.parametrize("text", ['{"step": 10, "metric": "log_px", "val', "[10]",
+                                  '{"step": 10, "metric": "log_px"}'])
+def test_a_damaged_best_json_stops_the_resume_and_keeps_the_best_params(tmp_path, text):
+  """A best.json hand-edited or damaged: read as no best, the next evaluation would
+  replace the params it names; instead one line names it and nothing is deleted."""
+  workdir = str(tmp_path)
+  keeper = best_checkpoint.BestCheckpoint(workdir, "log_px", start_step=0)
+  assert keeper.offer(10, {"w": np.ones(2, np.float32)}, {"validation": {"log_px": -90.0}})
+  keeper.close()
+  (tmp_path / best_checkpoint.FILE).write_text(text)
+  with pytest.raises(ValueError, match=r"best.json is damaged \(not a JSON object with step, "
+                                       r"metric, value\): restore it, or delete it and the "
+                                       r"folder best/"):
+    best_checkpoint.BestCheckpoint(workdir, "log_px", start_step=20)
+  assert os.listdir(os.path.join(workdir, best_checkpoint.FOLDER)) == ["10"]
+  (tmp_path / best_checkpoint.FILE).unlink()  # as the message offers: a new best
+  fresh = best_checkpoint.BestCheckpoint(workdir, "log_px", start_step=20)
+  assert fresh.record is None
+  fresh.close()
+
+
 def test_a_run_without_a_best_checkpoint_says_how_to_keep_one(tmp_path):
   with pytest.raises(ValueError, match="keep_best=log_px"):
     best_checkpoint.load_params(str(tmp_path))

@@ -62,7 +62,8 @@ class LoadedRun:
     params: the params pytree the methods use; `params_label` "ema" or "raw".
     model: the `vae.models.Model`; image_shape (H, W, C); latent_dim D (all layers).
     origin: where a fine-tuned run (`config.train.init_from`) started, {"source",
-      "checkpoint": "best" | "latest", "step"}; None for a run trained from scratch.
+      "checkpoint": "best" | "latest", "step"}; None where not recorded (trained from
+      scratch or before warm_start.json existed, or the file is damaged).
   """
 
   def __init__(self, workdir: str, config: Any, params: Any, step: int):

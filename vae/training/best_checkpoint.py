@@ -23,8 +23,16 @@ FOLDER = "best"
 
 
 def read(workdir: str) -> dict[str, Any] | None:
-  """best.json of a run ({step, metric, split, value, results}), or None."""
-  return workdirs.read_json(os.path.join(workdir, FILE))
+  """best.json of a run ({step, metric, split, value, results}), or None.
+
+  Raises:
+    ValueError: one line: best.json is damaged (nothing is deleted: `best/` still holds
+      the params it named).
+  """
+  return workdirs.read_json(os.path.join(workdir, FILE),
+                            {"step": int, "metric": str, "value": (int, float)},
+                            f"restore it, or delete it and the folder {FOLDER}/ beside it "
+                            "to keep a new best from the run's next evaluation.")
 
 
 def load_params(workdir: str) -> tuple[Any, int]:

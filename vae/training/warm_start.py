@@ -93,6 +93,11 @@ def forget_origin(workdir: str) -> None:
 
 
 def read_origin(workdir: str) -> dict[str, Any] | None:
-  """The origin record of a warm-started run, or None (a run started from scratch, or
-  one whose ORIGIN_FILE is damaged)."""
-  return workdirs.read_json(os.path.join(workdir, ORIGIN_FILE))
+  """The origin record of a warm-started run, or None where it is not recorded: a run
+  started from scratch or before ORIGIN_FILE existed, or one whose file is damaged (it
+  only says where the run came from)."""
+  try:
+    return workdirs.read_json(os.path.join(workdir, ORIGIN_FILE),
+                              {"source": str, "checkpoint": str, "step": int}, "")
+  except ValueError:
+    return None

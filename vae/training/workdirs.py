@@ -68,7 +68,8 @@ class WorkdirLock:
 
 FAILED_FILE = "failed.json"
 """`{"step": N, "reason": "..."}` in a workdir whose run stopped (or, in a vectorised
-group, froze) because its loss went non-finite; a new attempt on the workdir removes it."""
+group, froze) because its loss went non-finite. A new attempt from a checkpoint up to
+step N removes it; one after it (which holds the frozen state) keeps it."""
 
 
 def write_json(path: str, record: dict) -> None:
@@ -80,16 +81,26 @@ def write_json(path: str, record: dict) -> None:
   os.replace(partial, path)
 
 
-def read_json(path: str) -> dict | None:
-  """The record in the JSON file `path`, or None where it is missing or damaged. None of
-  these records is needed to load a run or resume it; a resumed run whose best.json is
-  lost treats itself as having no best yet, and its next evaluation starts a new best."""
+def read_json(path: str, fields: dict[str, type | tuple[type, ...]], fix: str
+              ) -> dict | None:
+  """The record in the JSON file `path` (a JSON object with `fields`, {key: type}), or
+  None where the file is missing.
+
+  Raises:
+    ValueError: one line: the file is damaged (not such a record), naming it and `fix`.
+  """
   try:
     with open(path, encoding="utf-8") as f:
       record = json.load(f)
-  except (OSError, ValueError):
+  except FileNotFoundError:
     return None
-  return record if isinstance(record, dict) else None
+  except (OSError, ValueError):
+    record = None
+  if not (isinstance(record, dict) and all(isinstance(record.get(key), kind)
+                                           for key, kind in fields.items())):
+    raise ValueError(f"{path} is damaged (not a JSON object with {', '.join(fields)}): "
+                     f"{fix}")
+  return record
 
 
 def write_failure(workdir: str, failure: dict) -> None:
@@ -97,8 +108,14 @@ def write_failure(workdir: str, failure: dict) -> None:
 
 
 def read_failure(workdir: str) -> dict | None:
-  """The run's FAILED_FILE, or None."""
-  return read_json(os.path.join(workdir, FAILED_FILE))
+  """The run's FAILED_FILE, or None.
+
+  Raises:
+    ValueError: one line: the file is damaged.
+  """
+  return read_json(os.path.join(workdir, FAILED_FILE), {"step": int},
+                   "restore it, or delete it to let the run train on from its latest "
+                   "checkpoint.")
 
 
 def clear_failure(workdir: str) -> None:
