@@ -33,7 +33,7 @@ import numpy as np
 from absl import app, flags
 
 from vae.reporting import metric_writers
-from vae.training import best_checkpoint, checkpoints
+from vae.training import best_checkpoint, checkpoints, warm_start
 
 ROWS = {  # config name -> (the paper's name, published mean, std; Norouzi et al. 2020)
     "fashion_vae": ("VAE w/ Gaussian prior", -228.70, 0.15),
@@ -75,10 +75,10 @@ def read_run(workdir: str, archive: dict | None = None) -> dict:
     seconds += (record["step"] - previous) / record["steps_per_sec"]
     previous = record["step"]
   # A fine-tuned run: its source's hours count too, and its curve goes on from the
-  # source's best epoch (the params it starts from).
+  # source's epoch it started from.
   source = _source_record(config.train.get("init_from", ""), archive)
   seconds += source["train_hours"] * 3600 if source else 0.0
-  start_epoch = (source.get("start_epoch", 0.0) + (source["best_epoch"] or 0.0)
+  start_epoch = (source.get("start_epoch", 0.0) + _origin_epoch(workdir, source)
                  if source else 0.0)
   return dict(
       workdir=workdir, steps_per_epoch=steps_per_epoch, last_epoch=last_step / steps_per_epoch,
@@ -104,6 +104,16 @@ def test_of_best(workdir: str) -> dict | None:
   current = (best is not None and test.get("best") and test.get("step") == best["step"]
              and test.get("num_importance_samples") == TEST_K and "pending" not in test)
   return test if current else None
+
+
+def _origin_epoch(workdir: str, source: dict) -> float:
+  """The epoch of `source` (its `read_run` record) whose params the fine-tuned run in
+  `workdir` started from: as its warm_start.json names it, else (a run started before
+  that record existed) the source's best."""
+  origin = warm_start.read_origin(workdir)
+  if origin is not None:
+    return origin["step"] / source["steps_per_epoch"]
+  return source["best_epoch"] or 0.0
 
 
 def _source_record(source: str, archive: dict | None) -> dict | None:

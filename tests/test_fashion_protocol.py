@@ -276,7 +276,7 @@ def test_a_fine_tuned_rows_training_hours_count_its_sources(tmp_path):
   from scripts import fashion_mnist_table  # pylint: disable=import-outside-toplevel
   from vae.configs import (  # pylint: disable=import-outside-toplevel
       fashion_hvae_vamp, fashion_hvae_vamp_iwae, fashion_hvae_vamp_iwae_cosine)
-  from vae.training import checkpoints  # pylint: disable=import-outside-toplevel
+  from vae.training import checkpoints, warm_start  # pylint: disable=import-outside-toplevel
 
   def fake_run(name, config, steps_per_sec, last_step):
     workdir = tmp_path / name
@@ -295,6 +295,11 @@ def test_a_fine_tuned_rows_training_hours_count_its_sources(tmp_path):
                                               last_step=config.train.num_steps))
   assert run["train_hours"] == pytest.approx(1.5)
   assert run["curve"] == [(110.0, -225.0)]  # its 100 epochs go on from the source's best
+  # The source trained on to a later best: the run still starts from the epoch it read.
+  (tmp_path / "fine" / warm_start.ORIGIN_FILE).write_text(json.dumps(
+      {"source": str(tmp_path / "source"), "checkpoint": "best", "step": 2500}))
+  assert fashion_mnist_table.read_run(str(tmp_path / "fine"))["curve"] == [(105.0, -225.0)]
+  (tmp_path / "fine" / warm_start.ORIGIN_FILE).unlink()
   assert fashion_mnist_table._state(run) == "steps all done"  # pylint: disable=protected-access
   # A third stage goes on from the second's best, counted from the first's start.
   config = fashion_hvae_vamp_iwae_cosine.get_config()
