@@ -136,6 +136,21 @@ def test_a_source_that_cannot_start_the_run_is_one_line(source, tmp_path, change
   assert checkpoints.latest_step(str(tmp_path / "fine")) is None
 
 
+def test_a_source_whose_best_params_are_gone_names_them_and_the_fix(source, tmp_path):
+  """best.json names a step best/ no longer holds (deleted by hand): not "keep a best",
+  which the run did, but what is missing and how to go on."""
+  copy = tmp_path / "copy"
+  shutil.copytree(source, copy)
+  step = best_checkpoint.read(str(copy))["step"]
+  shutil.rmtree(copy / best_checkpoint.FOLDER / str(step))
+  with pytest.raises(ValueError, match=rf"best.json names the params of step {step}, which "
+                                       rf"\S+best no longer holds: restore best/{step}, or "
+                                       r"delete best.json to use the run's latest"):
+    train.train_and_evaluate(_config(init_from=str(copy)), str(tmp_path / "fine"))
+  (copy / best_checkpoint.FILE).unlink()  # as the message offers
+  assert warm_start.source_checkpoint(str(copy)) == ("latest", checkpoints.latest_step(source))
+
+
 def test_a_source_without_checkpoints_is_one_plain_line(tmp_path):
   empty = tmp_path / "empty"
   empty.mkdir()

@@ -39,14 +39,20 @@ def load_params(workdir: str) -> tuple[Any, int]:
   """(params, step) of a run's best evaluation.
 
   Raises:
-    ValueError: the run kept no best checkpoint.
+    ValueError: one line: the run kept no best checkpoint, or best.json names one that
+      best/ no longer holds.
   """
   record = read(workdir)
   checkpointer = checkpoints.Checkpointer(workdir, 1, FOLDER)
   try:
-    if record is None or record["step"] not in checkpointer.all_steps():
+    if record is None:
       raise ValueError(f"{workdir} holds no best checkpoint: train it with "
                        "--config.train.keep_best=log_px (or elbo).")
+    if record["step"] not in checkpointer.all_steps():
+      raise ValueError(f"{os.path.join(workdir, FILE)} names the params of step "
+                       f"{record['step']}, which {os.path.join(workdir, FOLDER)} no longer "
+                       f"holds: restore {FOLDER}/{record['step']}, or delete {FILE} to use the "
+                       "run's latest checkpoint instead.")
     return checkpointer.restore(record["step"])["params"], record["step"]
   finally:
     checkpointer.close()
