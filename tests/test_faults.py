@@ -209,6 +209,20 @@ def test_damaged_latest_checkpoint_falls_back_and_ends_with_the_same_numbers(ref
   assert sorted(os.listdir(workdir / "checkpoints")) == ["10", "20"]
 
 
+def test_a_frozen_run_whose_checkpoints_after_its_failure_are_damaged_is_a_new_attempt(
+    reference, tmp_path):
+  """The checkpoints after a failure hold the frozen state; damaged, they are set aside
+  and the run resumes from one up to the failure: a new attempt, not a frozen run."""
+  workdir = tmp_path / "run"
+  shutil.copytree(reference, workdir)
+  (workdir / "failed.json").write_text(json.dumps({"step": 10, "reason": "non-finite"}))
+  truncate_arrays(workdir / "checkpoints" / "20")
+  done = app("--config=configs/tiny.py", f"--workdir={workdir}")
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert not (workdir / "failed.json").exists()
+  assert comparable(workdir) == comparable(reference)
+
+
 def test_a_metrics_line_cut_short_is_dropped_and_the_rerun_ends_with_the_same_numbers(
     reference, tmp_path):
   """A machine lost during a write to metrics.jsonl: its last line is half a record. The

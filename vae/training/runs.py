@@ -85,17 +85,13 @@ class Run:
     self.best = None  # a best_checkpoint.BestCheckpoint with keep_best, once restored
     self.checkpointer = resources.enter_context(contextlib.closing(
         checkpoints.Checkpointer(workdir, config.train.keep_checkpoints)))
-    latest = self.checkpointer.latest_step()
-    if latest is not None:
+    if self.checkpointer.latest_step() is not None:
       checkpoints.check_resumable(config, workdir)
     # {"step", "reason"} once its loss went non-finite (the update from that step). A
     # checkpoint after that step holds the run frozen (a group saved it on), which stays
-    # frozen when resumed (say, by a requeued task); one up to it is a new attempt.
+    # frozen when resumed (say, by a requeued task); one up to it is a new attempt
+    # (`init_or_restore` decides, by the checkpoint it restores).
     self.failure = workdirs_lib.read_failure(workdir)
-    if self.failure is not None and (latest is None or latest <= self.failure["step"]):
-      self.failure = None
-      if distributed.is_primary():
-        workdirs_lib.clear_failure(workdir)
     self.init_key, self.train_key, self.eval_key, image_key = (
         random_streams.stream(config.seed, s) for s in (random_streams.INIT, random_streams.TRAIN, random_streams.EVAL, random_streams.IMAGES))
     self.batches = data.TrainBatches(train_images, config.train.batch_size, config.seed,
@@ -112,8 +108,13 @@ class Run:
   def init_or_restore(self, data_mean: np.ndarray | None) -> tuple[int, Any, Any]:
     """(step, state, accumulator) of its own model on the host: from the newest intact
     checkpoint, or fresh at step 0 (`data_mean`: the training images' mean, for the
-    decoder's bias); then the best checkpoint's keeper, with keep_best."""
+    decoder's bias); a failure recorded after that step is forgotten (a new attempt); then
+    the best checkpoint's keeper, with keep_best."""
     step, state, acc = self._init_or_restore(self.model, data_mean)
+    if self.failure is not None and step <= self.failure["step"]:
+      self.failure = None  # a new attempt, from before the failure
+      if distributed.is_primary():
+        workdirs_lib.clear_failure(self.workdir)
     if self.config.train.keep_best:
       self.best = self._resources.enter_context(contextlib.closing(
           best_checkpoint.BestCheckpoint(self.workdir, self.config.train.keep_best, step)))
@@ -187,8 +188,8 @@ class RunGroup(contextlib.AbstractContextManager):
       self._read_data()
       self.runs = [Run(c, w, self._own_model(c), self._train_images, self._shards,
                        self._resources) for c, w in zip(configs, workdirs)]
-      _refuse_if_all_frozen(self.runs)
       self._place_state()
+      _refuse_if_all_frozen(self.runs)
     except BaseException:
       self.close()
       raise
