@@ -33,6 +33,7 @@ import numpy as np
 from absl import app, flags
 
 from vae.reporting import metric_writers
+from vae.runtime import cli
 from vae.training import best_checkpoint, checkpoints, warm_start
 
 ROWS = {  # config name -> (the paper's name, published mean, std; Norouzi et al. 2020)
@@ -250,7 +251,7 @@ def write_table(root: str, page: str) -> str:
 
 def main(argv):
   del argv
-  print(write_table(_ROOT.value, _PAGE.value))
+  print(cli.run(write_table, _ROOT.value, _PAGE.value))  # a damaged record: one line
 
 
 if __name__ == "__main__":

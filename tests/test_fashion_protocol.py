@@ -5,6 +5,8 @@ import importlib
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -192,7 +194,7 @@ def test_bad_protocol_fields_are_one_clear_error(fields, message):
 
 def best_record(step, value):
   """best.json of a run whose best validation log p(x) was `value` at `step`."""
-  return json.dumps({"step": step, "metric": "log_px", "value": value})
+  return json.dumps({"step": step, "metric": "log_px", "split": "validation", "value": value})
 
 
 def test_the_table_script_reads_a_run_and_rewrites_only_its_table(tmp_path):
@@ -234,6 +236,25 @@ def test_the_table_script_reads_a_run_and_rewrites_only_its_table(tmp_path):
   assert "| -229.50 | -235.10 | -238.00 | 10 / 10 | 0.0 | workdir lost |" in row
   archived = json.loads((tmp_path / fashion_mnist_table.ARCHIVE).read_text())
   assert list(archived) == ["fashion_vae_seed0"] and archived["fashion_vae_seed0"]["lost"]
+
+
+def test_the_table_script_names_a_damaged_best_json_in_one_line(tmp_path):
+  from vae.configs import fashion_vae  # pylint: disable=import-outside-toplevel
+  from vae.training import checkpoints  # pylint: disable=import-outside-toplevel
+  workdir = tmp_path / "runs" / "fashion_vae_seed0"
+  workdir.mkdir(parents=True)
+  checkpoints.save_config(fashion_vae.get_config(), str(workdir))
+  (workdir / "best.json").write_text('{"step": 50')
+  page = tmp_path / "page.md"
+  page.write_text("<!-- table -->\nold\n<!-- /table -->\n")
+  done = subprocess.run([sys.executable, "-m", "scripts.fashion_mnist_table",
+                         f"--root={tmp_path / 'runs'}", f"--page={page}"],
+                        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        capture_output=True, text=True, timeout=300)
+  assert done.returncode != 0
+  assert "fashion_vae_seed0/best.json is damaged" in done.stderr, done.stderr[-2000:]
+  assert "Traceback" not in done.stderr
+  assert "old" in page.read_text()
 
 
 def test_the_gap_table_shows_a_hierarchys_split_in_its_own_family_beside_the_diagonal():

@@ -199,7 +199,9 @@ def test_another_keep_best_metric_from_before_the_best_step_starts_a_new_best(tm
 
 
 @pytest.mark.parametrize("text", ['{"step": 10, "metric": "log_px", "val', "[10]",
-                                  '{"step": 10, "metric": "log_px"}'])
+                                  '{"step": 10, "metric": "log_px", "split": "validation"}',
+                                  '{"step": true, "metric": "log_px", "split": "validation",'
+                                  ' "value": -90.0}'])
 def test_a_damaged_best_json_stops_the_resume_and_keeps_the_best_params(tmp_path, text):
   """A best.json hand-edited or damaged: read as no best, the next evaluation would
   replace the params it names; instead one line names it and nothing is deleted."""
@@ -209,8 +211,9 @@ def test_a_damaged_best_json_stops_the_resume_and_keeps_the_best_params(tmp_path
   keeper.close()
   (tmp_path / best_checkpoint.FILE).write_text(text)
   with pytest.raises(ValueError, match=r"best.json is damaged \(not a JSON object with step, "
-                                       r"metric, value\): restore it, or delete it and the "
-                                       r"folder best/"):
+                                       r"metric, split, value\): restore it \(best/ beside "
+                                       r"it still holds the params it named\), or, to keep a "
+                                       r"new best .*, delete it and best/\.$"):
     best_checkpoint.BestCheckpoint(workdir, "log_px", start_step=20)
   assert os.listdir(os.path.join(workdir, best_checkpoint.FOLDER)) == ["10"]
   (tmp_path / best_checkpoint.FILE).unlink()  # as the message offers: a new best

@@ -178,6 +178,18 @@ def test_a_point_stopped_during_its_final_evaluation_is_evaluated_by_the_rerun(t
   assert metric_writers.read_metrics(point)[len(cut):] == records[len(cut):]
 
 
+def test_a_points_damaged_best_json_is_one_line_before_any_point_runs(tmp_path):
+  sweep_file = write_sweep_file(tmp_path, 'sweeps.axis("loss.beta", [0.5, 1.0])')
+  workdir = tmp_path / "sweep"
+  points = sweeps.load_points(sweep_file)
+  second = workdir / sweeps.point_name(points[1])
+  second.mkdir(parents=True)
+  (second / "best.json").write_text('{"step": 10, "met')
+  with pytest.raises(ValueError, match=r"sweep/loss.beta=1.0/best.json is damaged"):
+    sweeps.run_sweep(sweep_file, tiny.get_config(), points, str(workdir), mode="sequential")
+  assert not (workdir / sweeps.point_name(points[0])).exists()
+
+
 def test_latent_sweep_trains_as_one_padded_program_and_plots(tmp_path, caplog):
   """The points of other latent sizes form one vectorised group (each point's numbers
   against its run alone: tests/test_train.py)."""

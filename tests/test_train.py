@@ -228,11 +228,12 @@ def test_a_rerun_after_a_nan_stop_is_a_new_attempt_from_the_last_good_checkpoint
     assert workdirs_lib.read_failure(str(tmp_path))["step"] == 1
 
 
-@pytest.mark.parametrize("text", ['{"step": 1, "rea', '{"reason": "non-finite"}'])
+@pytest.mark.parametrize("text", ['{"step": 1, "rea', '{"reason": "non-finite"}',
+                                  '{"step": 1}'])
 def test_a_damaged_failure_record_stops_before_training_naming_it(tmp_path, text):
   (tmp_path / workdirs_lib.FAILED_FILE).write_text(text)
   with pytest.raises(ValueError, match=r"failed.json is damaged \(not a JSON object with "
-                                       r"step\): restore it, or delete it to let the run "
+                                       r"step, reason\): restore it, or delete it to let the run "
                                        r"train on from its latest checkpoint"):
     train.train_and_evaluate(tiny.get_config(), str(tmp_path))
   assert not os.path.exists(tmp_path / "checkpoints") or not os.listdir(

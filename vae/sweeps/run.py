@@ -145,6 +145,8 @@ def _points_to_run(named, workdir: str, mode: str, retry_failed: bool, sweep_fil
   their failure and discards the checkpoints after it) nor, in the submitted modes,
   running or queued in an earlier array."""
   failed = {n for n, _ in named if workdirs.read_failure(os.path.join(workdir, n))}
+  for name, _ in named:  # a damaged best.json: one line before any point runs
+    best_checkpoint.read(os.path.join(workdir, name))
   if retry_failed:
     for name in failed:  # from the last checkpoint before the failure
       point_workdir = os.path.join(workdir, name)

@@ -29,10 +29,11 @@ def read(workdir: str) -> dict[str, Any] | None:
     ValueError: one line: best.json is damaged (nothing is deleted: `best/` still holds
       the params it named).
   """
-  return workdirs.read_json(os.path.join(workdir, FILE),
-                            {"step": int, "metric": str, "value": (int, float)},
-                            f"restore it, or delete it and the folder {FOLDER}/ beside it "
-                            "to keep a new best from the run's next evaluation.")
+  return workdirs.read_json(
+      os.path.join(workdir, FILE),
+      {"step": int, "metric": str, "split": str, "value": (int, float)},
+      f"restore it ({FOLDER}/ beside it still holds the params it named), or, to keep a "
+      f"new best from the run's next evaluation, delete it and {FOLDER}/.")
 
 
 def load_params(workdir: str) -> tuple[Any, int]:

@@ -92,6 +92,8 @@ class Run:
     # frozen when resumed (say, by a requeued task); one up to it is a new attempt
     # (`init_or_restore` decides, by the checkpoint it restores).
     self.failure = workdirs_lib.read_failure(workdir)
+    if config.train.keep_best:
+      best_checkpoint.read(workdir)  # damaged: one line now, before the restore
     self.init_key, self.train_key, self.eval_key, image_key = (
         random_streams.stream(config.seed, s) for s in (random_streams.INIT, random_streams.TRAIN, random_streams.EVAL, random_streams.IMAGES))
     self.batches = data.TrainBatches(train_images, config.train.batch_size, config.seed,
@@ -189,7 +191,6 @@ class RunGroup(contextlib.AbstractContextManager):
       self.runs = [Run(c, w, self._own_model(c), self._train_images, self._shards,
                        self._resources) for c, w in zip(configs, workdirs)]
       self._place_state()
-      _refuse_if_all_frozen(self.runs)
     except BaseException:
       self.close()
       raise
@@ -254,6 +255,7 @@ class RunGroup(contextlib.AbstractContextManager):
     """Initialises or restores every run, pads them to the group's model, stacks them and
     replicates them on the mesh."""
     steps, states, accs = zip(*(run.init_or_restore(self._data_mean) for run in self.runs))
+    _refuse_if_all_frozen(self.runs)
     if self._padded:
       program_state = jax.eval_shape(lambda: update.init_state(
           self.model, self.config, self.runs[0].init_key, self._data_mean))

@@ -94,10 +94,11 @@ def read_json(path: str, fields: dict[str, type | tuple[type, ...]], fix: str
       record = json.load(f)
   except FileNotFoundError:
     return None
-  except (OSError, ValueError):
+  except ValueError:  # not JSON, or not text
     record = None
-  if not (isinstance(record, dict) and all(isinstance(record.get(key), kind)
-                                           for key, kind in fields.items())):
+  if not (isinstance(record, dict) and all(
+      isinstance(record.get(key), kind) and not isinstance(record[key], bool)
+      for key, kind in fields.items())):
     raise ValueError(f"{path} is damaged (not a JSON object with {', '.join(fields)}): "
                      f"{fix}")
   return record
@@ -113,7 +114,7 @@ def read_failure(workdir: str) -> dict | None:
   Raises:
     ValueError: one line: the file is damaged.
   """
-  return read_json(os.path.join(workdir, FAILED_FILE), {"step": int},
+  return read_json(os.path.join(workdir, FAILED_FILE), {"step": int, "reason": str},
                    "restore it, or delete it to let the run train on from its latest "
                    "checkpoint.")
 
