@@ -14,6 +14,8 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 from vae.configs import tiny
 from vae.training import train
 
@@ -35,7 +37,9 @@ def test_a_run_saved_before_the_layout_evaluates_to_its_numbers_and_resumes(tmp_
       "--num_importance_samples=50")
   results = json.loads((workdir / "eval_test.json").read_text())
   expected = json.loads((OLD_RUN / "expected_eval_test.json").read_text())
-  assert {name: results[name] for name in expected} == expected
+  # The same numbers up to float32 rounding, which differs between CPUs (AMD and Intel
+  # kernels): the bound gap of 0.2366 nats agrees to 3e-7 relative across them.
+  assert {name: results[name] for name in expected} == pytest.approx(expected, rel=1e-5)
 
   config = tiny.get_config()  # as `experiments.train --config=configs/tiny.py` builds it
   config.train.ema_decay, config.train.keep_best = 0.9, "elbo"
@@ -58,4 +62,4 @@ def test_the_old_run_evaluates_from_python_without_defaults():
   results = evaluation.evaluate_run(str(OLD_RUN), "test", write=False, progress=False,
                                     overrides={"num_importance_samples": 50})
   expected = json.loads((OLD_RUN / "expected_eval_test.json").read_text())
-  assert results["log_px"] == expected["log_px"]
+  assert results["log_px"] == pytest.approx(expected["log_px"], rel=1e-5)
